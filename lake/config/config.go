@@ -1,0 +1,296 @@
+// Package config loads and validates lakesink's single YAML configuration file.
+//
+// Loading is strict: defaults are set first, unknown keys are errors, and every
+// validation error names the key at fault (for example "tables[0].columns[2].type").
+// Secrets never live in the file: they are read from environment variables whose
+// names the file may choose.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a lakesink process.
+type Config struct {
+	Kafka      Kafka      `yaml:"kafka"`
+	S3         *S3        `yaml:"s3,omitempty"`
+	LocalDir   string     `yaml:"local_dir,omitempty"`
+	Tables     []Table    `yaml:"tables"`
+	Flush      Flush      `yaml:"flush"`
+	DeadLetter DeadLetter `yaml:"dead_letter"`
+	HTTP       HTTP       `yaml:"http"`
+	Log        Log        `yaml:"log"`
+}
+
+// Kafka configures the consumer (and the dead-letter producer).
+type Kafka struct {
+	Brokers          []string      `yaml:"brokers"`
+	Group            string        `yaml:"group"`
+	ClientID         string        `yaml:"client_id"`
+	StartOffset      string        `yaml:"start_offset"`
+	SessionTimeout   time.Duration `yaml:"session_timeout"`
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	FetchMaxBytes    ByteSize      `yaml:"fetch_max_bytes"`
+	CommitInterval   time.Duration `yaml:"commit_interval"`
+	TLS              TLS           `yaml:"tls"`
+	SASL             SASL          `yaml:"sasl"`
+}
+
+// TLS configures TLS to the brokers.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures broker authentication. The password comes from the
+// environment variable named by PasswordEnv, never from the file.
+type SASL struct {
+	Mechanism   string `yaml:"mechanism"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+	// Password is filled from the environment at load time; it is never printed.
+	Password string `yaml:"-"`
+}
+
+// S3 configures the S3 (or S3-compatible) object store of the lake.
+type S3 struct {
+	Bucket            string   `yaml:"bucket"`
+	Prefix            string   `yaml:"prefix"`
+	Region            string   `yaml:"region"`
+	Endpoint          string   `yaml:"endpoint"`
+	PathStyle         bool     `yaml:"path_style"`
+	SSE               string   `yaml:"sse"`
+	KMSKeyID          string   `yaml:"kms_key_id"`
+	PartSize          ByteSize `yaml:"part_size"`
+	UploadConcurrency int      `yaml:"upload_concurrency"`
+	MaxAttempts       int      `yaml:"max_attempts"`
+}
+
+// Table declares one lake table: where its records come from and what its columns are.
+type Table struct {
+	Name           string    `yaml:"name"`
+	Topics         []string  `yaml:"topics"`
+	Format         string    `yaml:"format"`
+	Columns        []Column  `yaml:"columns"`
+	EventTime      EventTime `yaml:"event_time"`
+	SortBy         []string  `yaml:"sort_by"`
+	TargetFileSize ByteSize  `yaml:"target_file_size"`
+}
+
+// Column declares one column of a table.
+type Column struct {
+	Name     string `yaml:"name"`
+	Type     string `yaml:"type"`
+	Path     string `yaml:"path"`
+	Required bool   `yaml:"required"`
+	// FieldID pins the Parquet/Iceberg field id; 0 means assigned from the column's position.
+	FieldID int `yaml:"field_id,omitempty"`
+	// Dictionary forces dictionary encoding on or off for a string column; unset means on.
+	Dictionary *bool `yaml:"dictionary,omitempty"`
+}
+
+// EventTime says which time partitions a record and how records with absurd times are rejected.
+type EventTime struct {
+	// Column names a timestamp column of the table; empty with Source "kafka".
+	Column string `yaml:"column"`
+	// Source is "field" (the column's value) or "kafka" (the record timestamp).
+	Source string `yaml:"source"`
+	// Granularity is "hour" or "day" (UTC), matching Iceberg's hour()/day() transforms.
+	Granularity string `yaml:"granularity"`
+	// NotBefore rejects event times earlier than this instant.
+	NotBefore time.Time `yaml:"not_before"`
+	// MaxFuture rejects event times further than this ahead of the wall clock.
+	MaxFuture time.Duration `yaml:"max_future"`
+}
+
+// Flush bounds how long, how much and how many records the sink holds.
+type Flush struct {
+	MaxFileBytes      ByteSize      `yaml:"max_file_bytes"`
+	MaxAge            time.Duration `yaml:"max_age"`
+	MemoryBudget      ByteSize      `yaml:"memory_budget"`
+	MaxOpenPartitions int           `yaml:"max_open_partitions"`
+	Workers           int           `yaml:"workers"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	MaxRecordBytes    ByteSize      `yaml:"max_record_bytes"`
+}
+
+// DeadLetter configures where rejected records go.
+type DeadLetter struct {
+	Topic string `yaml:"topic"`
+}
+
+// HTTP configures the metrics and health endpoint.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level string `yaml:"level"`
+}
+
+// Default returns a configuration holding every default; Load decodes over it.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Group:            "lakesink",
+			ClientID:         "lakesink",
+			StartOffset:      "earliest",
+			SessionTimeout:   45 * time.Second,
+			RebalanceTimeout: 2 * time.Minute,
+			FetchMaxBytes:    50 * MiB,
+			CommitInterval:   5 * time.Second,
+			SASL:             SASL{Mechanism: "none", PasswordEnv: "LAKESINK_KAFKA_PASSWORD"},
+		},
+		Flush: Flush{
+			MaxFileBytes:      128 * MiB,
+			MaxAge:            5 * time.Minute,
+			MemoryBudget:      512 * MiB,
+			MaxOpenPartitions: 2000,
+			Workers:           2,
+			ShutdownTimeout:   60 * time.Second,
+			MaxRecordBytes:    1 * MiB,
+		},
+		HTTP: HTTP{Listen: ":9090"},
+		Log:  Log{Level: "info"},
+	}
+}
+
+func defaultS3() S3 {
+	return S3{Region: "us-east-1", PartSize: 16 * MiB, UploadConcurrency: 4, MaxAttempts: 10}
+}
+
+func defaultTable() Table {
+	return Table{
+		Format:         "json",
+		EventTime:      EventTime{Granularity: "hour", NotBefore: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), MaxFuture: time.Hour},
+		TargetFileSize: 256 * MiB,
+	}
+}
+
+// Load reads, decodes and validates the configuration file at path, then fills secrets from env.
+func Load(path string, env func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a configuration document.
+func Parse(data []byte, env func(string) string) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse yaml: %w", err)
+	}
+	if doc.Kind == 0 {
+		return nil, errors.New("empty configuration")
+	}
+	cfg := Default()
+	if err := checkKnown(&doc, &cfg); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if env == nil {
+		env = os.Getenv
+	}
+	if cfg.Kafka.SASL.Mechanism != "none" && cfg.Kafka.SASL.Mechanism != "aws-msk-iam" {
+		cfg.Kafka.SASL.Password = env(cfg.Kafka.SASL.PasswordEnv)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// UnmarshalYAML sets the table defaults before decoding, so omitted keys keep them.
+func (t *Table) UnmarshalYAML(n *yaml.Node) error {
+	*t = defaultTable()
+	type plain Table
+	return n.Decode((*plain)(t))
+}
+
+// UnmarshalYAML sets the s3 defaults before decoding, so omitted keys keep them.
+func (s *S3) UnmarshalYAML(n *yaml.Node) error {
+	*s = defaultS3()
+	type plain S3
+	return n.Decode((*plain)(s))
+}
+
+// Redacted returns the effective configuration as YAML with secrets replaced.
+func (c *Config) Redacted() ([]byte, error) {
+	cp := *c
+	type view struct {
+		*Config  `yaml:",inline"`
+		Password string `yaml:"kafka_sasl_password,omitempty"`
+	}
+	v := view{Config: &cp}
+	if c.Kafka.SASL.Password != "" {
+		v.Password = "<redacted: from $" + c.Kafka.SASL.PasswordEnv + ">"
+	}
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return out, nil
+}
+
+// TableByTopic maps each source topic to the index of its table.
+func (c *Config) TableByTopic() map[string]int {
+	m := make(map[string]int)
+	for i, t := range c.Tables {
+		for _, tp := range t.Topics {
+			m[tp] = i
+		}
+	}
+	return m
+}
+
+// Topics lists every source topic, in table order.
+func (c *Config) Topics() []string {
+	var out []string
+	for _, t := range c.Tables {
+		out = append(out, t.Topics...)
+	}
+	return out
+}
+
+// Error is a validation error naming the key at fault.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Key + ": " + e.Msg }
+
+func keyErr(key, format string, args ...any) error {
+	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return keyErr(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
