@@ -1,0 +1,432 @@
+package sink
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/valyala/fastjson"
+
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/schema"
+)
+
+// Rejection reasons: the values of the dead-letter "lakesink.reason" header and of the
+// reason label of lakesink_records_dead_lettered_total.
+const (
+	ReasonOversized    = "oversized"
+	ReasonMalformed    = "malformed_json"
+	ReasonMissingField = "missing_field"
+	ReasonWrongType    = "wrong_type"
+	ReasonBadValue     = "bad_value"
+	ReasonBadTime      = "bad_timestamp"
+	ReasonTimeRange    = "time_out_of_range"
+	ReasonNoTable      = "no_table"
+)
+
+// Rejection explains why a record cannot be written to its table.
+type Rejection struct {
+	Reason string // one of the Reason constants
+	Field  string // the column or nested field at fault, if any
+	Detail string
+}
+
+func (r *Rejection) Error() string {
+	if r.Field != "" {
+		return r.Reason + ": field " + r.Field + ": " + r.Detail
+	}
+	return r.Reason + ": " + r.Detail
+}
+
+func reject(reason, field, format string, args ...any) *Rejection {
+	return &Rejection{Reason: reason, Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Record is what the decoder needs of a Kafka record.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+	Value     []byte
+}
+
+// Decoder turns JSON records into column values for one table. It is not safe for
+// concurrent use; each one reuses its parser and scratch space across records.
+type Decoder struct {
+	s         *schema.Schema
+	gran      int64
+	notBefore int64
+	maxFuture int64
+	maxBytes  int
+	p         fastjson.Parser
+	// Cols holds, after a successful Decode, the values of each leaf column for the record.
+	Cols  [][]parquet.Value
+	Bytes int64 // estimated in-memory size of Cols
+	arena []byte
+}
+
+// NewDecoder returns a decoder for the table.
+func NewDecoder(s *schema.Schema, t *config.Table, maxRecordBytes int) *Decoder {
+	g := int64(3_600_000_000)
+	if t.EventTime.Granularity == "day" {
+		g = 86_400_000_000
+	}
+	return &Decoder{
+		s: s, gran: g,
+		notBefore: t.EventTime.NotBefore.UnixMicro(),
+		maxFuture: t.EventTime.MaxFuture.Microseconds(),
+		maxBytes:  maxRecordBytes,
+		Cols:      make([][]parquet.Value, s.NumLeaves),
+	}
+}
+
+func (d *Decoder) reset() {
+	for i := range d.Cols {
+		d.Cols[i] = d.Cols[i][:0]
+	}
+	d.Bytes = 0
+	d.arena = d.arena[:0]
+}
+
+// Decode decodes one record into d.Cols and returns its event time in microseconds.
+// now bounds how far in the future an event time may be.
+func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
+	d.reset()
+	if len(r.Value) > d.maxBytes {
+		return 0, reject(ReasonOversized, "", "record of %d bytes exceeds flush.max_record_bytes %d", len(r.Value), d.maxBytes)
+	}
+	v, err := d.p.ParseBytes(r.Value)
+	if err != nil {
+		return 0, reject(ReasonMalformed, "", "%v", err)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return 0, reject(ReasonMalformed, "", "top-level JSON value is a %s, want an object", v.Type())
+	}
+	for _, c := range d.s.Columns {
+		switch c {
+		case d.s.Topic:
+			d.emit(c.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0, len(r.Topic))
+		case d.s.Partition:
+			d.emit(c.Leaf, parquet.Int32Value(r.Partition), 0, 0, 4)
+		case d.s.Offset:
+			d.emit(c.Leaf, parquet.Int64Value(r.Offset), 0, 0, 8)
+		case d.s.Timestamp:
+			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0, 8)
+		default:
+			if err := d.shred(c, v.Get(c.Path...), c.Name, 0, 0); err != nil {
+				return 0, err
+			}
+		}
+	}
+	et := d.eventTime(r)
+	if d.s.EventTime != d.s.Timestamp && et == math.MinInt64 {
+		return 0, reject(ReasonMissingField, d.s.EventTime.Name, "event time is missing")
+	}
+	if et < d.notBefore {
+		return 0, reject(ReasonTimeRange, d.s.EventTime.Name, "event time %s is before event_time.not_before %s",
+			fmtMicros(et), fmtMicros(d.notBefore))
+	}
+	if limit := now.UnixMicro() + d.maxFuture; et > limit {
+		return 0, reject(ReasonTimeRange, d.s.EventTime.Name, "event time %s is more than event_time.max_future ahead of now (%s)",
+			fmtMicros(et), now.UTC().Format(time.RFC3339))
+	}
+	return et, nil
+}
+
+func fmtMicros(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
+
+func (d *Decoder) eventTime(r *Record) int64 {
+	if d.s.EventTime == d.s.Timestamp {
+		return r.Timestamp.UnixMicro()
+	}
+	vals := d.Cols[d.s.EventTime.Leaf]
+	if len(vals) == 0 || vals[0].IsNull() {
+		return math.MinInt64
+	}
+	return vals[0].Int64()
+}
+
+func (d *Decoder) emit(leaf int, v parquet.Value, rep, def int, size int) {
+	d.Cols[leaf] = append(d.Cols[leaf], v.Level(rep, def, leaf))
+	d.Bytes += int64(size) + 10
+}
+
+func (d *Decoder) emitNulls(n *schema.Node, rep, def int) {
+	for i := n.Leaf; i < n.Leaf+n.NumLeaves; i++ {
+		d.Cols[i] = append(d.Cols[i], parquet.Value{}.Level(rep, def, i))
+	}
+	d.Bytes += int64(10 * n.NumLeaves)
+}
+
+// shred writes one (possibly nested) value with the Dremel algorithm: def is the
+// definition level of the parent, rep the repetition level of the first value.
+func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, field string, rep, def int) error {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		if !n.Optional {
+			return reject(ReasonMissingField, field, "required %s value is missing or null", n.Type)
+		}
+		d.emitNulls(n, rep, def)
+		return nil
+	}
+	if n.Optional {
+		def++
+	}
+	switch n.Type.Kind {
+	case config.KindList:
+		arr, err := v.Array()
+		if err != nil {
+			return reject(ReasonWrongType, field, "got %s, want a JSON array for %s", v.Type(), n.Type)
+		}
+		if len(arr) == 0 {
+			d.emitNulls(n, rep, def)
+			return nil
+		}
+		for i, e := range arr {
+			r := rep
+			if i > 0 {
+				r = n.RepLevel
+			}
+			if err := d.shred(n.Children[0], e, field+"["+strconv.Itoa(i)+"]", r, def+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case config.KindMap:
+		obj, err := v.Object()
+		if err != nil {
+			return reject(ReasonWrongType, field, "got %s, want a JSON object for %s", v.Type(), n.Type)
+		}
+		if obj.Len() == 0 {
+			d.emitNulls(n, rep, def)
+			return nil
+		}
+		i := 0
+		var ferr error
+		obj.Visit(func(k []byte, val *fastjson.Value) {
+			if ferr != nil {
+				return
+			}
+			r := rep
+			if i > 0 {
+				r = n.RepLevel
+			}
+			i++
+			key, value := n.Children[0], n.Children[1]
+			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1, len(k))
+			ferr = d.shred(value, val, field+"."+string(k), r, def+1)
+		})
+		return ferr
+	case config.KindStruct:
+		obj, err := v.Object()
+		if err != nil {
+			return reject(ReasonWrongType, field, "got %s, want a JSON object for %s", v.Type(), n.Type)
+		}
+		for _, c := range n.Children {
+			if err := d.shred(c, obj.Get(c.Name), field+"."+c.Name, rep, def); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	pv, size, err := d.leafValue(n, v, field)
+	if err != nil {
+		return err
+	}
+	d.emit(n.Leaf, pv, rep, def, size)
+	return nil
+}
+
+func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (parquet.Value, int, error) {
+	t := n.Type
+	wrong := func(want string) (parquet.Value, int, error) {
+		return parquet.Value{}, 0, reject(ReasonWrongType, field, "got JSON %s, want %s for %s", v.Type(), want, t)
+	}
+	switch t.Kind {
+	case config.KindString:
+		b, err := v.StringBytes()
+		if err != nil {
+			return wrong("a string")
+		}
+		return parquet.ByteArrayValue(b), len(b), nil
+	case config.KindBool:
+		b, err := v.Bool()
+		if err != nil {
+			return wrong("true or false")
+		}
+		return parquet.BooleanValue(b), 1, nil
+	case config.KindInt32:
+		if v.Type() != fastjson.TypeNumber {
+			return wrong("a number")
+		}
+		i, err := v.Int()
+		if err != nil || i < math.MinInt32 || i > math.MaxInt32 {
+			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%s is not an integer in the int32 range", v)
+		}
+		return parquet.Int32Value(int32(i)), 4, nil
+	case config.KindInt64:
+		if v.Type() != fastjson.TypeNumber {
+			return wrong("a number")
+		}
+		i, err := v.Int64()
+		if err != nil {
+			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%s is not an integer in the int64 range", v)
+		}
+		return parquet.Int64Value(i), 8, nil
+	case config.KindFloat32:
+		f, err := v.Float64()
+		if err != nil {
+			return wrong("a number")
+		}
+		return parquet.FloatValue(float32(f)), 4, nil
+	case config.KindFloat64:
+		f, err := v.Float64()
+		if err != nil {
+			return wrong("a number")
+		}
+		return parquet.DoubleValue(f), 8, nil
+	case config.KindTimestamp:
+		us, err := parseTimestamp(v)
+		if err != nil {
+			return parquet.Value{}, 0, reject(ReasonBadTime, field, "%v", err)
+		}
+		return parquet.Int64Value(us), 8, nil
+	case config.KindDate:
+		b, err := v.StringBytes()
+		if err != nil {
+			return wrong("a date string YYYY-MM-DD")
+		}
+		tm, err := time.Parse("2006-01-02", string(b))
+		if err != nil {
+			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%q is not a date YYYY-MM-DD", b)
+		}
+		return parquet.Int32Value(int32(tm.Unix() / 86400)), 4, nil
+	case config.KindBytes:
+		b, err := v.StringBytes()
+		if err != nil {
+			return wrong("a base64 string")
+		}
+		start := len(d.arena)
+		d.arena = append(d.arena, make([]byte, base64.StdEncoding.DecodedLen(len(b)))...)
+		m, err := base64.StdEncoding.Decode(d.arena[start:], b)
+		if err != nil {
+			return parquet.Value{}, 0, reject(ReasonBadValue, field, "not valid base64: %v", err)
+		}
+		d.arena = d.arena[:start+m]
+		return parquet.ByteArrayValue(d.arena[start : start+m]), m, nil
+	case config.KindDecimal:
+		var text string
+		switch v.Type() {
+		case fastjson.TypeNumber:
+			text = v.String()
+		case fastjson.TypeString:
+			text = string(v.GetStringBytes())
+		default:
+			return wrong("a number or numeric string")
+		}
+		unscaled, err := parseDecimal(text, t.Precision, t.Scale)
+		if err != nil {
+			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%v", err)
+		}
+		switch {
+		case t.Precision <= 9:
+			return parquet.Int32Value(int32(unscaled.Int64())), 4, nil
+		case t.Precision <= 18:
+			return parquet.Int64Value(unscaled.Int64()), 8, nil
+		}
+		n := schema.DecimalBytes(t.Precision)
+		start := len(d.arena)
+		d.arena = append(d.arena, make([]byte, n)...)
+		fillTwosComplement(d.arena[start:start+n], unscaled)
+		return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), n, nil
+	}
+	return parquet.Value{}, 0, reject(ReasonWrongType, field, "unsupported type %s", t)
+}
+
+// parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or a
+// number of milliseconds since the epoch. Sub-microsecond digits are truncated.
+func parseTimestamp(v *fastjson.Value) (int64, error) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		s := string(v.GetStringBytes())
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+		}
+		return t.UnixMicro(), nil
+	case fastjson.TypeNumber:
+		f, err := v.Float64()
+		if err != nil || math.IsNaN(f) || math.Abs(f) > 9e15 {
+			return 0, fmt.Errorf("%s is not a usable epoch-milliseconds timestamp", v)
+		}
+		if i, err := v.Int64(); err == nil {
+			return i * 1000, nil
+		}
+		return int64(f * 1000), nil
+	}
+	return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string or epoch milliseconds", v.Type())
+}
+
+var ten = big.NewInt(10)
+
+// parseDecimal converts decimal text ("-12.5", "1e3") into an unscaled integer at the
+// given scale, rejecting values that need rounding or overflow the precision.
+func parseDecimal(s string, precision, scale int) (*big.Int, error) {
+	orig := s
+	exp := 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a decimal number", orig)
+		}
+		exp, s = e, s[:i]
+	}
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimLeft(s, "+-")
+	intPart, frac, _ := strings.Cut(s, ".")
+	digits := intPart + frac
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return nil, fmt.Errorf("%q is not a decimal number", orig)
+	}
+	shift := scale - len(frac) + exp
+	if shift < 0 {
+		cut := -shift
+		if cut > len(digits) {
+			cut = len(digits)
+		}
+		if strings.Trim(digits[len(digits)-cut:], "0") != "" {
+			return nil, fmt.Errorf("%q has more than %d fractional digits", orig, scale)
+		}
+		digits = digits[:len(digits)-cut]
+		shift = 0
+	}
+	u, ok := new(big.Int).SetString("0"+digits, 10)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a decimal number", orig)
+	}
+	u.Mul(u, new(big.Int).Exp(ten, big.NewInt(int64(shift)), nil))
+	limit := new(big.Int).Exp(ten, big.NewInt(int64(precision)), nil)
+	if u.CmpAbs(limit) >= 0 {
+		return nil, fmt.Errorf("%q does not fit decimal(%d,%d)", orig, precision, scale)
+	}
+	if neg {
+		u.Neg(u)
+	}
+	return u, nil
+}
+
+func fillTwosComplement(dst []byte, v *big.Int) {
+	if v.Sign() >= 0 {
+		v.FillBytes(dst)
+		return
+	}
+	// two's complement of a negative number: 2^(8n) + v
+	m := new(big.Int).Lsh(big.NewInt(1), uint(8*len(dst)))
+	m.Add(m, v)
+	m.FillBytes(dst)
+}

@@ -1,0 +1,539 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/schema"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// table is the per-table state of the engine.
+type table struct {
+	cfg    *config.Table
+	schema *schema.Schema
+	gran   layout.Granularity
+	dec    *Decoder
+}
+
+type bufKey struct {
+	tp     *tpState
+	table  *table
+	period int64
+}
+
+// buffer holds the records of one topic-partition for one table and period, in columnar form.
+type buffer struct {
+	bufKey
+	rows    *parquet.Buffer
+	first   int64
+	last    int64
+	n       int
+	offsets []int64 // offset of each row, in row order
+	bytes   int64
+	created time.Time
+	sealed  time.Time // zero while open
+	trigger string
+	dropped bool // partition lost: upload nothing more, commit nothing
+}
+
+// Engine routes decoded records into buffers, seals them by size, age and memory
+// pressure, uploads them with a pool of workers, and keeps the offset book.
+// Its methods are safe for concurrent use.
+type Engine struct {
+	log     *slog.Logger
+	st      store.Store
+	m       *Metrics
+	flush   config.Flush
+	byTopic map[string]*table
+	now     func() time.Time
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when a buffer leaves memory or a worker fails
+	tps      map[tpKey]*tpState
+	open     map[bufKey]*buffer
+	queue    []*buffer // sealed, waiting for a worker
+	buffered int64     // bytes of open + sealed buffers
+	failed   error     // a worker error that needs the process to stop
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+type tpKey struct {
+	topic     string
+	partition int32
+}
+
+// NewEngine compiles the tables of cfg and returns an engine writing to st.
+func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger) (*Engine, error) {
+	e := &Engine{log: log, st: st, m: m, flush: cfg.Flush, byTopic: map[string]*table{}, now: time.Now,
+		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}}
+	e.cond = sync.NewCond(&e.mu)
+	for i := range cfg.Tables {
+		tc := &cfg.Tables[i]
+		s, err := schema.Compile(tc)
+		if err != nil {
+			return nil, err
+		}
+		g, err := layout.ParseGranularity(tc.EventTime.Granularity)
+		if err != nil {
+			return nil, fmt.Errorf("table %s: %w", tc.Name, err)
+		}
+		t := &table{cfg: tc, schema: s, gran: g, dec: NewDecoder(s, tc, int(cfg.Flush.MaxRecordBytes))}
+		for _, topic := range tc.Topics {
+			e.byTopic[topic] = t
+		}
+	}
+	m.BufferBudgetBytes.Set(float64(cfg.Flush.MemoryBudget))
+	return e, nil
+}
+
+// Start launches the upload workers; they stop when Close is called.
+func (e *Engine) Start(ctx context.Context) {
+	for range e.flush.Workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.worker(ctx)
+		}()
+	}
+}
+
+// Close stops the workers after the queue drains (or ctx ends) and waits for them.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.cond.Broadcast()
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// Err returns the error that stopped a worker, if any.
+func (e *Engine) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.failed
+}
+
+// Assign starts the offset book of a newly assigned partition. A partition already
+// held keeps its state.
+func (e *Engine) Assign(topic string, partition int32, committed int64, meta string) {
+	e.mu.Lock()
+	if e.tps[tpKey{topic, partition}] == nil {
+		e.tps[tpKey{topic, partition}] = newTPState(topic, partition)
+	}
+	e.mu.Unlock()
+	e.SetCommitted(topic, partition, committed, meta)
+}
+
+// SetCommitted records the committed offset and metadata fetched for a partition
+// before consumption starts; the metadata's durable ranges are skipped on replay.
+func (e *Engine) SetCommitted(topic string, partition int32, committed int64, meta string) {
+	spans, err := decodeMeta(meta)
+	if err != nil {
+		e.log.Warn("ignoring unreadable commit metadata", "topic", topic, "partition", partition, "err", err)
+		spans = nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.tps[tpKey{topic, partition}]
+	if st == nil || st.next >= 0 {
+		return // not ours, or already consuming: the live book is newer
+	}
+	st.committed, st.committedMeta = committed, meta
+	for _, s := range spans {
+		st.addDurable(s)
+	}
+}
+
+// Outcome is what happened to one record.
+type Outcome int
+
+// Outcomes of Process.
+const (
+	Buffered Outcome = iota
+	Skipped
+	Rejected
+)
+
+// Process decodes one record and buffers it. A decode failure returns Rejected with
+// the *Rejection; the caller sends the record to the dead-letter topic before it commits.
+// Process blocks while the memory budget is exhausted, until uploads free it.
+func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failed != nil {
+		return 0, e.failed
+	}
+	st := e.tps[tpKey{r.Topic, r.Partition}]
+	if st == nil {
+		// Not assigned (any more): franz-go may hand out a record of a revoked partition.
+		return Skipped, nil
+	}
+	if st.next >= 0 && r.Offset < st.next {
+		return Skipped, nil
+	}
+	st.next = r.Offset + 1
+	st.epoch = epoch
+	t := e.byTopic[r.Topic]
+	if t == nil {
+		return Rejected, reject(ReasonNoTable, "", "topic %q feeds no table", r.Topic)
+	}
+	et, err := t.dec.Decode(r, e.now())
+	if err != nil {
+		return Rejected, err
+	}
+	period := int64(layout.PeriodOf(t.gran, et))
+	if st.skip(t.cfg.Name, period, r.Offset) {
+		e.m.RecordsSkipped.WithLabelValues(t.cfg.Name).Inc()
+		return Skipped, nil
+	}
+	if err := e.reserve(ctx, t.dec.Bytes); err != nil {
+		return 0, err
+	}
+	key := bufKey{tp: st, table: t, period: period}
+	b := e.open[key]
+	if b == nil {
+		b = &buffer{bufKey: key, first: r.Offset, created: e.now(),
+			rows: parquet.NewBuffer(t.schema.Parquet, parquet.ColumnBufferCapacity(64))}
+		e.open[key] = b
+		st.live[b] = struct{}{}
+		e.m.OpenPartitions.Set(float64(len(e.open)))
+		if len(e.open) > e.flush.MaxOpenPartitions {
+			e.sealOldest("open_partitions")
+		}
+	}
+	cols := b.rows.ColumnBuffers()
+	for i, vals := range t.dec.Cols {
+		if _, err := cols[i].WriteValues(vals); err != nil {
+			return 0, fmt.Errorf("buffer record %s/%d@%d column %d: %w", r.Topic, r.Partition, r.Offset, i, err)
+		}
+	}
+	b.last = r.Offset
+	b.offsets = append(b.offsets, r.Offset)
+	b.n++
+	b.bytes += t.dec.Bytes
+	e.buffered += t.dec.Bytes
+	e.m.BufferedBytes.Set(float64(e.buffered))
+	e.m.RecordsDecoded.WithLabelValues(t.cfg.Name).Inc()
+	if b.bytes >= int64(e.flush.MaxFileBytes) {
+		e.seal(b, "size")
+	}
+	return Buffered, nil
+}
+
+// Advance moves a partition's next offset past a record that was handled outside
+// the buffers (dead-lettered after the producer acknowledged it).
+func (e *Engine) Advance(topic string, partition int32, offset int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.tps[tpKey{topic, partition}]; st != nil && offset >= st.next {
+		st.next = offset + 1
+	}
+}
+
+// reserve makes room for n more bytes within the memory budget: it seals the largest
+// open buffers, then waits for uploads. Called with e.mu held.
+func (e *Engine) reserve(ctx context.Context, n int64) error {
+	budget := int64(e.flush.MemoryBudget)
+	if e.buffered+n <= budget {
+		return nil
+	}
+	// Seal the largest open buffers until open bytes are at most half the budget.
+	openBytes := e.buffered - e.sealedBytes()
+	if openBytes > budget/2 {
+		bufs := make([]*buffer, 0, len(e.open))
+		for _, b := range e.open {
+			bufs = append(bufs, b)
+		}
+		sort.Slice(bufs, func(i, j int) bool { return bufs[i].bytes > bufs[j].bytes })
+		for _, b := range bufs {
+			if openBytes <= budget/2 {
+				break
+			}
+			openBytes -= b.bytes
+			e.seal(b, "memory")
+		}
+	}
+	if e.buffered+n <= budget {
+		return nil
+	}
+	e.m.FetchPaused.Set(1)
+	defer e.m.FetchPaused.Set(0)
+	for e.buffered+n > budget && e.failed == nil {
+		if len(e.queue) == 0 && e.inflight() == 0 {
+			// Everything is open but small: seal it all.
+			for _, b := range e.open {
+				e.seal(b, "memory")
+			}
+			if len(e.queue) == 0 {
+				break // nothing left to free: a single record larger than the budget
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.cond.Wait()
+	}
+	return e.failed
+}
+
+func (e *Engine) sealedBytes() int64 {
+	var n int64
+	for _, tp := range e.tps {
+		for b := range tp.live {
+			if !b.sealed.IsZero() {
+				n += b.bytes
+			}
+		}
+	}
+	return n
+}
+
+func (e *Engine) inflight() int {
+	n := 0
+	for _, tp := range e.tps {
+		for b := range tp.live {
+			if !b.sealed.IsZero() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// seal closes a buffer to new records and queues it for upload. Called with e.mu held.
+func (e *Engine) seal(b *buffer, trigger string) {
+	if !b.sealed.IsZero() {
+		return
+	}
+	b.sealed = e.now()
+	b.trigger = trigger
+	delete(e.open, b.bufKey)
+	e.queue = append(e.queue, b)
+	e.m.Flushes.WithLabelValues(trigger).Inc()
+	e.m.OpenPartitions.Set(float64(len(e.open)))
+	e.cond.Broadcast()
+}
+
+func (e *Engine) sealOldest(trigger string) {
+	var oldest *buffer
+	for _, b := range e.open {
+		if oldest == nil || b.created.Before(oldest.created) {
+			oldest = b
+		}
+	}
+	if oldest != nil {
+		e.seal(oldest, trigger)
+	}
+}
+
+// Tick seals buffers that reached their age limit and those of partitions whose
+// commit metadata would overflow. Call it about once a second, also when idle.
+func (e *Engine) Tick() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Seal a little before max_age so that the upload too finishes within it.
+	slack := min(e.flush.MaxAge/10, 30*time.Second)
+	deadline := e.now().Add(-(e.flush.MaxAge - slack))
+	for _, b := range e.open {
+		if b.created.Before(deadline) || b.tp.forceFlush {
+			trigger := "age"
+			if b.tp.forceFlush {
+				trigger = "metadata"
+			}
+			e.seal(b, trigger)
+		}
+	}
+}
+
+// SealPartitions seals every open buffer of the given partitions (nil: all).
+func (e *Engine) SealPartitions(tps map[string][]int32, trigger string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range e.open {
+		if tps == nil || containsTP(tps, b.tp) {
+			e.seal(b, trigger)
+		}
+	}
+}
+
+func containsTP(tps map[string][]int32, st *tpState) bool {
+	for _, p := range tps[st.topic] {
+		if p == st.partition {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitDurable waits until the given partitions (nil: all) hold nothing in memory,
+// or ctx ends. It returns ctx's error or a worker failure.
+func (e *Engine) WaitDurable(ctx context.Context, tps map[string][]int32) error {
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for {
+		if e.failed != nil {
+			return e.failed
+		}
+		busy := false
+		for _, st := range e.tps {
+			if (tps == nil || containsTP(tps, st)) && len(st.live) > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("waiting for uploads: %w", err)
+		}
+		e.cond.Wait()
+	}
+}
+
+// Drop forgets partitions that were lost: their buffers are discarded and nothing
+// more is committed for them.
+func (e *Engine) Drop(tps map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, st := range e.tps {
+		if tps != nil && !containsTP(tps, st) {
+			continue
+		}
+		for b := range st.live {
+			b.dropped = true
+			if b.sealed.IsZero() {
+				delete(e.open, b.bufKey)
+			}
+			e.release(b)
+		}
+		delete(e.tps, k)
+	}
+	e.m.OpenPartitions.Set(float64(len(e.open)))
+	e.cond.Broadcast()
+}
+
+// Forget removes partitions from the book after a clean revoke.
+func (e *Engine) Forget(tps map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, st := range e.tps {
+		if containsTP(tps, st) && len(st.live) == 0 {
+			delete(e.tps, k)
+		}
+	}
+}
+
+func (e *Engine) release(b *buffer) {
+	if _, ok := b.tp.live[b]; ok {
+		delete(b.tp.live, b)
+		e.buffered -= b.bytes
+		e.m.BufferedBytes.Set(float64(e.buffered))
+	}
+}
+
+// Commit is one partition's offset to commit.
+type Commit struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Epoch     int32
+	Metadata  string
+}
+
+// Commits returns the offsets that moved since the last commit (nil tps: all partitions).
+func (e *Engine) Commits(tps map[string][]int32) []Commit {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Commit
+	for _, st := range e.tps {
+		if tps != nil && !containsTP(tps, st) {
+			continue
+		}
+		cp := st.commitPoint()
+		if cp < 0 {
+			continue
+		}
+		st.prune(cp)
+		meta, ok := encodeMeta(st.durable, cp)
+		if !ok {
+			// Too many ranges above the commit point: leave out those a replay finds by
+			// key conflict (first >= cp), and flush the partition so the point moves up.
+			var straddling []span
+			for _, s := range st.durable {
+				if s.first < cp {
+					straddling = append(straddling, s)
+				}
+			}
+			st.forceFlush = true
+			if meta, ok = encodeMeta(straddling, cp); !ok {
+				continue
+			}
+		} else {
+			st.forceFlush = false
+		}
+		if cp == st.committed && meta == st.committedMeta {
+			continue
+		}
+		out = append(out, Commit{Topic: st.topic, Partition: st.partition, Offset: cp, Epoch: st.epoch, Metadata: meta})
+	}
+	return out
+}
+
+// Committed records that the broker accepted a commit.
+func (e *Engine) Committed(c Commit) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.tps[tpKey{c.Topic, c.Partition}]; st != nil {
+		st.committed, st.committedMeta = c.Offset, c.Metadata
+	}
+}
+
+// Lag returns, per topic, the records consumed but not committed.
+func (e *Engine) Lag() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int64{}
+	for _, st := range e.tps {
+		if st.next >= 0 && st.committed >= 0 {
+			out[st.topic] += st.next - st.committed
+		} else if _, ok := out[st.topic]; !ok {
+			out[st.topic] = 0
+		}
+	}
+	return out
+}
+
+// Stats is a snapshot for logs and tests.
+type Stats struct {
+	Buffered   int64
+	Open       int
+	Queued     int
+	Partitions int
+}
+
+// Stats returns a snapshot of the engine's state.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Stats{Buffered: e.buffered, Open: len(e.open), Queued: len(e.queue), Partitions: len(e.tps)}
+}
+
+var errClosed = errors.New("engine closed")

@@ -1,0 +1,484 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	saslaws "github.com/twmb/franz-go/pkg/sasl/aws"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// Dead-letter headers added to every rejected record (the original key, value,
+// headers and timestamp are kept as they were).
+const (
+	HeaderReason    = "lakesink.reason"
+	HeaderError     = "lakesink.error"
+	HeaderTable     = "lakesink.table"
+	HeaderTopic     = "lakesink.source.topic"
+	HeaderPartition = "lakesink.source.partition"
+	HeaderOffset    = "lakesink.source.offset"
+	HeaderTime      = "lakesink.time"
+)
+
+// Sink is the long-running job: a Kafka consumer group member feeding an Engine.
+type Sink struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	m      *Metrics
+	eng    *Engine
+	st     store.Store
+	cl     *kgo.Client
+	group  string
+	tables map[string]string // topic -> table
+
+	idMu     sync.Mutex
+	topicIDs map[string][16]byte // OffsetCommit v10+ names topics by id
+}
+
+// New builds a sink: the engine, the Kafka client and its rebalance callbacks.
+func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra ...kgo.Opt) (*Sink, error) {
+	eng, err := NewEngine(cfg, st, m, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{cfg: cfg, log: log, m: m, eng: eng, st: st, group: cfg.Kafka.Group, tables: map[string]string{}}
+	for _, t := range cfg.Tables {
+		for _, tp := range t.Topics {
+			s.tables[tp] = t.Name
+		}
+	}
+	opts, err := ClientOptions(&cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	start := kgo.NewOffset().AtStart()
+	if cfg.Kafka.StartOffset == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Kafka.Group),
+		kgo.ConsumeTopics(cfg.Topics()...),
+		kgo.ConsumeResetOffset(start),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
+		kgo.FetchMaxBytes(int32(cfg.Kafka.FetchMaxBytes)),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnOffsetsFetched(s.onFetched),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+		kgo.WithLogger(kgoLogger{log.With("component", "kafka")}),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordRetries(10),
+	)
+	opts = append(opts, extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// Engine returns the sink's engine (for tests and diagnostics).
+func (s *Sink) Engine() *Engine { return s.eng }
+
+// ClientOptions translates the kafka section into franz-go options (brokers, TLS, SASL).
+func ClientOptions(k *config.Kafka) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.ClientID(k.ClientID)}
+	if k.TLS.Enabled {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify} //nolint:gosec // opt-in by config
+		if k.TLS.CAFile != "" {
+			pem, err := os.ReadFile(k.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("kafka.tls.ca_file: no certificates in %s", k.TLS.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if k.TLS.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(k.TLS.CertFile, k.TLS.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("kafka.tls.cert_file: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch k.SASL.Mechanism {
+	case "plain":
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()))
+	case "scram-sha-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha256Mechanism()))
+	case "scram-sha-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha512Mechanism()))
+	case "aws-msk-iam":
+		opts = append(opts, kgo.SASL(saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
+			ac, err := awsconfig.LoadDefaultConfig(ctx)
+			if err != nil {
+				return saslaws.Auth{}, fmt.Errorf("aws credentials for MSK IAM: %w", err)
+			}
+			c, err := ac.Credentials.Retrieve(ctx)
+			if err != nil {
+				return saslaws.Auth{}, fmt.Errorf("aws credentials for MSK IAM: %w", err)
+			}
+			return saslaws.Auth{AccessKey: c.AccessKeyID, SecretKey: c.SecretAccessKey, SessionToken: c.SessionToken}, nil
+		})))
+	}
+	return opts, nil
+}
+
+// CheckTopics verifies that the dead-letter topic exists and warns about missing sources.
+func (s *Sink) CheckTopics(ctx context.Context) error {
+	adm := kadm.NewClient(s.cl)
+	topics := append([]string{s.cfg.DeadLetter.Topic}, s.cfg.Topics()...)
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	if d, ok := details[s.cfg.DeadLetter.Topic]; !ok || d.Err != nil {
+		return fmt.Errorf("dead_letter.topic: topic %q does not exist on the cluster; create it first", s.cfg.DeadLetter.Topic)
+	}
+	for _, t := range s.cfg.Topics() {
+		if d, ok := details[t]; !ok || d.Err != nil {
+			s.log.Warn("source topic does not exist yet", "topic", t)
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the sink has joined its group and the store answers.
+func (s *Sink) Ready(ctx context.Context) error {
+	if member, gen := s.cl.GroupMetadata(); member == "" || gen < 0 {
+		return errors.New("not joined to the consumer group yet")
+	}
+	return s.st.Ping(ctx)
+}
+
+// Run consumes until ctx ends, then flushes everything held, commits and leaves the
+// group within flush.shutdown_timeout. It returns nil after a clean shutdown.
+func (s *Sink) Run(ctx context.Context) error {
+	workerCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	s.eng.Start(workerCtx)
+	defer s.eng.Close()
+
+	err := s.loop(ctx)
+	if err != nil {
+		// Nothing is committed past a failure: a restart replays, and the raw-zone keys
+		// plus the commit metadata keep the replay free of duplicates.
+		s.log.Error("sink stopping on error", "err", err)
+		stopWorkers()
+		s.cl.Close()
+		return err
+	}
+	s.log.Info("shutting down: flushing buffers")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Flush.ShutdownTimeout)
+	defer cancel()
+	s.eng.SealPartitions(nil, "shutdown")
+	if err := s.eng.WaitDurable(sctx, nil); err != nil {
+		stopWorkers()
+		s.cl.Close()
+		return fmt.Errorf("shutdown flush: %w", err)
+	}
+	if err := s.commit(sctx, nil); err != nil {
+		s.log.Error("final commit failed", "err", err)
+	}
+	s.cl.Close() // leaves the group; revoke callbacks find nothing left to flush
+	s.log.Info("shut down cleanly")
+	return nil
+}
+
+func (s *Sink) loop(ctx context.Context) error {
+	nextCommit := time.Now().Add(s.cfg.Kafka.CommitInterval)
+	nextTick := time.Now().Add(time.Second)
+	rec := &Record{}
+	var dlq []*kgo.Record
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := s.cl.PollRecords(pctx, 10_000)
+		cancel()
+		if fetches.IsClientClosed() {
+			return errors.New("kafka client closed")
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		dlq = dlq[:0]
+		var perr error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if perr != nil {
+				return
+			}
+			s.m.RecordsConsumed.WithLabelValues(r.Topic).Inc()
+			s.m.BytesConsumed.WithLabelValues(r.Topic).Add(float64(len(r.Value)))
+			rec.Topic, rec.Partition, rec.Offset, rec.Timestamp, rec.Value = r.Topic, r.Partition, r.Offset, r.Timestamp, r.Value
+			out, err := s.eng.Process(ctx, rec, r.LeaderEpoch)
+			if out == Rejected {
+				dlq = append(dlq, s.deadLetter(r, err))
+				return
+			}
+			perr = err
+		})
+		if perr != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return perr
+		}
+		if len(dlq) > 0 {
+			// Dead letters are acknowledged before anything past them can be committed.
+			if err := s.cl.ProduceSync(context.WithoutCancel(ctx), dlq...).FirstErr(); err != nil {
+				return fmt.Errorf("produce to dead-letter topic %s: %w", s.cfg.DeadLetter.Topic, err)
+			}
+		}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 {
+				lag := p.HighWatermark - p.Records[n-1].Offset - 1
+				s.m.ConsumerLagRecords.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(lag))
+			}
+		})
+		s.cl.AllowRebalance()
+		now := time.Now()
+		if now.After(nextTick) {
+			s.eng.Tick()
+			nextTick = now.Add(time.Second)
+		}
+		if now.After(nextCommit) {
+			if err := s.commit(ctx, nil); err != nil && ctx.Err() == nil {
+				s.log.Warn("offset commit failed; will retry", "err", err)
+			}
+			nextCommit = now.Add(s.cfg.Kafka.CommitInterval)
+		}
+		if err := s.eng.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) deadLetter(r *kgo.Record, err error) *kgo.Record {
+	reason, table := "error", s.tables[r.Topic]
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		reason = rej.Reason
+	}
+	s.m.RecordsDeadLettered.WithLabelValues(table, reason).Inc()
+	s.log.Debug("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "table", table, "reason", reason, "err", err)
+	headers := append([]kgo.RecordHeader(nil), r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(err.Error())},
+		kgo.RecordHeader{Key: HeaderTable, Value: []byte(table)},
+		kgo.RecordHeader{Key: HeaderTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	return &kgo.Record{Topic: s.cfg.DeadLetter.Topic, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp}
+}
+
+// commit sends the engine's pending offsets, with their metadata, for the partitions
+// given (nil: all), as a group member of the current generation.
+func (s *Sink) commit(ctx context.Context, tps map[string][]int32) error {
+	commits := s.eng.Commits(tps)
+	if len(commits) == 0 {
+		return nil
+	}
+	ids, err := s.ids(ctx, commits)
+	if err != nil {
+		return err
+	}
+	member, gen := s.cl.GroupMetadata()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation, req.MemberID = s.group, gen, member
+	byTopic := map[string]int{}
+	for _, c := range commits {
+		i, ok := byTopic[c.Topic]
+		if !ok {
+			t := kmsg.NewOffsetCommitRequestTopic()
+			t.Topic, t.TopicID = c.Topic, ids[c.Topic]
+			req.Topics = append(req.Topics, t)
+			i = len(req.Topics) - 1
+			byTopic[c.Topic] = i
+		}
+		p := kmsg.NewOffsetCommitRequestTopicPartition()
+		p.Partition, p.Offset, p.LeaderEpoch = c.Partition, c.Offset, c.Epoch
+		meta := c.Metadata
+		p.Metadata = &meta
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+	}
+	resp, err := req.RequestWith(ctx, s.cl)
+	if err != nil {
+		s.m.Commits.WithLabelValues("error").Inc()
+		return fmt.Errorf("offset commit: %w", err)
+	}
+	var firstErr error
+	for _, t := range resp.Topics {
+		if t.Topic == "" {
+			for name, id := range ids {
+				if id == t.TopicID {
+					t.Topic = name
+				}
+			}
+		}
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				s.m.Commits.WithLabelValues("error").Inc()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("offset commit %s/%d: %w", t.Topic, p.Partition, err)
+				}
+				continue
+			}
+			for _, c := range commits {
+				if c.Topic == t.Topic && c.Partition == p.Partition {
+					s.eng.Committed(c)
+					s.m.Commits.WithLabelValues("ok").Inc()
+				}
+			}
+		}
+	}
+	for topic, lag := range s.eng.Lag() {
+		s.m.CommitLagRecords.WithLabelValues(topic).Set(float64(lag))
+	}
+	return firstErr
+}
+
+// ids returns the topic ids of the committed topics, asking the cluster for unknown ones.
+func (s *Sink) ids(ctx context.Context, commits []Commit) (map[string][16]byte, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.topicIDs == nil {
+		s.topicIDs = map[string][16]byte{}
+	}
+	var missing []string
+	for _, c := range commits {
+		if _, ok := s.topicIDs[c.Topic]; !ok {
+			missing = append(missing, c.Topic)
+		}
+	}
+	if len(missing) > 0 {
+		details, err := kadm.NewClient(s.cl).ListTopics(ctx, missing...)
+		if err != nil {
+			return nil, fmt.Errorf("topic ids for commit: %w", err)
+		}
+		for name, d := range details {
+			if d.Err == nil {
+				s.topicIDs[name] = d.ID
+			}
+		}
+	}
+	out := make(map[string][16]byte, len(commits))
+	for _, c := range commits {
+		out[c.Topic] = s.topicIDs[c.Topic]
+	}
+	return out, nil
+}
+
+func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	for topic, parts := range assigned {
+		for _, p := range parts {
+			s.eng.Assign(topic, p, -1, "")
+		}
+	}
+	s.log.Info("partitions assigned", "partitions", assigned)
+}
+
+func (s *Sink) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	topics := resp.Topics
+	if len(resp.Groups) > 0 {
+		for _, g := range resp.Groups {
+			for _, t := range g.Topics {
+				for _, p := range t.Partitions {
+					s.fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode)
+				}
+			}
+		}
+		return nil
+	}
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			s.fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) fetched(topic string, partition int32, offset int64, meta *string, code int16) {
+	if code != 0 {
+		return
+	}
+	m := ""
+	if meta != nil {
+		m = *meta
+	}
+	s.eng.SetCommitted(topic, partition, offset, m)
+}
+
+func (s *Sink) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if len(revoked) == 0 {
+		return
+	}
+	s.log.Info("partitions revoked: flushing", "partitions", revoked)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Flush.ShutdownTimeout)
+	defer cancel()
+	s.eng.SealPartitions(revoked, "revoke")
+	if err := s.eng.WaitDurable(rctx, revoked); err != nil {
+		s.log.Error("revoke flush did not finish; dropping without commit", "err", err)
+		s.eng.Drop(revoked)
+		return
+	}
+	if err := s.commit(rctx, revoked); err != nil {
+		s.log.Error("revoke commit failed", "err", err)
+	}
+	s.eng.Forget(revoked)
+}
+
+func (s *Sink) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if len(lost) == 0 {
+		return
+	}
+	s.log.Warn("partitions lost: dropping their buffers without commit", "partitions", lost)
+	s.eng.Drop(lost)
+}
+
+// kgoLogger adapts slog to franz-go's logger interface.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error(msg, kv...)
+	case kgo.LogLevelWarn:
+		k.l.Warn(msg, kv...)
+	case kgo.LogLevelInfo:
+		k.l.Debug(msg, kv...) // franz-go's info is chatty; keep it at debug
+	default:
+		k.l.Debug(msg, kv...)
+	}
+}

@@ -1,0 +1,78 @@
+package sink
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the sink's Prometheus metrics (namespace lakesink).
+type Metrics struct {
+	RecordsConsumed     *prometheus.CounterVec
+	BytesConsumed       *prometheus.CounterVec
+	RecordsDecoded      *prometheus.CounterVec
+	RecordsSkipped      *prometheus.CounterVec
+	RecordsDeadLettered *prometheus.CounterVec
+	BufferedBytes       prometheus.Gauge
+	BufferBudgetBytes   prometheus.Gauge
+	OpenPartitions      prometheus.Gauge
+	Flushes             *prometheus.CounterVec
+	FlushErrors         *prometheus.CounterVec
+	FlushSeconds        prometheus.Histogram
+	UploadSeconds       prometheus.Histogram
+	FileBytes           prometheus.Histogram
+	FileRows            prometheus.Histogram
+	UploadConflicts     prometheus.Counter
+	Commits             *prometheus.CounterVec
+	CommitLagRecords    *prometheus.GaugeVec
+	ConsumerLagRecords  *prometheus.GaugeVec
+	FetchPaused         prometheus.Gauge
+	S3Retries           *prometheus.CounterVec
+}
+
+// NewMetrics registers the sink metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	const ns = "lakesink"
+	return &Metrics{
+		RecordsConsumed: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_consumed_total",
+			Help: "Kafka records polled."}, []string{"topic"}),
+		BytesConsumed: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_consumed_total",
+			Help: "Bytes of Kafka record values polled."}, []string{"topic"}),
+		RecordsDecoded: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_decoded_total",
+			Help: "Records decoded and buffered for a table."}, []string{"table"}),
+		RecordsSkipped: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_skipped_total",
+			Help: "Replayed records skipped because they are already durable in the lake."}, []string{"table"}),
+		RecordsDeadLettered: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_dead_lettered_total",
+			Help: "Records sent to the dead-letter topic, by reason."}, []string{"table", "reason"}),
+		BufferedBytes: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffered_bytes",
+			Help: "Bytes held in partition buffers, including sealed buffers not yet uploaded."}),
+		BufferBudgetBytes: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffer_budget_bytes",
+			Help: "The configured memory budget (flush.memory_budget)."}),
+		OpenPartitions: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "open_partitions",
+			Help: "Open partition buffers (table, period, topic-partition)."}),
+		Flushes: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "flushes_total",
+			Help: "Buffers sealed for upload, by trigger (size, age, memory, open_partitions, revoke, shutdown, metadata)."}, []string{"trigger"}),
+		FlushErrors: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "flush_errors_total",
+			Help: "Failed flush attempts (retried), by stage."}, []string{"stage"}),
+		FlushSeconds: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "flush_duration_seconds",
+			Help: "Time from sealing a buffer to its object being durable.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		UploadSeconds: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "upload_duration_seconds",
+			Help: "Time to encode and upload one file.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		FileBytes: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "file_size_bytes",
+			Help: "Size of uploaded Parquet files.", Buckets: prometheus.ExponentialBuckets(4096, 4, 10)}),
+		FileRows: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "file_rows",
+			Help: "Rows per uploaded Parquet file.", Buckets: prometheus.ExponentialBuckets(10, 4, 10)}),
+		UploadConflicts: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "upload_conflicts_total",
+			Help: "Uploads that found their key already written by an earlier run (replay after a crash)."}),
+		Commits: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commits_total",
+			Help: "Offset commits, by result."}, []string{"result"}),
+		CommitLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "commit_lag_records",
+			Help: "Records consumed but not yet committed, per topic."}, []string{"topic"}),
+		ConsumerLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag_records",
+			Help: "Records between the high watermark and the next offset to consume, per topic and partition."}, []string{"topic", "partition"}),
+		FetchPaused: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "fetch_paused",
+			Help: "1 while consumption waits for uploads to free memory budget."}),
+		S3Retries: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "s3_retries_total",
+			Help: "Retried S3 requests, by operation."}, []string{"operation"}),
+	}
+}

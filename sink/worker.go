@@ -1,0 +1,265 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// Footer keys written into every raw file.
+const (
+	MetaFirstOffset = "lakesink.first_offset"
+	MetaLastOffset  = "lakesink.last_offset"
+	MetaTopic       = "lakesink.topic"
+	MetaPartition   = "lakesink.partition"
+)
+
+func (e *Engine) worker(ctx context.Context) {
+	for {
+		e.mu.Lock()
+		for len(e.queue) == 0 && !e.closed {
+			e.cond.Wait()
+		}
+		if len(e.queue) == 0 {
+			e.mu.Unlock()
+			return
+		}
+		b := e.queue[0]
+		e.queue = e.queue[1:]
+		dropped := b.dropped
+		e.mu.Unlock()
+		if dropped {
+			continue
+		}
+		if err := e.upload(ctx, b); err != nil {
+			e.mu.Lock()
+			if e.failed == nil {
+				e.failed = err
+			}
+			e.cond.Broadcast()
+			e.mu.Unlock()
+			return
+		}
+	}
+}
+
+// upload writes a sealed buffer until it is durable, retrying transient failures with
+// backoff until ctx ends. A key that already exists means an earlier run wrote the same
+// records: the existing file's range becomes durable and the remaining rows go to the
+// next key, so a replay never writes a record twice.
+func (e *Engine) upload(ctx context.Context, b *buffer) error {
+	t := b.table
+	backoff := 200 * time.Millisecond
+	for {
+		e.mu.Lock()
+		skips := b.tp.overlapping(t.cfg.Name, b.period, b.first, b.last)
+		dropped := b.dropped
+		e.mu.Unlock()
+		if dropped {
+			return nil
+		}
+		keep, first := keepMask(b.offsets, skips)
+		var err error
+		var size int64
+		var rows int
+		key := ""
+		start := time.Now()
+		if first >= 0 {
+			key = layout.RawKey(t.cfg.Name, t.gran, layout.Period(b.period), b.tp.topic, b.tp.partition, first)
+			size, rows, err = e.writeFile(ctx, key, b, keep, first)
+		}
+		switch {
+		case err == nil:
+			e.mu.Lock()
+			b.tp.addDurable(span{table: t.cfg.Name, period: b.period, first: b.first, last: b.last})
+			e.release(b)
+			e.cond.Broadcast()
+			e.mu.Unlock()
+			if key != "" {
+				e.m.UploadSeconds.Observe(time.Since(start).Seconds())
+				e.m.FileBytes.Observe(float64(size))
+				e.m.FileRows.Observe(float64(rows))
+			}
+			e.m.FlushSeconds.Observe(time.Since(b.sealed).Seconds())
+			e.log.Debug("flushed", "table", t.cfg.Name, "file", key, "rows", rows, "bytes", size, "trigger", b.trigger)
+			return nil
+		case store.IsExists(err):
+			last, rerr := e.existingLast(ctx, key)
+			if rerr != nil {
+				e.m.FlushErrors.WithLabelValues("conflict").Inc()
+				e.log.Error("reading existing raw file", "file", key, "err", rerr)
+				if err := sleep(ctx, backoff); err != nil {
+					return err
+				}
+				continue
+			}
+			e.m.UploadConflicts.Inc()
+			e.log.Info("raw file already written by an earlier run; skipping its records", "file", key, "topic", b.tp.topic,
+				"partition", b.tp.partition, "offset", first, "last_offset", last)
+			e.mu.Lock()
+			b.tp.addDurable(span{table: t.cfg.Name, period: b.period, first: first, last: last})
+			e.mu.Unlock()
+		default:
+			if ctx.Err() != nil {
+				return fmt.Errorf("upload %s: %w", key, ctx.Err())
+			}
+			e.m.FlushErrors.WithLabelValues("upload").Inc()
+			e.log.Error("upload failed; retrying", "file", key, "err", err, "retry_in", backoff)
+			if err := sleep(ctx, backoff); err != nil {
+				return err
+			}
+			backoff = min(backoff*2, 30*time.Second)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// keepMask marks the rows not covered by skips; first is the first kept offset, -1 if none.
+// The mask is nil when every row is kept.
+func keepMask(offsets []int64, skips []span) ([]bool, int64) {
+	if len(skips) == 0 {
+		if len(offsets) == 0 {
+			return nil, -1
+		}
+		return nil, offsets[0]
+	}
+	keep := make([]bool, len(offsets))
+	first := int64(-1)
+	for i, o := range offsets {
+		covered := false
+		for _, s := range skips {
+			if o >= s.first && o <= s.last {
+				covered = true
+				break
+			}
+		}
+		keep[i] = !covered
+		if !covered && first < 0 {
+			first = o
+		}
+	}
+	return keep, first
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeFile encodes the buffer's kept rows as Parquet and streams them to key.
+func (e *Engine) writeFile(ctx context.Context, key string, b *buffer, keep []bool, first int64) (int64, int, error) {
+	pr, pw := io.Pipe()
+	cw := &countingWriter{w: pw}
+	type result struct {
+		rows int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := encode(cw, b, keep, first)
+		pw.CloseWithError(err)
+		done <- result{rows, err}
+	}()
+	err := e.st.Create(ctx, key, pr)
+	pr.CloseWithError(errors.Join(err, errors.New("upload ended")))
+	res := <-done
+	if err != nil {
+		return 0, 0, err
+	}
+	if res.err != nil {
+		return 0, 0, fmt.Errorf("encode %s: %w", key, res.err)
+	}
+	return cw.n, res.rows, nil
+}
+
+func encode(w io.Writer, b *buffer, keep []bool, first int64) (int, error) {
+	s := b.table.schema
+	pw := parquet.NewWriter(w, s.WriterOptions(
+		parquet.KeyValueMetadata(MetaFirstOffset, strconv.FormatInt(first, 10)),
+		parquet.KeyValueMetadata(MetaLastOffset, strconv.FormatInt(b.last, 10)),
+		parquet.KeyValueMetadata(MetaTopic, b.tp.topic),
+		parquet.KeyValueMetadata(MetaPartition, strconv.FormatInt(int64(b.tp.partition), 10)),
+	)...)
+	n := 0
+	if keep == nil {
+		if _, err := pw.WriteRowGroup(b.rows); err != nil {
+			return 0, err
+		}
+		n = b.n
+	} else {
+		rows := b.rows.Rows()
+		defer rows.Close()
+		batch := make([]parquet.Row, 256)
+		kept := make([]parquet.Row, 0, 256)
+		i := 0
+		for {
+			k, err := rows.ReadRows(batch)
+			kept = kept[:0]
+			for j := 0; j < k; j++ {
+				if keep[i] {
+					kept = append(kept, batch[j])
+				}
+				i++
+			}
+			if len(kept) > 0 {
+				if _, werr := pw.WriteRows(kept); werr != nil {
+					return 0, werr
+				}
+				n += len(kept)
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, pw.Close()
+}
+
+// existingLast reads the last offset recorded in the footer of an existing raw file.
+func (e *Engine) existingLast(ctx context.Context, key string) (int64, error) {
+	obj, err := e.st.Open(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	defer obj.Close()
+	f, err := parquet.OpenFile(obj, obj.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return 0, fmt.Errorf("open parquet %s: %w", key, err)
+	}
+	v, ok := f.Lookup(MetaLastOffset)
+	if !ok {
+		return 0, fmt.Errorf("raw file %s has no %s footer key", key, MetaLastOffset)
+	}
+	last, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("raw file %s: %s=%q: %w", key, MetaLastOffset, v, err)
+	}
+	return last, nil
+}
