@@ -208,4 +208,6 @@ func (l *Local) Ping(context.Context) error {
 }
 
 // URI implements Store.
-func (l *Local) URI(key string) string { return "file://" + filepath.ToSlash(filepath.Join(l.root, key)) }
+func (l *Local) URI(key string) string {
+	return "file://" + filepath.ToSlash(filepath.Join(l.root, key))
+}
