@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -30,6 +31,7 @@ var binPath string
 
 func TestMain(m *testing.M) {
 	code := func() int {
+		flag.Parse()
 		if !testing.Short() && os.Getenv("LAKESINK_TEST_KAFKA_BROKERS") != "" {
 			dir, err := os.MkdirTemp("", "lakesink-e2e")
 			if err != nil {
@@ -333,7 +335,7 @@ func TestE2EExactlyOnceIntoRawZone(t *testing.T) {
 	p.stop(t)
 	rows, distinct, misplaced := b.lakeCounts()
 	if rows != n || distinct != n || misplaced != 0 {
-		t.Fatalf("DuckDB: rows %d distinct %d misplaced %d; want %d, %d, 0", rows, distinct, n, n)
+		t.Fatalf("DuckDB: rows %d distinct %d misplaced %d; want %d, %d, 0", rows, distinct, misplaced, n, n)
 	}
 	hoursSeen := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(DISTINCT (dt, hour)) FROM read_parquet('%s', hive_partitioning = true)`, b.rawGlob()))
 	if h := toInt(t, hoursSeen[0][0]); h < 5 {

@@ -70,9 +70,11 @@ func Dir(g Granularity, p Period) string {
 // RawPrefix is where a table's raw zone starts: "raw/<table>/".
 func RawPrefix(table string) string { return "raw/" + table + "/" }
 
-// RawKey is the key of a raw file: raw/<table>/<partition dir>/<topic>+<partition>+<firstOffset>.parquet.
+// RawKey is the key of a raw file: raw/<table>/<partition dir>/<topic>.<partition>.<firstOffset>.parquet.
 // The first offset is zero-padded to 20 digits so keys sort in offset order. A replay of the
 // same records after a crash produces the same key, which is what makes the sink idempotent.
+// (Dots, not the "+" of Kafka Connect: some S3 clients, DuckDB's among them, read "+" in a
+// key as a space. Topic names may contain dots too; the name is parsed from the right.)
 func RawKey(table string, g Granularity, p Period, topic string, partition int32, firstOffset int64) string {
 	var b strings.Builder
 	b.Grow(64 + len(table) + len(topic))
@@ -80,9 +82,9 @@ func RawKey(table string, g Granularity, p Period, topic string, partition int32
 	b.WriteString(Dir(g, p))
 	b.WriteByte('/')
 	b.WriteString(topic)
-	b.WriteByte('+')
+	b.WriteByte('.')
 	b.WriteString(strconv.FormatInt(int64(partition), 10))
-	b.WriteByte('+')
+	b.WriteByte('.')
 	fmt.Fprintf(&b, "%020d", firstOffset)
 	b.WriteString(".parquet")
 	return b.String()
@@ -134,10 +136,10 @@ func ParseRawKey(g Granularity, key string) (RawFile, error) {
 	if !ok {
 		return f, fmt.Errorf("raw key %q: not a .parquet file", key)
 	}
-	i := strings.LastIndexByte(name, '+')
-	j := strings.LastIndexByte(name[:max(i, 0)], '+')
+	i := strings.LastIndexByte(name, '.')
+	j := strings.LastIndexByte(name[:max(i, 0)], '.')
 	if i <= 0 || j <= 0 {
-		return f, fmt.Errorf("raw key %q: want <topic>+<partition>+<offset>.parquet", key)
+		return f, fmt.Errorf("raw key %q: want <topic>.<partition>.<offset>.parquet", key)
 	}
 	f.Topic = name[:j]
 	p, err1 := strconv.ParseInt(name[j+1:i], 10, 32)
