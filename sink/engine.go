@@ -521,6 +521,24 @@ func (e *Engine) Lag() map[string]int64 {
 	return out
 }
 
+// Next returns, per topic and partition, the next offset to consume (for partitions
+// that consumed anything).
+func (e *Engine) Next() map[string]map[int32]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]map[int32]int64{}
+	for _, st := range e.tps {
+		if st.next < 0 {
+			continue
+		}
+		if out[st.topic] == nil {
+			out[st.topic] = map[int32]int64{}
+		}
+		out[st.topic][st.partition] = st.next
+	}
+	return out
+}
+
 // Stats is a snapshot for logs and tests.
 type Stats struct {
 	Buffered   int64

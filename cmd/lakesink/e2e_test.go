@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -135,10 +135,21 @@ tables:
 
 // proc is a running lakesink process.
 type proc struct {
-	cmd  *exec.Cmd
-	port int
-	log  string
-	done chan error
+	cmd    *exec.Cmd
+	port   int
+	log    string
+	exited chan struct{} // closed when the process has exited; err is set then
+	err    error
+}
+
+// exitedErr reports whether the process exited, and how.
+func (p *proc) exitedErr() (bool, error) {
+	select {
+	case <-p.exited:
+		return true, p.err
+	default:
+		return false, nil
+	}
 }
 
 func (b *bed) start(cfg string) *proc {
@@ -161,11 +172,11 @@ func (b *bed) start(cfg string) *proc {
 	if err := cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, port: port, log: logPath, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); lf.Close() }()
+	p := &proc{cmd: cmd, port: port, log: logPath, exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.exited) }()
 	b.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-p.done
+		<-p.exited
 		if b.t.Failed() {
 			tail, _ := exec.Command("tail", "-n", "30", logPath).Output()
 			b.t.Logf("sink log tail (%s):\n%s", logPath, tail)
@@ -176,7 +187,7 @@ func (b *bed) start(cfg string) *proc {
 
 func (p *proc) kill9(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	<-p.exited
 }
 
 // stop sends SIGTERM and requires a clean exit.
@@ -184,9 +195,8 @@ func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
+	case <-p.exited:
+		if err := p.err; err != nil {
 			tail, _ := exec.Command("tail", "-n", "30", p.log).Output()
 			t.Fatalf("sink exited with %v after SIGTERM; log:\n%s", err, tail)
 		}
@@ -277,11 +287,8 @@ func (b *bed) waitCaughtUp(timeout time.Duration, procs ...*proc) {
 			return
 		}
 		for _, p := range procs {
-			select {
-			case err := <-p.done:
-				p.done <- err
+			if done, err := p.exitedErr(); done {
 				b.t.Fatalf("sink exited early: %v", err)
-			default:
 			}
 		}
 		if time.Now().After(deadline) {
@@ -416,7 +423,7 @@ func TestE2EBadInputGoesToDeadLetters(t *testing.T) {
 		"wrong_type":        `{"event_id":"x","ts":"` + now + `","user_id":"one"}`,
 		"bad_timestamp":     `{"event_id":"x","ts":"not a time","user_id":1}`,
 		"time_out_of_range": `{"event_id":"x","ts":"1970-01-01T00:00:00Z","user_id":1}`,
-		"oversized":         `{"event_id":"` + strings.Repeat("x", 2<<20) + `","ts":"` + now + `","user_id":1}`,
+		"oversized":         `{"event_id":"` + strings.Repeat("x", 100<<10) + `","ts":"` + now + `","user_id":1}`,
 	}
 	ctx := context.Background()
 	for reason, v := range bad {
@@ -426,7 +433,7 @@ func TestE2EBadInputGoesToDeadLetters(t *testing.T) {
 		}
 	}
 	b.produce(good, 2, 6, 1)
-	p := b.start(b.config(""))
+	p := b.start(b.config("flush: {max_age: 10s, max_record_bytes: 64KiB, shutdown_timeout: 30s}"))
 	b.waitCaughtUp(2*time.Minute, p)
 	m := p.metrics(t)
 	p.stop(t)

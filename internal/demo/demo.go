@@ -102,15 +102,25 @@ func Run(ctx context.Context, o Options) error {
 	done := make(chan error, 1)
 	sinkStart := time.Now()
 	go func() { done <- sk.Run(sctx) }()
-	if err := waitConsumed(ctx, brokers, sk, done); err != nil {
+	adm, closeAdm, err := admin(brokers)
+	if err != nil {
 		stop()
 		return err
 	}
+	defer closeAdm()
+	if err := waitConsumed(ctx, adm, sk, done); err != nil {
+		stop()
+		return err
+	}
+	// Everything is consumed: stop the sink the way SIGTERM does (flush, commit, leave).
 	stop()
 	if err := <-done; err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	fmt.Fprintf(o.Out, "▶ sink consumed everything, flushed and committed in %s\n", time.Since(sinkStart).Round(time.Millisecond))
+	if lag, err := commitLag(ctx, adm); err != nil || lag != 0 {
+		return fmt.Errorf("after shutdown the group's commit lags the end by %d records (%v)", lag, err)
+	}
+	fmt.Fprintf(o.Out, "▶ sink consumed everything, flushed, committed and left the group in %s\n", time.Since(sinkStart).Round(time.Millisecond))
 	if err := report(o.Out, o.Dir); err != nil {
 		return err
 	}
@@ -161,39 +171,37 @@ func produce(ctx context.Context, brokers []string, o Options) (int, error) {
 	return len(badRecords), firstErr
 }
 
-// waitConsumed waits until the group's committed offsets reach the end of every partition.
-func waitConsumed(ctx context.Context, brokers []string, sk *sink.Sink, done <-chan error) error {
+func admin(brokers []string) (*kadm.Client, func(), error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	return kadm.NewClient(cl), cl.Close, nil
+}
+
+// waitConsumed waits until the sink has consumed every record produced.
+func waitConsumed(ctx context.Context, adm *kadm.Client, sk *sink.Sink, done <-chan error) error {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return err
 	}
 	deadline := time.After(5 * time.Minute)
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case err := <-done:
 			return fmt.Errorf("sink stopped early: %w", err)
 		case <-deadline:
-			return errors.New("demo: sink did not catch up within 5 minutes")
+			return errors.New("demo: sink did not consume everything within 5 minutes")
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
 		}
-		committed, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			continue
-		}
+		next := sk.Engine().Next()[topic]
 		caught := true
 		ends.Each(func(e kadm.ListedOffset) {
-			c, ok := committed.Lookup(e.Topic, e.Partition)
-			if !ok || c.At < e.Offset {
+			if next[e.Partition] < e.Offset {
 				caught = false
 			}
 		})
@@ -201,6 +209,24 @@ func waitConsumed(ctx context.Context, brokers []string, sk *sink.Sink, done <-c
 			return nil
 		}
 	}
+}
+
+// commitLag is the number of records between the group's commits and the end offsets.
+func commitLag(ctx context.Context, adm *kadm.Client) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return -1, err
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return -1, err
+	}
+	var lag int64
+	ends.Each(func(e kadm.ListedOffset) {
+		c, _ := committed.Lookup(e.Topic, e.Partition)
+		lag += e.Offset - max(c.At, 0)
+	})
+	return lag, nil
 }
 
 type partStat struct {
