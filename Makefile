@@ -37,7 +37,7 @@ bed-down:
 bench: build
 	@trap '$(BED) down' EXIT; \
 	  $(BED) up && eval "$$($(BED) env)" && \
-	  LAKESINK_REQUIRE_BED=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
+	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000}
 
 vet:
 	$(GO) vet ./...

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
@@ -34,7 +33,7 @@ type bufKey struct {
 // buffer holds the records of one topic-partition for one table and period, in columnar form.
 type buffer struct {
 	bufKey
-	rows    *parquet.Buffer
+	rows    *columns
 	first   int64
 	last    int64
 	n       int
@@ -197,14 +196,16 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		e.m.RecordsSkipped.WithLabelValues(t.cfg.Name).Inc()
 		return Skipped, nil
 	}
-	if err := e.reserve(ctx, t.dec.Bytes); err != nil {
+	// A row costs about its decoded size, plus slice growth: reserve twice that.
+	if err := e.reserve(ctx, 2*t.dec.Bytes); err != nil {
 		return 0, err
 	}
 	key := bufKey{tp: st, table: t, period: period}
 	b := e.open[key]
 	if b == nil {
-		b = &buffer{bufKey: key, first: r.Offset, created: e.now(),
-			rows: parquet.NewBuffer(t.schema.Parquet, parquet.ColumnBufferCapacity(64))}
+		b = &buffer{bufKey: key, first: r.Offset, created: e.now(), rows: newColumns(t.schema.Leaves)}
+		b.bytes = b.rows.size()
+		e.buffered += b.bytes
 		e.open[key] = b
 		st.live[b] = struct{}{}
 		e.m.OpenPartitions.Set(float64(len(e.open)))
@@ -212,17 +213,14 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 			e.sealOldest("open_partitions")
 		}
 	}
-	cols := b.rows.ColumnBuffers()
-	for i, vals := range t.dec.Cols {
-		if _, err := cols[i].WriteValues(vals); err != nil {
-			return 0, fmt.Errorf("buffer record %s/%d@%d column %d: %w", r.Topic, r.Partition, r.Offset, i, err)
-		}
-	}
+	before := b.rows.size() + int64(8*cap(b.offsets))
+	b.rows.appendRow(t.dec.Cols)
 	b.last = r.Offset
 	b.offsets = append(b.offsets, r.Offset)
 	b.n++
-	b.bytes += t.dec.Bytes
-	e.buffered += t.dec.Bytes
+	grown := b.rows.size() + int64(8*cap(b.offsets)) - before
+	b.bytes += grown
+	e.buffered += grown
 	e.m.BufferedBytes.Set(float64(e.buffered))
 	e.m.RecordsDecoded.WithLabelValues(t.cfg.Name).Inc()
 	if b.bytes >= int64(e.flush.MaxFileBytes) {

@@ -204,38 +204,15 @@ func encode(w io.Writer, b *buffer, keep []bool, first int64) (int, error) {
 		parquet.KeyValueMetadata(MetaTopic, b.tp.topic),
 		parquet.KeyValueMetadata(MetaPartition, strconv.FormatInt(int64(b.tp.partition), 10)),
 	)...)
-	n := 0
-	if keep == nil {
-		if _, err := pw.WriteRowGroup(b.rows); err != nil {
-			return 0, err
-		}
-		n = b.n
-	} else {
-		rows := b.rows.Rows()
-		defer rows.Close()
-		batch := make([]parquet.Row, 256)
-		kept := make([]parquet.Row, 0, 256)
-		i := 0
-		for {
-			k, err := rows.ReadRows(batch)
-			kept = kept[:0]
-			for j := 0; j < k; j++ {
-				if keep[i] {
-					kept = append(kept, batch[j])
-				}
-				i++
-			}
-			if len(kept) > 0 {
-				if _, werr := pw.WriteRows(kept); werr != nil {
-					return 0, werr
-				}
-				n += len(kept)
-			}
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return 0, err
+	if err := b.rows.writeTo(pw, keep); err != nil {
+		return 0, err
+	}
+	n := b.n
+	if keep != nil {
+		n = 0
+		for _, k := range keep {
+			if k {
+				n++
 			}
 		}
 	}

@@ -49,12 +49,23 @@ type Schema struct {
 	Parquet *parquet.Schema
 	// NumLeaves is the number of leaf columns.
 	NumLeaves int
+	// Leaves describes each leaf column, in Parquet order.
+	Leaves []Leaf
 	// EventTime is the column that decides a record's partition.
 	EventTime *Node
 	// Topic, Partition, Offset and Timestamp are the Kafka coordinate columns.
 	Topic, Partition, Offset, Timestamp *Node
 	// Granularity is "hour" or "day".
 	Granularity string
+}
+
+// Leaf is what the sink needs to store a leaf column's values compactly.
+type Leaf struct {
+	Kind      parquet.Kind
+	MaxDef    int
+	MaxRep    int
+	TypeLen   int // fixed-length byte arrays
+	ConvertTo parquet.Type
 }
 
 // Column returns the top-level column with the given name, or nil.
@@ -103,8 +114,21 @@ func Compile(t *config.Table) (*Schema, error) {
 		next = assignLeaves(c, next, 0)
 	}
 	s.NumLeaves = next
-	if got := len(s.Parquet.Columns()); got != next {
-		return nil, fmt.Errorf("table %s: internal error: %d leaf columns, parquet schema has %d", t.Name, next, got)
+	paths := s.Parquet.Columns()
+	if len(paths) != next {
+		return nil, fmt.Errorf("table %s: internal error: %d leaf columns, parquet schema has %d", t.Name, next, len(paths))
+	}
+	for _, p := range paths {
+		lc, ok := s.Parquet.Lookup(p...)
+		if !ok {
+			return nil, fmt.Errorf("table %s: internal error: no leaf %v", t.Name, p)
+		}
+		typ := lc.Node.Type()
+		s.Leaves = append(s.Leaves, Leaf{Kind: typ.Kind(), MaxDef: lc.MaxDefinitionLevel, MaxRep: lc.MaxRepetitionLevel,
+			TypeLen: typ.Length()})
+		if lc.MaxDefinitionLevel > 15 || lc.MaxRepetitionLevel > 15 {
+			return nil, fmt.Errorf("table %s: column %v nests too deeply (at most 15 levels)", t.Name, p)
+		}
 	}
 	return s, nil
 }

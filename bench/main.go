@@ -1,0 +1,269 @@
+// Command bench measures lakesink's throughput and memory; `make bench` runs it
+// against the test bed. It prints one table and writes bench-results/bench.json.
+//
+//  1. bound: decode + Parquet encode of the same events in memory (no Kafka, no S3).
+//  2. e2e:   the real `lakesink sink` process draining a pre-filled Kafka topic into
+//     Parquet on the S3 server; CPU time and peak RSS come from the child's rusage.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/schema"
+	"github.com/lakesink/lakesink/sink"
+)
+
+// Result is one measured figure.
+type Result struct {
+	Name          string  `json:"name"`
+	Events        int     `json:"events"`
+	Bytes         int64   `json:"bytes"`
+	WallSeconds   float64 `json:"wall_seconds"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	EventsPerCPUs float64 `json:"events_per_cpu_second"`
+	MBPerCPUs     float64 `json:"mb_per_cpu_second"`
+	EventsPerSec  float64 `json:"events_per_second_wall"`
+	MBPerSec      float64 `json:"mb_per_second_wall"`
+	PeakRSSMiB    float64 `json:"peak_rss_mib,omitempty"`
+	Files         int     `json:"files,omitempty"`
+}
+
+func main() {
+	n := flag.Int("events", 1_000_000, "events")
+	bin := flag.String("bin", "bin/lakesink", "lakesink binary")
+	out := flag.String("out", "bench-results/bench.json", "JSON results")
+	flag.Parse()
+	events := make([][]byte, *n)
+	var total int64
+	g := gen.New(99, time.Now().UTC().Truncate(time.Hour).Add(-6*time.Hour), 6*time.Hour)
+	for i := range events {
+		v, _ := g.Event(i, *n)
+		events[i] = append([]byte(nil), v...)
+		total += int64(len(v))
+	}
+	fmt.Fprintf(os.Stderr, "bench: %d events, %.1f MB, avg %d bytes\n", *n, float64(total)/1e6, total/int64(*n))
+	var results []Result
+	bound, err := encodeOnly(events, total)
+	check(err)
+	results = append(results, bound)
+	e2e, err := endToEnd(events, total, *bin)
+	check(err)
+	results = append(results, e2e)
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measure\tevents\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", r.Name, r.Events, r.EventsPerCPUs, r.MBPerCPUs, r.EventsPerSec, r.MBPerSec, r.PeakRSSMiB)
+	}
+	tw.Flush()
+	fmt.Printf("end-to-end / bound (events per CPU-second): %.0f%%\n", 100*e2e.EventsPerCPUs/bound.EventsPerCPUs)
+	check(os.MkdirAll(filepath.Dir(*out), 0o755))
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
+	check(os.WriteFile(*out, data, 0o644))
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func tableConfig(extra string) (*config.Config, error) {
+	return config.Parse([]byte(`kafka: {brokers: ["127.0.0.1:1"]}
+local_dir: /tmp/unused
+dead_letter: {topic: dlq}
+tables:
+`+gen.TableYAML("events", "bench")+extra), nil)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// encodeOnly decodes every event into column buffers and encodes Parquet to io.Discard,
+// flushing a file every 128 MiB of buffered data, like the sink does.
+func encodeOnly(events [][]byte, total int64) (Result, error) {
+	cfg, err := tableConfig("")
+	if err != nil {
+		return Result{}, err
+	}
+	s, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		return Result{}, err
+	}
+	dec := sink.NewDecoder(s, &cfg.Tables[0], 1<<20)
+	buf := parquet.NewBuffer(s.Parquet)
+	var bufBytes int64
+	flush := func() error {
+		w := parquet.NewWriter(io.Discard, s.WriterOptions()...)
+		if _, err := w.WriteRowGroup(buf); err != nil {
+			return err
+		}
+		buf.Reset()
+		bufBytes = 0
+		return w.Close()
+	}
+	now := time.Now()
+	rec := &sink.Record{Topic: "bench", Timestamp: now}
+	startCPU, start := cpuTime(), time.Now()
+	for i, v := range events {
+		rec.Offset, rec.Value = int64(i), v
+		if _, err := dec.Decode(rec, now); err != nil {
+			return Result{}, fmt.Errorf("event %d: %w", i, err)
+		}
+		cols := buf.ColumnBuffers()
+		for c, vals := range dec.Cols {
+			if _, err := cols[c].WriteValues(vals); err != nil {
+				return Result{}, err
+			}
+		}
+		bufBytes += dec.Bytes
+		if bufBytes >= 128<<20 {
+			if err := flush(); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return Result{}, err
+	}
+	return result("bound: decode+encode, 1 core", len(events), total, time.Since(start), cpuTime()-startCPU, 0), nil
+}
+
+func result(name string, n int, bytes int64, wall, cpu time.Duration, rssKiB int64) Result {
+	return Result{Name: name, Events: n, Bytes: bytes, WallSeconds: wall.Seconds(), CPUSeconds: cpu.Seconds(),
+		EventsPerCPUs: float64(n) / cpu.Seconds(), MBPerCPUs: float64(bytes) / 1e6 / cpu.Seconds(),
+		EventsPerSec: float64(n) / wall.Seconds(), MBPerSec: float64(bytes) / 1e6 / wall.Seconds(),
+		PeakRSSMiB: float64(rssKiB) / 1024}
+}
+
+func env(k string) string {
+	v := os.Getenv(k)
+	if v == "" {
+		check(fmt.Errorf("%s is unset: run through `make bench` (it starts the test bed)", k))
+	}
+	return v
+}
+
+func endToEnd(events [][]byte, total int64, bin string) (Result, error) {
+	ctx := context.Background()
+	brokers := strings.Split(env("LAKESINK_TEST_KAFKA_BROKERS"), ",")
+	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(20*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const parts = 6
+	if _, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{"retention.ms": ptr("-1")}, name); err != nil {
+		return Result{}, err
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, name+"-dlq"); err != nil {
+		return Result{}, err
+	}
+	defer adm.DeleteTopics(context.Background(), name, name+"-dlq")
+	fmt.Fprintf(os.Stderr, "bench: pre-filling topic %s\n", name)
+	for i, v := range events {
+		cl.Produce(ctx, &kgo.Record{Topic: name, Partition: int32(i % parts), Value: v}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return Result{}, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return Result{}, err
+	}
+	cfgPath := filepath.Join(os.TempDir(), name+".yaml")
+	y := fmt.Sprintf(`kafka: {brokers: [%s], group: %s, commit_interval: 1s}
+s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
+dead_letter: {topic: %s-dlq}
+http: {listen: "127.0.0.1:%d"}
+log: {level: warn}
+flush: {max_file_bytes: 128MiB, memory_budget: 1GiB, max_age: 5m}
+tables:
+%s`, strings.Join(brokers, ","), name, env("LAKESINK_TEST_S3_BUCKET"), name, env("LAKESINK_TEST_S3_REGION"),
+		env("LAKESINK_TEST_S3_ENDPOINT"), name, port, gen.TableYAML("events", name))
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return Result{}, err
+	}
+	defer os.Remove(cfgPath)
+	cmd := exec.Command(bin, "sink", "-c", cfgPath)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+env("LAKESINK_TEST_S3_ACCESS_KEY"),
+		"AWS_SECRET_ACCESS_KEY="+env("LAKESINK_TEST_S3_SECRET_KEY"), "GOMAXPROCS=2")
+	fmt.Fprintf(os.Stderr, "bench: draining %d events with %s\n", len(events), bin)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	// Wait until every event is decoded, then SIGTERM: the shutdown flush, upload and
+	// commit are part of the measured time, which ends when the process exits.
+	metric := fmt.Sprintf(`lakesink_records_decoded_total{table="events"} %d`, len(events))
+	for !strings.Contains(scrape(port), metric) {
+		time.Sleep(20 * time.Millisecond)
+		if time.Since(start) > 30*time.Minute {
+			_ = cmd.Process.Kill()
+			return Result{}, fmt.Errorf("not drained in 30 minutes")
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		return Result{}, fmt.Errorf("sink: %w", err)
+	}
+	wall := time.Since(start)
+	lag, err := adm.Lag(ctx, name)
+	if err != nil {
+		return Result{}, err
+	}
+	if l := lag[name]; l.Error() != nil || l.Lag.Total() != 0 {
+		return Result{}, fmt.Errorf("after the run the group still lags by %d records (%v)", l.Lag.Total(), l.Error())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return result("e2e: Kafka → Parquet on S3, 2 cores", len(events), total, wall, cpu, ru.Maxrss), nil
+}
+
+func ptr(s string) *string { return &s }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func scrape(port int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
