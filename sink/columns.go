@@ -40,11 +40,80 @@ func (c *columns) size() int64 {
 	return n
 }
 
+// encodedSize is the number of data bytes a non-null value takes.
+func encodedSize(leaf *schema.Leaf, v *parquet.Value) int {
+	switch leaf.Kind {
+	case parquet.Boolean:
+		return 1
+	case parquet.Int32, parquet.Float:
+		return 4
+	case parquet.Int64, parquet.Double:
+		return 8
+	case parquet.FixedLenByteArray:
+		return leaf.TypeLen
+	}
+	n := len(v.ByteArray())
+	return n + uvarintLen(uint64(n))
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// newCap is the capacity a slice grows to when it needs room for need more bytes:
+// at least what is needed, else a quarter more, between 1 KiB and 1 MiB. Growth is
+// explicit (not append's doubling) so the memory a row adds is known before adding it.
+func newCap(length, capacity, need int) int {
+	if length+need <= capacity {
+		return capacity
+	}
+	return max(length+need, capacity+min(max(capacity/4, 1024), 1<<20))
+}
+
+func ensure(b []byte, need int) []byte {
+	if c := newCap(len(b), cap(b), need); c != cap(b) {
+		nb := make([]byte, len(b), c)
+		copy(nb, b)
+		return nb
+	}
+	return b
+}
+
+// growth returns how many bytes of capacity appendRow(staged) will allocate.
+func (c *columns) growth(staged [][]parquet.Value) int64 {
+	var n int64
+	for i, vals := range staged {
+		col, leaf := &c.cols[i], &c.leaves[i]
+		data := 0
+		for j := range vals {
+			if vals[j].DefinitionLevel() == leaf.MaxDef {
+				data += encodedSize(leaf, &vals[j])
+			}
+		}
+		n += int64(newCap(len(col.levels), cap(col.levels), len(vals)) - cap(col.levels))
+		n += int64(newCap(len(col.data), cap(col.data), data) - cap(col.data))
+	}
+	return n
+}
+
 // appendRow adds one record's staged values (one slice per leaf column).
 func (c *columns) appendRow(staged [][]parquet.Value) {
 	for i, vals := range staged {
 		col := &c.cols[i]
 		leaf := &c.leaves[i]
+		data := 0
+		for j := range vals {
+			if vals[j].DefinitionLevel() == leaf.MaxDef {
+				data += encodedSize(leaf, &vals[j])
+			}
+		}
+		col.levels = ensure(col.levels, len(vals))
+		col.data = ensure(col.data, data)
 		for _, v := range vals {
 			def := v.DefinitionLevel()
 			col.levels = append(col.levels, byte(v.RepetitionLevel()<<4|def))

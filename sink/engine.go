@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/schema"
@@ -56,15 +55,18 @@ type Engine struct {
 	byTopic map[string]*table
 	now     func() time.Time
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when a buffer leaves memory or a worker fails
-	tps      map[tpKey]*tpState
-	open     map[bufKey]*buffer
-	queue    []*buffer // sealed, waiting for a worker
-	buffered int64     // bytes of open + sealed buffers
-	failed   error     // a worker error that needs the process to stop
-	closed   bool
-	wg       sync.WaitGroup
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when a buffer leaves memory or a worker fails
+	tps   map[tpKey]*tpState
+	open  map[bufKey]*buffer
+	queue []*buffer // sealed, waiting for a worker
+	// uploading holds the keys being uploaded: buffers of one (partition, table, period)
+	// upload one at a time, in order, so each sees the ranges its predecessor made durable.
+	uploading map[bufKey]bool
+	buffered  int64 // bytes of open + sealed buffers
+	failed    error // a worker error that needs the process to stop
+	closed    bool
+	wg        sync.WaitGroup
 }
 
 type tpKey struct {
@@ -75,7 +77,7 @@ type tpKey struct {
 // NewEngine compiles the tables of cfg and returns an engine writing to st.
 func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger) (*Engine, error) {
 	e := &Engine{log: log, st: st, m: m, flush: cfg.Flush, byTopic: map[string]*table{}, now: time.Now,
-		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}}
+		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{}}
 	e.cond = sync.NewCond(&e.mu)
 	for i := range cfg.Tables {
 		tc := &cfg.Tables[i]
@@ -196,26 +198,46 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		e.m.RecordsSkipped.WithLabelValues(t.cfg.Name).Inc()
 		return Skipped, nil
 	}
-	// A row costs about its decoded size, plus slice growth: reserve twice that.
-	if err := e.reserve(ctx, 2*t.dec.Bytes); err != nil {
-		return 0, err
-	}
 	key := bufKey{tp: st, table: t, period: period}
-	b := e.open[key]
-	if b == nil {
-		b = &buffer{bufKey: key, first: r.Offset, created: e.now(), rows: newColumns(t.schema.Leaves)}
-		b.bytes = b.rows.size()
-		e.buffered += b.bytes
-		e.open[key] = b
-		st.live[b] = struct{}{}
-		e.m.OpenPartitions.Set(float64(len(e.open)))
-		if len(e.open) > e.flush.MaxOpenPartitions {
-			e.sealOldest("open_partitions")
+	var b *buffer
+	for {
+		b = e.open[key]
+		fresh := b == nil
+		if fresh {
+			b = &buffer{bufKey: key, first: r.Offset, rows: newColumns(t.schema.Leaves)}
 		}
+		// Reserve exactly what appending the row allocates (and a new buffer's header).
+		need := b.rows.growth(t.dec.Cols) + int64(newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
+		if fresh {
+			need += b.rows.size()
+		}
+		if err := e.reserve(ctx, need); err != nil {
+			return 0, err
+		}
+		if !fresh && e.open[key] != b {
+			continue // sealed to make room: size the row again for a fresh buffer
+		}
+		if fresh {
+			b.created = e.now()
+			b.bytes = b.rows.size()
+			e.buffered += b.bytes
+			e.open[key] = b
+			st.live[b] = struct{}{}
+			e.m.OpenPartitions.Set(float64(len(e.open)))
+			if len(e.open) > e.flush.MaxOpenPartitions {
+				e.sealOldest("open_partitions")
+			}
+		}
+		break
 	}
 	before := b.rows.size() + int64(8*cap(b.offsets))
 	b.rows.appendRow(t.dec.Cols)
 	b.last = r.Offset
+	if len(b.offsets) == cap(b.offsets) {
+		nb := make([]int64, len(b.offsets), newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)/8)
+		copy(nb, b.offsets)
+		b.offsets = nb
+	}
 	b.offsets = append(b.offsets, r.Offset)
 	b.n++
 	grown := b.rows.size() + int64(8*cap(b.offsets)) - before

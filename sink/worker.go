@@ -25,30 +25,44 @@ const (
 func (e *Engine) worker(ctx context.Context) {
 	for {
 		e.mu.Lock()
-		for len(e.queue) == 0 && !e.closed {
+		b := e.next()
+		for b == nil && !(e.closed && len(e.queue) == 0) {
 			e.cond.Wait()
+			b = e.next()
 		}
-		if len(e.queue) == 0 {
+		if b == nil {
 			e.mu.Unlock()
 			return
 		}
-		b := e.queue[0]
-		e.queue = e.queue[1:]
+		e.uploading[b.bufKey] = true
 		dropped := b.dropped
 		e.mu.Unlock()
-		if dropped {
-			continue
+		var err error
+		if !dropped {
+			err = e.upload(ctx, b)
 		}
-		if err := e.upload(ctx, b); err != nil {
-			e.mu.Lock()
-			if e.failed == nil {
-				e.failed = err
-			}
-			e.cond.Broadcast()
-			e.mu.Unlock()
+		e.mu.Lock()
+		delete(e.uploading, b.bufKey)
+		if err != nil && e.failed == nil {
+			e.failed = err
+		}
+		e.cond.Broadcast()
+		e.mu.Unlock()
+		if err != nil {
 			return
 		}
 	}
+}
+
+// next takes the oldest queued buffer whose key is not being uploaded. Called with e.mu held.
+func (e *Engine) next() *buffer {
+	for i, b := range e.queue {
+		if !e.uploading[b.bufKey] {
+			e.queue = append(e.queue[:i], e.queue[i+1:]...)
+			return b
+		}
+	}
+	return nil
 }
 
 // upload writes a sealed buffer until it is durable, retrying transient failures with

@@ -479,7 +479,7 @@ func TestE2EMemoryBudgetWithThousandOpenPartitions(t *testing.T) {
 	const budget = 64 << 20
 	b := newBed(t, parts)
 	b.produce(n, hours, 8, parts)
-	cfg := b.config("flush: {max_age: 10m, max_file_bytes: 8MiB, memory_budget: 64MiB, max_open_partitions: 10000, shutdown_timeout: 30s}")
+	cfg := b.config("flush: {max_age: 20s, max_file_bytes: 8MiB, memory_budget: 64MiB, max_open_partitions: 10000, shutdown_timeout: 30s}")
 	p := b.start(cfg)
 	var maxBuffered, maxRSS float64
 	samples := 0
@@ -489,7 +489,7 @@ func TestE2EMemoryBudgetWithThousandOpenPartitions(t *testing.T) {
 			samples++
 			maxBuffered = max(maxBuffered, m["lakesink_buffered_bytes"])
 			maxRSS = max(maxRSS, m["process_resident_memory_bytes"])
-			if maxOpen := m["lakesink_open_partitions"]; maxOpen > 0 && samples%20 == 0 {
+			if maxOpen := m["lakesink_open_partitions"]; maxOpen > 0 && samples%50 == 0 {
 				t.Logf("open partitions %v, buffered %.1f MiB, rss %.1f MiB", maxOpen, m["lakesink_buffered_bytes"]/(1<<20), m["process_resident_memory_bytes"]/(1<<20))
 			}
 		}

@@ -146,7 +146,7 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 		return
 	}
 	budget := int64(cfg.Flush.MemoryBudget)
-	limit := budget + budget/4 + 96<<20
+	limit := budget + budget/8 + 64<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
 }

@@ -149,7 +149,7 @@ func Default() Config {
 			StartOffset:      "earliest",
 			SessionTimeout:   45 * time.Second,
 			RebalanceTimeout: 2 * time.Minute,
-			FetchMaxBytes:    50 * MiB,
+			FetchMaxBytes:    16 * MiB,
 			CommitInterval:   5 * time.Second,
 			SASL:             SASL{Mechanism: "none", PasswordEnv: "LAKESINK_KAFKA_PASSWORD"},
 		},

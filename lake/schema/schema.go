@@ -303,7 +303,7 @@ func (s *Schema) WriterOptions(extra ...parquet.WriterOption) []parquet.WriterOp
 		s.Parquet,
 		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
 		parquet.DataPageVersion(1),
-		parquet.PageBufferSize(1 << 20),
+		parquet.PageBufferSize(256 << 10),
 		parquet.DataPageStatistics(true),
 		parquet.CreatedBy("lakesink", "0.1.0", ""),
 	}

@@ -1,0 +1,217 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+func engineConfig(t *testing.T, dir, flush string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("kafka: {brokers: [\"b:1\"]}\nlocal_dir: %s\ndead_letter: {topic: d}\n%s\ntables:\n%s",
+		dir, flush, gen.TableYAML("events", "t"))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type runResult struct {
+	eng *Engine
+	m   *Metrics
+}
+
+// run feeds records [from, to) of partition 0 through a fresh engine, sealing every
+// sealEvery records, then flushes everything.
+func run(t *testing.T, dir string, events [][]byte, from, to, sealEvery int, committed int64, meta string) runResult {
+	t.Helper()
+	cfg := engineConfig(t, dir, "")
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	e, err := NewEngine(cfg, st, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e.Start(ctx)
+	defer e.Close()
+	e.Assign("t", 0, committed, meta)
+	now := time.Now()
+	for i := from; i < to; i++ {
+		if _, err := e.Process(ctx, &Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: events[i]}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if sealEvery > 0 && (i+1)%sealEvery == 0 {
+			e.SealPartitions(nil, "test")
+		}
+	}
+	e.SealPartitions(nil, "test")
+	if err := e.WaitDurable(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	return runResult{e, m}
+}
+
+// lakeOffsets reads every raw file back and counts each offset.
+func lakeOffsets(t *testing.T, dir string) map[int64]int {
+	t.Helper()
+	seen := map[int64]int{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		rows, err := parquet.ReadFile[struct {
+			Offset int64 `parquet:"_kafka_offset"`
+		}](p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		for _, r := range rows {
+			seen[r.Offset]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+func events(n, hours int) [][]byte {
+	g := gen.New(3, time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours)*time.Hour), time.Duration(hours)*time.Hour)
+	out := make([][]byte, n)
+	for i := range out {
+		v, _ := g.Event(i, n)
+		out[i] = append([]byte(nil), v...)
+	}
+	return out
+}
+
+// TestReplayAfterCrashWritesEachRecordOnce: a first run uploads files but "crashes"
+// before committing; the replay, with different flush boundaries, hits the existing
+// keys, skips what they hold and writes only the rest.
+func TestReplayAfterCrashWritesEachRecordOnce(t *testing.T) {
+	dir := t.TempDir()
+	ev := events(3000, 4)
+	run(t, dir, ev, 0, 2000, 700, -1, "")      // crashed run: uploads, never commits
+	r := run(t, dir, ev, 0, 3000, 450, -1, "") // replay from the start, other boundaries
+	seen := lakeOffsets(t, dir)
+	if len(seen) != 3000 {
+		t.Fatalf("%d distinct offsets in the lake, want 3000", len(seen))
+	}
+	for o, n := range seen {
+		if n != 1 {
+			t.Fatalf("offset %d written %d times", o, n)
+		}
+	}
+	if c := testutil.ToFloat64(r.m.UploadConflicts); c == 0 {
+		t.Fatal("the replay met no existing key: the test did not exercise the conflict path")
+	}
+}
+
+// TestCommitMetadataSkipsDurableRanges: the commit point stays low while a slow hour
+// is held, so files of other hours above it are recorded in the metadata; a restart
+// from that commit skips them instead of writing them under new keys.
+func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
+	dir := t.TempDir()
+	ev := events(2000, 3)
+	cfg := engineConfig(t, dir, "")
+	st, _ := store.NewLocal(dir)
+	m := NewMetrics(prometheus.NewRegistry())
+	e, err := NewEngine(cfg, st, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e.Start(ctx)
+	e.Assign("t", 0, -1, "")
+	now := time.Now()
+	for i := range 1500 {
+		if _, err := e.Process(ctx, &Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: ev[i]}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Flush every buffer but the one holding the lowest offset.
+	e.mu.Lock()
+	var lowest *buffer
+	for _, b := range e.open {
+		if lowest == nil || b.first < lowest.first {
+			lowest = b
+		}
+	}
+	for _, b := range e.open {
+		if b != lowest {
+			e.seal(b, "test")
+		}
+	}
+	e.mu.Unlock()
+	for e.Stats().Queued > 0 || len(e.Commits(nil)) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	commits := e.Commits(nil)
+	e.Close()
+	if len(commits) != 1 || commits[0].Offset != lowest.first || !strings.HasPrefix(commits[0].Metadata, "ls1|events:") {
+		t.Fatalf("commit %+v, want offset %d with ranges in the metadata", commits, lowest.first)
+	}
+	// "Crash" here: the held buffer is lost. Restart from the commit with its metadata.
+	r := run(t, dir, ev, int(commits[0].Offset), 2000, 0, commits[0].Offset, commits[0].Metadata)
+	seen := lakeOffsets(t, dir)
+	if len(seen) != 2000 {
+		t.Fatalf("%d distinct offsets, want 2000", len(seen))
+	}
+	for o, n := range seen {
+		if n != 1 {
+			t.Fatalf("offset %d written %d times", o, n)
+		}
+	}
+	if s := testutil.ToFloat64(r.m.RecordsSkipped.WithLabelValues("events")); s == 0 {
+		t.Fatal("the restart skipped nothing: the metadata was not used")
+	}
+}
+
+func TestMetadataCodec(t *testing.T) {
+	spans := []span{{"events", 498757, 10, 20}, {"events", 498758, 5, 9}, {"clicks", 20781, 30, 40}}
+	m, ok := encodeMeta(spans, 10)
+	if !ok || m != "ls1|events:498757:10:20|clicks:20781:30:40" {
+		t.Fatalf("encodeMeta = %q, %v", m, ok)
+	}
+	back, err := decodeMeta(m)
+	if err != nil || len(back) != 2 || back[1] != spans[2] {
+		t.Fatalf("decodeMeta = %v, %v", back, err)
+	}
+	if got, _ := decodeMeta("some-member-id"); got != nil {
+		t.Fatalf("foreign metadata decoded to %v", got)
+	}
+	if _, err := decodeMeta("ls1|bad"); err == nil {
+		t.Fatal("corrupt metadata accepted")
+	}
+	many := make([]span, 500)
+	for i := range many {
+		many[i] = span{"events", int64(i), int64(i), int64(i + 1000)}
+	}
+	if _, ok := encodeMeta(many, 0); ok {
+		t.Fatal("metadata over the 4 KiB cap was accepted")
+	}
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}
