@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -222,8 +223,7 @@ tables:
 	}
 	// Wait until every event is decoded, then SIGTERM: the shutdown flush, upload and
 	// commit are part of the measured time, which ends when the process exits.
-	metric := fmt.Sprintf(`lakesink_records_decoded_total{table="events"} %d`, len(events))
-	for !strings.Contains(scrape(port), metric) {
+	for decoded(scrape(port)) < float64(len(events)) {
 		time.Sleep(20 * time.Millisecond)
 		if time.Since(start) > 30*time.Minute {
 			_ = cmd.Process.Kill()
@@ -266,4 +266,15 @@ func scrape(port int) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// decoded reads lakesink_records_decoded_total from a metrics page.
+func decoded(page string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, `lakesink_records_decoded_total{table="events"} `); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }

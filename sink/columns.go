@@ -66,13 +66,13 @@ func uvarintLen(x uint64) int {
 }
 
 // newCap is the capacity a slice grows to when it needs room for need more bytes:
-// at least what is needed, else a quarter more, between 1 KiB and 1 MiB. Growth is
+// at least what is needed, else a quarter more, between 1 KiB and 16 MiB. Growth is
 // explicit (not append's doubling) so the memory a row adds is known before adding it.
 func newCap(length, capacity, need int) int {
 	if length+need <= capacity {
 		return capacity
 	}
-	return max(length+need, capacity+min(max(capacity/4, 1024), 1<<20))
+	return max(length+need, capacity+min(max(capacity/4, 1024), 16<<20))
 }
 
 func ensure(b []byte, need int) []byte {

@@ -338,6 +338,13 @@ func TestE2EExactlyOnceIntoRawZone(t *testing.T) {
 	b.produce(n, hours, 1, parts)
 	p := b.start(b.config(""))
 	b.waitCaughtUp(5*time.Minute, p)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + path)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %v", path, resp, err)
+		}
+		resp.Body.Close()
+	}
 	m := p.metrics(t)
 	p.stop(t)
 	rows, distinct, misplaced := b.lakeCounts()
