@@ -183,18 +183,26 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	if st.next >= 0 && r.Offset < st.next {
 		return Skipped, nil
 	}
-	st.next = r.Offset + 1
-	st.epoch = epoch
+	// st.next moves past a record only once it is handled (buffered, skipped as
+	// durable, or rejected for the dead-letter topic, which the caller acknowledges
+	// before any commit): a record still waiting for memory is never committed past.
+	handled := func() {
+		st.next = r.Offset + 1
+		st.epoch = epoch
+	}
 	t := e.byTopic[r.Topic]
 	if t == nil {
+		handled()
 		return Rejected, reject(ReasonNoTable, "", "topic %q feeds no table", r.Topic)
 	}
 	et, err := t.dec.Decode(r, e.now())
 	if err != nil {
+		handled()
 		return Rejected, err
 	}
 	period := int64(layout.PeriodOf(t.gran, et))
 	if st.skip(t.cfg.Name, period, r.Offset) {
+		handled()
 		e.m.RecordsSkipped.WithLabelValues(t.cfg.Name).Inc()
 		return Skipped, nil
 	}
@@ -232,6 +240,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	}
 	before := b.rows.size() + int64(8*cap(b.offsets))
 	b.rows.appendRow(t.dec.Cols)
+	handled()
 	b.last = r.Offset
 	if len(b.offsets) == cap(b.offsets) {
 		nb := make([]int64, len(b.offsets), newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)/8)
@@ -289,6 +298,13 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 	}
 	e.m.FetchPaused.Set(1)
 	defer e.m.FetchPaused.Set(0)
+	// Wake up on cancellation too (SIGTERM while uploads are failing).
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
 	for e.buffered+n > budget && e.failed == nil {
 		if len(e.queue) == 0 && e.inflight() == 0 {
 			// Everything is open but small: seal it all.

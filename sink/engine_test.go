@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -214,4 +215,85 @@ func TestMetadataCodec(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// blockingStore never finishes an upload until released, like an S3 outage.
+type blockingStore struct {
+	store.Store
+	release chan struct{}
+}
+
+func (b blockingStore) Create(ctx context.Context, key string, body io.Reader) error {
+	select {
+	case <-b.release:
+		return b.Store.Create(ctx, key, body)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestShutdownWhileOverBudget: with uploads stuck and the budget full, Process
+// waits; cancelling it returns promptly and the record it held is not committed past.
+func TestShutdownWhileOverBudget(t *testing.T) {
+	dir := t.TempDir()
+	cfg := engineConfig(t, dir, "flush: {memory_budget: 4MiB, max_file_bytes: 1MiB}")
+	local, _ := store.NewLocal(dir)
+	st := blockingStore{Store: local, release: make(chan struct{})}
+	e, err := NewEngine(cfg, st, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	e.Start(wctx)
+	e.Assign("t", 0, -1, "")
+	ev := events(20000, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Now()
+	blockedAt := -1
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, v := range ev {
+			if _, err := e.Process(ctx, &Record{Topic: "t", Offset: int64(i), Timestamp: now, Value: v}, 0); err != nil {
+				blockedAt = i
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(e.m.FetchPaused) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("Process never waited for memory")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Process did not return after cancellation")
+	}
+	if blockedAt < 0 {
+		t.Fatal("Process did not fail on cancellation")
+	}
+	if next := e.Next()["t"][0]; next != int64(blockedAt) {
+		t.Fatalf("next offset %d after the record at %d was not buffered", next, blockedAt)
+	}
+	if s := e.Stats(); s.Buffered > int64(cfg.Flush.MemoryBudget) {
+		t.Fatalf("buffered %d over the budget", s.Buffered)
+	}
+	close(st.release)
+	e.SealPartitions(nil, "shutdown")
+	if err := e.WaitDurable(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	commits := e.Commits(nil)
+	if len(commits) != 1 || commits[0].Offset != int64(blockedAt) {
+		t.Fatalf("commits %+v, want offset %d", commits, blockedAt)
+	}
+	stopWorkers()
+	e.Close()
+	if seen := lakeOffsets(t, dir); len(seen) != blockedAt {
+		t.Fatalf("%d offsets in the lake, want %d", len(seen), blockedAt)
+	}
 }
