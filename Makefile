@@ -5,7 +5,7 @@ BIN := bin/lakesink
 BED := deploy/local/bed.sh
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test test-short test-bed bed-up bed-down bench vet fmt clean
+.PHONY: all build demo test test-short bed-up bed-down bench fuzz vet fmt clean
 
 all: build
 
@@ -38,6 +38,12 @@ bench: build
 	@trap '$(BED) down' EXIT; \
 	  $(BED) up && eval "$$($(BED) env)" && \
 	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000}
+
+## fuzz: every fuzz target for FUZZTIME each (default 60s); findings land in testdata/fuzz
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

@@ -27,6 +27,7 @@ const (
 	ReasonBadTime      = "bad_timestamp"
 	ReasonTimeRange    = "time_out_of_range"
 	ReasonNoTable      = "no_table"
+	ReasonPanic        = "decoder_panic"
 )
 
 // Rejection explains why a record cannot be written to its table.

@@ -195,7 +195,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		handled()
 		return Rejected, reject(ReasonNoTable, "", "topic %q feeds no table", r.Topic)
 	}
-	et, err := t.dec.Decode(r, e.now())
+	et, err := e.decode(t, r)
 	if err != nil {
 		handled()
 		return Rejected, err
@@ -258,6 +258,19 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		e.seal(b, "size")
 	}
 	return Buffered, nil
+}
+
+// decode runs the table's decoder; a panic on some unforeseen input becomes a
+// rejection, so a poison record goes to the dead-letter topic instead of
+// crash-looping the sink and blocking its partition.
+func (e *Engine) decode(t *table, r *Record) (et int64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("decoder panic; dead-lettering the record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "panic", p)
+			err = reject(ReasonPanic, "", "decoder panic: %v", p)
+		}
+	}()
+	return t.dec.Decode(r, e.now())
 }
 
 // Advance moves a partition's next offset past a record that was handled outside

@@ -58,3 +58,53 @@ func TestRawKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRawKey: whatever the topic name and offsets, a key stays under its table's
+// prefix, has no empty or dot segments, and parses back to what built it.
+func FuzzRawKey(f *testing.F) {
+	f.Add("events", int32(0), int64(0), int64(0))
+	f.Add("my.topic-v2_x", int32(99), int64(1)<<62, int64(-1))
+	f.Add("..", int32(1), int64(5), int64(1764000000000000))
+	f.Fuzz(func(t *testing.T, topic string, partition int32, offset, micros int64) {
+		if !validTopic(topic) || partition < 0 || offset < 0 {
+			t.Skip()
+		}
+		for _, g := range []layout.Granularity{layout.Hour, layout.Day} {
+			p := layout.PeriodOf(g, micros)
+			key := layout.RawKey("events", g, p, topic, partition, offset)
+			if !strings.HasPrefix(key, "raw/events/dt=") {
+				t.Fatalf("key %q escapes the table prefix", key)
+			}
+			for _, seg := range strings.Split(key, "/") {
+				if seg == "" || seg == "." || seg == ".." {
+					t.Fatalf("key %q has segment %q", key, seg)
+				}
+			}
+			f, err := layout.ParseRawKey(g, key)
+			if err != nil {
+				// Years beyond 9999 do not format as YYYY; such event times are rejected
+				// long before (event_time.max_future), so only the prefix matters here.
+				if y := p.Start(g).Year(); y >= 0 && y <= 9999 {
+					t.Fatalf("ParseRawKey(%q): %v", key, err)
+				}
+				continue
+			}
+			if f.Topic != topic || f.Partition != partition || f.FirstOffset != offset || f.Period != p {
+				t.Fatalf("round trip of %q: %+v", key, f)
+			}
+		}
+	})
+}
+
+// validTopic is Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopic(s string) bool {
+	if s == "" || len(s) > 249 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
