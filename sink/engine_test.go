@@ -31,6 +31,23 @@ func engineConfig(t *testing.T, dir, flush string) *config.Config {
 	return cfg
 }
 
+// newTestEngine builds an engine over st (a local store in dir when nil).
+func newTestEngine(t *testing.T, dir, flush string, st store.Store) *Engine {
+	t.Helper()
+	if st == nil {
+		local, err := store.NewLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = local
+	}
+	e, err := NewEngine(engineConfig(t, dir, flush), st, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 type runResult struct {
 	eng *Engine
 	m   *Metrics
@@ -40,16 +57,7 @@ type runResult struct {
 // sealEvery records, then flushes everything.
 func run(t *testing.T, dir string, events [][]byte, from, to, sealEvery int, committed int64, meta string) runResult {
 	t.Helper()
-	cfg := engineConfig(t, dir, "")
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewMetrics(prometheus.NewRegistry())
-	e, err := NewEngine(cfg, st, m, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newTestEngine(t, dir, "", nil)
 	ctx := context.Background()
 	e.Start(ctx)
 	defer e.Close()
@@ -67,7 +75,7 @@ func run(t *testing.T, dir string, events [][]byte, from, to, sealEvery int, com
 	if err := e.WaitDurable(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	return runResult{e, m}
+	return runResult{e, e.m}
 }
 
 // lakeOffsets reads every raw file back and counts each offset.
@@ -133,13 +141,7 @@ func TestReplayAfterCrashWritesEachRecordOnce(t *testing.T) {
 func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
 	dir := t.TempDir()
 	ev := events(2000, 3)
-	cfg := engineConfig(t, dir, "")
-	st, _ := store.NewLocal(dir)
-	m := NewMetrics(prometheus.NewRegistry())
-	e, err := NewEngine(cfg, st, m, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newTestEngine(t, dir, "", nil)
 	ctx := context.Background()
 	e.Start(ctx)
 	e.Assign("t", 0, -1, "")
@@ -236,13 +238,9 @@ func (b blockingStore) Create(ctx context.Context, key string, body io.Reader) e
 // waits; cancelling it returns promptly and the record it held is not committed past.
 func TestShutdownWhileOverBudget(t *testing.T) {
 	dir := t.TempDir()
-	cfg := engineConfig(t, dir, "flush: {memory_budget: 4MiB, max_file_bytes: 1MiB}")
 	local, _ := store.NewLocal(dir)
 	st := blockingStore{Store: local, release: make(chan struct{})}
-	e, err := NewEngine(cfg, st, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newTestEngine(t, dir, "flush: {memory_budget: 4MiB, max_file_bytes: 1MiB}", st)
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	e.Start(wctx)
 	e.Assign("t", 0, -1, "")
@@ -279,7 +277,7 @@ func TestShutdownWhileOverBudget(t *testing.T) {
 	if next := e.Next()["t"][0]; next != int64(blockedAt) {
 		t.Fatalf("next offset %d after the record at %d was not buffered", next, blockedAt)
 	}
-	if s := e.Stats(); s.Buffered > int64(cfg.Flush.MemoryBudget) {
+	if s := e.Stats(); s.Buffered > int64(e.flush.MemoryBudget) {
 		t.Fatalf("buffered %d over the budget", s.Buffered)
 	}
 	close(st.release)
