@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -61,6 +62,11 @@ type bed struct {
 	prefix  string
 	adm     *kadm.Client
 	cl      *kgo.Client
+	// sinkBrokers and kafkaExtra change how the sink connects (SASL tests); env is
+	// added to the sink's environment.
+	sinkBrokers []string
+	kafkaExtra  string
+	env         []string
 }
 
 func newBed(t *testing.T, partitions int32) *bed {
@@ -106,12 +112,17 @@ func (b *bed) config(flush string) string {
 	if flush == "" {
 		flush = "flush: {max_age: 10s, max_file_bytes: 8MiB, memory_budget: 128MiB, shutdown_timeout: 30s}"
 	}
+	brokers := b.brokers
+	if b.sinkBrokers != nil {
+		brokers = b.sinkBrokers
+	}
 	y := fmt.Sprintf(`kafka:
   brokers: [%s]
   group: %s
   commit_interval: 1s
   session_timeout: 10s
   rebalance_timeout: 60s
+%s
 s3:
   bucket: %s
   prefix: %s
@@ -124,7 +135,7 @@ dead_letter: {topic: %s}
 http: {listen: "127.0.0.1:0"}
 log: {level: info}
 tables:
-%s`, strings.Join(b.brokers, ","), b.group, b.s3.Bucket, b.prefix, b.s3.Region, b.s3.Endpoint, b.dlq, flush,
+%s`, strings.Join(brokers, ","), b.group, b.kafkaExtra, b.s3.Bucket, b.prefix, b.s3.Region, b.s3.Endpoint, b.dlq, flush,
 		gen.TableYAML("events", b.topic))
 	path := filepath.Join(b.t.TempDir(), "lakesink.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
@@ -169,6 +180,7 @@ func (b *bed) start(cfg string) *proc {
 	cmd := exec.Command(binPath, "sink", "-c", own)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+b.s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+b.s3.SecretKey, "AWS_REGION="+b.s3.Region)
+	cmd.Env = append(cmd.Env, b.env...)
 	if err := cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
@@ -525,5 +537,49 @@ func TestE2EMemoryBudgetWithThousandOpenPartitions(t *testing.T) {
 	rows, distinct, misplaced := b.lakeCounts()
 	if rows != n || distinct != n || misplaced != 0 {
 		t.Fatalf("rows %d distinct %d misplaced %d, want %d", rows, distinct, misplaced, n)
+	}
+}
+
+func TestE2ESASLSCRAM(t *testing.T) {
+	b := newBed(t, 2)
+	scram := testbed.KafkaSCRAM(t)
+	user := testbed.UniqueName(t, "user")
+	ctx := context.Background()
+	res, err := b.adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: user, Mechanism: kadm.ScramSha512, Iterations: 8192, Password: "right-password"}})
+	if err != nil || res.Error() != nil {
+		t.Fatalf("create SCRAM user: %v %v", err, res.Error())
+	}
+	t.Cleanup(func() {
+		_, _ = b.adm.AlterUserSCRAMs(context.Background(), []kadm.DeleteSCRAM{{User: user, Mechanism: kadm.ScramSha512}}, nil)
+	})
+	const n = 5000
+	b.produce(n, 2, 9, 2)
+	b.sinkBrokers = scram
+	b.kafkaExtra = fmt.Sprintf("  sasl: {mechanism: scram-sha-512, username: %s, password_env: E2E_KAFKA_PASSWORD}", user)
+
+	// A wrong password fails at start with a clear error and exit code 2.
+	b.env = []string{"E2E_KAFKA_PASSWORD=wrong-password"}
+	bad := b.start(b.config(""))
+	select {
+	case <-bad.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("sink with a wrong SASL password did not exit")
+	}
+	log, _ := os.ReadFile(bad.log)
+	var exitErr *exec.ExitError
+	if !errors.As(bad.err, &exitErr) || exitErr.ExitCode() != 2 || !strings.Contains(strings.ToLower(string(log)), "authentication") {
+		t.Fatalf("wrong password: exit %v, log:\n%s", bad.err, log)
+	}
+	if strings.Contains(string(log), "wrong-password") {
+		t.Fatal("the password was logged")
+	}
+
+	b.env = []string{"E2E_KAFKA_PASSWORD=right-password"}
+	p := b.start(b.config(""))
+	b.waitCaughtUp(2*time.Minute, p)
+	p.stop(t)
+	rows, distinct, misplaced := b.lakeCounts()
+	if rows != n || distinct != n || misplaced != 0 {
+		t.Fatalf("over SCRAM: rows %d distinct %d misplaced %d, want %d", rows, distinct, misplaced, n)
 	}
 }

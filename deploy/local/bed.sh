@@ -33,6 +33,7 @@ case "${1:-}" in
     ;;
   env)
     echo "export LAKESINK_TEST_KAFKA_BROKERS=127.0.0.1:${LAKESINK_BED_KAFKA_PORT:-19092}"
+    echo "export LAKESINK_TEST_KAFKA_SCRAM_BROKERS=127.0.0.1:$((${LAKESINK_BED_KAFKA_PORT:-19092} + 2))"
     "$HERE/s3.sh" env
     echo "export LAKESINK_TEST_PYTHON=$BED/venv/bin/python"
     echo "export LAKESINK_TEST_DUCKQ=$HERE/duckq.py"

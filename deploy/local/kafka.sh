@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$REPO/deploy/local/kafka-pom.xml")
 PORT=${LAKESINK_BED_KAFKA_PORT:-19092}
 CPORT=$((PORT + 1))
+SPORT=$((PORT + 2)) # SASL/SCRAM listener (users are created by the tests through the admin API)
 HOME_DIR="$CACHE/kafka-$VERSION"
 LIBS="$HOME_DIR/libs"
 DIR="$RUN/kafka"
@@ -24,7 +25,7 @@ install() {
   touch "$LIBS/.complete-$stamp"
 }
 
-ready() { port_open 127.0.0.1 "$PORT" && grep -q "Kafka Server started" "$LOGF" 2>/dev/null; }
+ready() { port_open 127.0.0.1 "$PORT" && port_open 127.0.0.1 "$SPORT" && grep -q "Kafka Server started" "$LOGF" 2>/dev/null; }
 
 start() {
   install
@@ -35,11 +36,14 @@ start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT,SASL_PLAINTEXT://127.0.0.1:$SPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$DIR/data
 num.partitions=6
 offsets.topic.replication.factor=1

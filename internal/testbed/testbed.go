@@ -41,6 +41,13 @@ func Kafka(t testing.TB) []string {
 	return strings.Split(need(t, "LAKESINK_TEST_KAFKA_BROKERS")[0], ",")
 }
 
+// KafkaSCRAM returns the bed broker's SASL_PLAINTEXT listener (SCRAM-SHA-256/512);
+// tests create their users through the admin API on the plaintext listener.
+func KafkaSCRAM(t testing.TB) []string {
+	t.Helper()
+	return strings.Split(need(t, "LAKESINK_TEST_KAFKA_SCRAM_BROKERS")[0], ",")
+}
+
 // S3Config locates the bed's S3 server and its test bucket.
 type S3Config struct {
 	Endpoint, AccessKey, SecretKey, Region, Bucket string
