@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/valyala/fastjson"
@@ -70,6 +71,32 @@ type Decoder struct {
 	Cols  [][]parquet.Value
 	Bytes int64 // estimated in-memory size of Cols
 	arena []byte
+	path  []pathElem // where shred is, turned into a string only for a rejection
+}
+
+// pathElem is a struct field or map key name, or a list index when name is empty.
+type pathElem struct {
+	name string
+	idx  int
+}
+
+// field renders the current path: "lines[0].qty".
+func (d *Decoder) field() string {
+	var b strings.Builder
+	for i, e := range d.path {
+		switch {
+		case e.name == "":
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(e.idx))
+			b.WriteByte(']')
+		case i > 0:
+			b.WriteByte('.')
+			b.WriteString(e.name)
+		default:
+			b.WriteString(e.name)
+		}
+	}
+	return b.String()
 }
 
 // NewDecoder returns a decoder for the table.
@@ -120,7 +147,8 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 		case d.s.Timestamp:
 			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0, 8)
 		default:
-			if err := d.shred(c, v.Get(c.Path...), c.Name, 0, 0); err != nil {
+			d.path = append(d.path[:0], pathElem{name: c.Name})
+			if err := d.shred(c, v.Get(c.Path...), 0, 0); err != nil {
 				return 0, err
 			}
 		}
@@ -167,10 +195,10 @@ func (d *Decoder) emitNulls(n *schema.Node, rep, def int) {
 
 // shred writes one (possibly nested) value with the Dremel algorithm: def is the
 // definition level of the parent, rep the repetition level of the first value.
-func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, field string, rep, def int) error {
+func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 	if v == nil || v.Type() == fastjson.TypeNull {
 		if !n.Optional {
-			return reject(ReasonMissingField, field, "required %s value is missing or null", n.Type)
+			return reject(ReasonMissingField, d.field(), "required %s value is missing or null", n.Type)
 		}
 		d.emitNulls(n, rep, def)
 		return nil
@@ -182,26 +210,29 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, field string, rep, de
 	case config.KindList:
 		arr, err := v.Array()
 		if err != nil {
-			return reject(ReasonWrongType, field, "got %s, want a JSON array for %s", v.Type(), n.Type)
+			return reject(ReasonWrongType, d.field(), "got %s, want a JSON array for %s", v.Type(), n.Type)
 		}
 		if len(arr) == 0 {
 			d.emitNulls(n, rep, def)
 			return nil
 		}
+		d.path = append(d.path, pathElem{})
 		for i, e := range arr {
 			r := rep
 			if i > 0 {
 				r = n.RepLevel
 			}
-			if err := d.shred(n.Children[0], e, field+"["+strconv.Itoa(i)+"]", r, def+1); err != nil {
+			d.path[len(d.path)-1].idx = i
+			if err := d.shred(n.Children[0], e, r, def+1); err != nil {
 				return err
 			}
 		}
+		d.path = d.path[:len(d.path)-1]
 		return nil
 	case config.KindMap:
 		obj, err := v.Object()
 		if err != nil {
-			return reject(ReasonWrongType, field, "got %s, want a JSON object for %s", v.Type(), n.Type)
+			return reject(ReasonWrongType, d.field(), "got %s, want a JSON object for %s", v.Type(), n.Type)
 		}
 		if obj.Len() == 0 {
 			d.emitNulls(n, rep, def)
@@ -220,22 +251,29 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, field string, rep, de
 			i++
 			key, value := n.Children[0], n.Children[1]
 			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1, len(k))
-			ferr = d.shred(value, val, field+"."+string(k), r, def+1)
+			d.path = append(d.path, pathElem{name: b2s(k)})
+			ferr = d.shred(value, val, r, def+1)
+			if ferr == nil {
+				d.path = d.path[:len(d.path)-1]
+			}
 		})
 		return ferr
 	case config.KindStruct:
 		obj, err := v.Object()
 		if err != nil {
-			return reject(ReasonWrongType, field, "got %s, want a JSON object for %s", v.Type(), n.Type)
+			return reject(ReasonWrongType, d.field(), "got %s, want a JSON object for %s", v.Type(), n.Type)
 		}
+		d.path = append(d.path, pathElem{})
 		for _, c := range n.Children {
-			if err := d.shred(c, obj.Get(c.Name), field+"."+c.Name, rep, def); err != nil {
+			d.path[len(d.path)-1].name = c.Name
+			if err := d.shred(c, obj.Get(c.Name), rep, def); err != nil {
 				return err
 			}
 		}
+		d.path = d.path[:len(d.path)-1]
 		return nil
 	}
-	pv, size, err := d.leafValue(n, v, field)
+	pv, size, err := d.leafValue(n, v)
 	if err != nil {
 		return err
 	}
@@ -243,10 +281,10 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, field string, rep, de
 	return nil
 }
 
-func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (parquet.Value, int, error) {
+func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, int, error) {
 	t := n.Type
 	wrong := func(want string) (parquet.Value, int, error) {
-		return parquet.Value{}, 0, reject(ReasonWrongType, field, "got JSON %s, want %s for %s", v.Type(), want, t)
+		return parquet.Value{}, 0, reject(ReasonWrongType, d.field(), "got JSON %s, want %s for %s", v.Type(), want, t)
 	}
 	switch t.Kind {
 	case config.KindString:
@@ -267,7 +305,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		}
 		i, err := v.Int()
 		if err != nil || i < math.MinInt32 || i > math.MaxInt32 {
-			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%s is not an integer in the int32 range", v)
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int32 range", v)
 		}
 		return parquet.Int32Value(int32(i)), 4, nil
 	case config.KindInt64:
@@ -276,7 +314,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		}
 		i, err := v.Int64()
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%s is not an integer in the int64 range", v)
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int64 range", v)
 		}
 		return parquet.Int64Value(i), 8, nil
 	case config.KindFloat32:
@@ -294,7 +332,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 	case config.KindTimestamp:
 		us, err := parseTimestamp(v)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadTime, field, "%v", err)
+			return parquet.Value{}, 0, reject(ReasonBadTime, d.field(), "%v", err)
 		}
 		return parquet.Int64Value(us), 8, nil
 	case config.KindDate:
@@ -304,7 +342,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		}
 		tm, err := time.Parse("2006-01-02", string(b))
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%q is not a date YYYY-MM-DD", b)
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%q is not a date YYYY-MM-DD", b)
 		}
 		return parquet.Int32Value(int32(tm.Unix() / 86400)), 4, nil
 	case config.KindBytes:
@@ -316,7 +354,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		d.arena = append(d.arena, make([]byte, base64.StdEncoding.DecodedLen(len(b)))...)
 		m, err := base64.StdEncoding.Decode(d.arena[start:], b)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, field, "not valid base64: %v", err)
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "not valid base64: %v", err)
 		}
 		d.arena = d.arena[:start+m]
 		return parquet.ByteArrayValue(d.arena[start : start+m]), m, nil
@@ -332,7 +370,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		}
 		unscaled, err := parseDecimal(text, t.Precision, t.Scale)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, field, "%v", err)
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%v", err)
 		}
 		switch {
 		case t.Precision <= 9:
@@ -346,7 +384,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value, field string) (pa
 		fillTwosComplement(d.arena[start:start+n], unscaled)
 		return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), n, nil
 	}
-	return parquet.Value{}, 0, reject(ReasonWrongType, field, "unsupported type %s", t)
+	return parquet.Value{}, 0, reject(ReasonWrongType, d.field(), "unsupported type %s", t)
 }
 
 // parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or a
@@ -431,3 +469,7 @@ func fillTwosComplement(dst []byte, v *big.Int) {
 	m.Add(m, v)
 	m.FillBytes(dst)
 }
+
+// b2s views map-key bytes as a string for the path; the path lives only while the
+// record is decoded and is copied into a string if the record is rejected.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
