@@ -1,42 +1,145 @@
 #!/usr/bin/env bash
-# The whole local test bed: Kafka, S3 (versitygw) and the Python readers.
-#   bed.sh up|down|status|env|reset
+# The local test bed (no Docker): Kafka (KRaft), an S3 server (versitygw) and a Python venv
+# with DuckDB as an independent reader. Works from any directory.
+#
+#   bed.sh up [--hold]    install what is missing and start everything (idempotent); prints the
+#                         time of each step on stderr. --hold: keep the bed up across other
+#                         callers' `down` until `down --force`.
+#   bed.sh down [--force] stop Kafka and S3, unless another live caller's `up` still uses the
+#                         bed (two `make test` at once); --force stops regardless
+#   bed.sh env            print `export` lines for the tests: eval "$(deploy/local/bed.sh env)"
+#   bed.sh status         state of each part; exit 1 if one is down
+#   bed.sh check          Kafka answers a Metadata request; DuckDB reads Parquet from S3
+#   bed.sh reset          stop everything and delete the servers' data (caches and venv stay)
+#
+# Each `up` records its caller (the parent process, e.g. make's recipe shell) as a lease in
+# .bed/run/leases; `down` drops the caller's lease and stops the servers only when no other
+# live lease is left.
 set -euo pipefail
-source "$(dirname "$0")/common.sh"
-HERE="$REPO/deploy/local"
+BED_TAG=bed
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-timed() { local t=$SECONDS; "$@"; log "$(basename "$1") ${2:-}: $((SECONDS - t))s"; }
+LEASES="$RUN/leases"
+HOLDER=${LAKESINK_BED_HOLDER:-$PPID}
+
+now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
+# timed LABEL CMD...: run CMD, then log how long it took (and whether it failed).
+timed() {
+  local label=$1 t0 rc=0; shift
+  t0=$(now_us)
+  "$@" || rc=$?
+  local ms=$((($(now_us) - t0) / 1000))
+  log "$(printf '%-14s %3d.%01ds%s' "$label" $((ms / 1000)) $((ms % 1000 / 100)) "$( ((rc)) && echo "  FAILED (exit $rc)")")"
+  return "$rc"
+}
+
+# proc_start PID: the process's start time (field 22 of /proc/PID/stat), to tell a recycled pid.
+proc_start() {
+  local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<< "${s##*) }"
+  echo "${f[19]}"
+}
+lease_take() {
+  mkdir -p "$LEASES"
+  local st; st=$(proc_start "$HOLDER") || st=0
+  echo "$st" > "$LEASES/$HOLDER"
+}
+lease_drop() { rm -f "$LEASES/$HOLDER"; }
+# live_leases: other callers still using the bed ("hold" for up --hold).
+live_leases() {
+  local f n out=()
+  [[ -d "$LEASES" ]] || return 0
+  for f in "$LEASES"/*; do
+    [[ -e "$f" ]] || continue
+    n=${f##*/}
+    if [[ "$n" == hold ]]; then out+=(hold); continue; fi
+    [[ "$n" == "$HOLDER" ]] && continue
+    if [[ "$n" =~ ^[0-9]+$ && "$(proc_start "$n" 2>/dev/null)" == "$(cat "$f")" ]]; then out+=("$n"); else rm -f "$f"; fi
+  done
+  echo "${out[*]:-}"
+}
+
+smoke() {
+  "$BED/venv/bin/python" "$HERE/duckq.py" --s3-endpoint "127.0.0.1:$("$HERE/s3.sh" port)" --s3-smoke lakesink-test >&2
+}
+
+up() {
+  [[ "${1:-}" == --hold ]] && { mkdir -p "$LEASES"; touch "$LEASES/hold"; }
+  lease_take
+  local t0; t0=$(now_us)
+  # Installs (mvn, go, pip) run at once; each server starts as soon as its install is done.
+  ( timed "kafka install" "$HERE/kafka.sh" install && timed "kafka start" "$HERE/kafka.sh" start ) & local k=$!
+  ( timed "s3 install" "$HERE/s3.sh" install && timed "s3 start" "$HERE/s3.sh" start ) & local s=$!
+  ( timed "venv" "$HERE/venv.sh" install ) & local v=$!
+  local failed=()
+  wait "$s" || failed+=(s3)
+  wait "$v" || failed+=(venv)
+  if ((${#failed[@]} == 0)); then timed "s3+duckdb check" smoke || failed+=(s3-duckdb-check); fi
+  wait "$k" || failed+=(kafka)
+  local ms=$((($(now_us) - t0) / 1000))
+  if ((${#failed[@]})); then
+    log "up FAILED after $((ms / 1000)).$((ms % 1000 / 100))s: ${failed[*]} (see messages above; logs under $RUN)"
+    return 1
+  fi
+  log "$(printf '%-14s %3d.%01ds' "up total" $((ms / 1000)) $((ms % 1000 / 100)))  kafka 127.0.0.1:$("$HERE/kafka.sh" port), s3 http://127.0.0.1:$("$HERE/s3.sh" port)"
+}
+
+down() {
+  local force=0 others
+  [[ "${1:-}" == --force ]] && force=1
+  lease_drop
+  others=$(live_leases)
+  if ((!force)) && [[ -n "$others" ]]; then
+    log "bed still in use (leases: $others): leaving it running; 'bed.sh down --force' stops it"
+    return 0
+  fi
+  local rc=0
+  "$HERE/kafka.sh" stop & local k=$!
+  "$HERE/s3.sh" stop & local s=$!
+  wait "$k" || rc=1
+  wait "$s" || rc=1
+  rm -rf "$LEASES"
+  return "$rc"
+}
+
+env_lines() {
+  local kp sp
+  kp=$("$HERE/kafka.sh" port); sp=$("$HERE/s3.sh" port)
+  printf 'export %s=%q\n' \
+    LAKESINK_TEST_KAFKA_BROKERS "127.0.0.1:$kp" \
+    LAKESINK_TEST_KAFKA_SCRAM_BROKERS "127.0.0.1:$((kp + 2))" \
+    LAKESINK_TEST_S3_ENDPOINT "http://127.0.0.1:$sp" \
+    LAKESINK_TEST_S3_ACCESS_KEY lakesink \
+    LAKESINK_TEST_S3_SECRET_KEY lakesinksecret \
+    LAKESINK_TEST_S3_REGION us-east-1 \
+    LAKESINK_TEST_S3_BUCKET lakesink-test \
+    LAKESINK_TEST_S3_DIR "$("$HERE/s3.sh" dir)" \
+    LAKESINK_TEST_PYTHON "$BED/venv/bin/python" \
+    LAKESINK_TEST_DUCKQ "$HERE/duckq.py"
+}
+
+status() {
+  local rc=0
+  "$HERE/kafka.sh" status || rc=1
+  "$HERE/s3.sh" status || rc=1
+  if [[ -f "$BED/venv/.bed-stamp" ]]; then echo "venv: $BED/venv"; else echo "venv: not installed"; rc=1; fi
+  local l; l=$(live_leases)
+  echo "leases: ${l:-none}"
+  return "$rc"
+}
+
+check() {
+  "$PY" "$HERE/kafka_meta.py" "127.0.0.1:$("$HERE/kafka.sh" port)" >&2
+  smoke
+}
 
 case "${1:-}" in
-  up)
-    # Slow installs in parallel, then start the servers.
-    timed "$HERE/kafka.sh" install & k=$!
-    timed "$HERE/s3.sh" install & s=$!
-    timed "$HERE/venv.sh" & v=$!
-    wait $k && wait $s && wait $v || die "install failed"
-    timed "$HERE/kafka.sh" start
-    timed "$HERE/s3.sh" start
-    ;;
-  down)
-    "$HERE/kafka.sh" stop
-    "$HERE/s3.sh" stop
-    ;;
-  status)
-    rc=0
-    "$HERE/kafka.sh" status || rc=1
-    "$HERE/s3.sh" status || rc=1
-    exit $rc
-    ;;
-  reset)
-    "$HERE/kafka.sh" reset
-    "$HERE/s3.sh" reset
-    ;;
-  env)
-    echo "export LAKESINK_TEST_KAFKA_BROKERS=127.0.0.1:${LAKESINK_BED_KAFKA_PORT:-19092}"
-    echo "export LAKESINK_TEST_KAFKA_SCRAM_BROKERS=127.0.0.1:$((${LAKESINK_BED_KAFKA_PORT:-19092} + 2))"
-    "$HERE/s3.sh" env
-    echo "export LAKESINK_TEST_PYTHON=$BED/venv/bin/python"
-    echo "export LAKESINK_TEST_DUCKQ=$HERE/duckq.py"
-    ;;
-  *) echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
+  up) shift; up "$@" ;;
+  down) shift; down "$@" ;;
+  env) env_lines ;;
+  status) status ;;
+  check) check ;;
+  reset) down --force; "$HERE/kafka.sh" reset; "$HERE/s3.sh" reset; rm -f "$RUN"/*.port ;;
+  *) echo "usage: $0 up [--hold]|down [--force]|env|status|check|reset" >&2; exit 2 ;;
 esac

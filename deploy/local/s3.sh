@@ -1,62 +1,170 @@
 #!/usr/bin/env bash
-# versitygw (Apache-2.0) S3 server with its POSIX backend, on 127.0.0.1.
-#   s3.sh install|start|stop|status|reset
+# S3 server for the test bed: versitygw (Apache-2.0) with its POSIX backend, on 127.0.0.1.
+#
+#   s3.sh install   build versitygw into .bed/bin (go install; or copy an identical one from GOBIN)
+#   s3.sh start     install, start, wait until it answers HTTP, create the bucket lakesink-test
+#   s3.sh stop      stop by pid file and wait
+#   s3.sh status    exit 0 if running
+#   s3.sh reset     stop and delete every bucket and object
+#   s3.sh dir       print the POSIX root (bucket B, key K is the file <root>/B/K)
+#
+# Credentials (fixed, test only): access key lakesink, secret lakesinksecret, region us-east-1.
+# Env: LAKESINK_BED_S3_PORT (19000), LAKESINK_BED_S3_SIDECAR=1 (keep metadata in a sidecar
+#      directory even when the filesystem has user xattrs).
 set -euo pipefail
-source "$(dirname "$0")/common.sh"
+BED_TAG=s3
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 VERSION=v1.8.0
-PORT=${LAKESINK_BED_S3_PORT:-19000}
+MODULE=github.com/versity/versitygw
 ACCESS=lakesink
 SECRET=lakesinksecret
 REGION=us-east-1
 BUCKET=lakesink-test
+GW="$BIN/versitygw"
 DIR="$RUN/s3"
+ROOT="$DIR/data"
+SIDECAR="$DIR/meta"
+MODEF="$DIR/metadata-mode"
 PIDF="$DIR/versitygw.pid"
 LOGF="$DIR/versitygw.log"
-GW="$BIN/versitygw-$VERSION"
+MARKER=" $ROOT"
+
+# gw_version FILE: the versitygw module version a binary was built from ("" if unknown).
+gw_version() { go version -m "$1" 2>/dev/null | awk -v m="$MODULE" '$1 == "mod" && $2 == m { print $3 }'; }
 
 install() {
-  [[ -x "$GW" ]] && return
-  log "building versitygw $VERSION (go install, a few minutes when cold)"
-  local tmp; tmp=$(mktemp -d)
-  GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSION" >&2
-  mv "$tmp/versitygw" "$GW"
-  rmdir "$tmp"
+  need_cmd go "versitygw is built with 'go install'"
+  [[ -x "$GW" && "$(gw_version "$GW")" == "$VERSION" ]] && return 0
+  # An identical binary already built on this machine (e.g. by a plain `go install`) saves minutes.
+  local gobin gopath c
+  gobin=$(go env GOBIN); gopath=$(go env GOPATH)
+  for c in ${gobin:+"$gobin/versitygw"} "${gopath%%:*}/bin/versitygw"; do
+    if [[ -x "$c" && "$(gw_version "$c")" == "$VERSION" && "${LAKESINK_BED_NO_COPY:-}" != 1 ]]; then
+      cp "$c" "$GW.tmp" && mv -f "$GW.tmp" "$GW"
+      log "versitygw $VERSION copied from $c"
+      return 0
+    fi
+  done
+  log "building versitygw $VERSION (go install; ~3 min cold on 2 cores)"
+  local tmp="$BIN/.gobin.$$" ilog="$CACHE/versitygw-install.log"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  if ! (cd "$BIN" && GOBIN="$tmp" GOFLAGS='' GOWORK=off go install "$MODULE/cmd/versitygw@$VERSION") >"$ilog" 2>&1 </dev/null; then
+    rm -rf "$tmp"
+    show_log "$ilog"
+    die "go install of versitygw $VERSION failed (log: $ilog)"
+  fi
+  mv -f "$tmp/versitygw" "$GW"
+  rm -rf "$tmp"
+  log "versitygw $VERSION built into $GW"
 }
 
-ready() { curl -s -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null; }
+# metadata_mode: "xattr" when the filesystem under .bed supports user extended attributes
+# (versitygw's default), else "sidecar". Decided once per data directory.
+metadata_mode() {
+  if [[ -f "$MODEF" ]]; then cat "$MODEF"; return; fi
+  local mode=sidecar
+  if [[ -d "$SIDECAR" && -n "$(ls -A "$SIDECAR" 2>/dev/null)" ]]; then
+    mode=sidecar # data written by an earlier bed that used a sidecar
+  elif [[ "${LAKESINK_BED_S3_SIDECAR:-}" != 1 ]] && "$PY" - "$DIR" <<'PY'
+import os, sys, tempfile
+fd, p = tempfile.mkstemp(dir=sys.argv[1])
+try:
+    os.setxattr(p, "user.lakesink_probe", b"1")
+    ok = os.getxattr(p, "user.lakesink_probe") == b"1"
+except OSError:
+    ok = False
+finally:
+    os.close(fd); os.remove(p)
+sys.exit(0 if ok else 1)
+PY
+  then
+    mode=xattr
+  fi
+  echo "$mode" > "$MODEF"
+  echo "$mode"
+}
 
-s3curl() { curl -sS --fail-with-body --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
+url() { echo "http://127.0.0.1:$S3_PORT$1"; }
+ready() { local code; code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$(url /)") && [[ "$code" != 000 ]]; }
+# s3curl ARGS...: a SigV4-signed request (curl >= 7.75).
+s3curl() { curl -sS -m 10 --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
+
+ensure_bucket() {
+  local code
+  code=$(s3curl -o /dev/null -w '%{http_code}' -I "$(url "/$BUCKET")") || true
+  if [[ "$code" != 200 ]]; then
+    code=$(s3curl -o "$DIR/create-bucket.out" -w '%{http_code}' -X PUT "$(url "/$BUCKET")") || true
+    [[ "$code" == 200 ]] || { cat "$DIR/create-bucket.out" >&2 2>/dev/null; show_log "$LOGF"; die "could not create bucket $BUCKET (HTTP $code)"; }
+    log "created bucket $BUCKET"
+  fi
+  # The bucket must be listable through the S3 API.
+  s3curl -o "$DIR/list.out" "$(url "/$BUCKET?list-type=2&max-keys=1")" && grep -q '<ListBucketResult' "$DIR/list.out" \
+    || { cat "$DIR/list.out" >&2 2>/dev/null; die "bucket $BUCKET is not listable"; }
+}
 
 start() {
-  install
-  if pid_alive "$PIDF" && ready; then log "s3 already running on 127.0.0.1:$PORT"; return; fi
-  port_open 127.0.0.1 "$PORT" && die "port $PORT is taken by another process"
-  mkdir -p "$DIR/data" "$DIR/meta"
-  # POSIX metadata lives in extended attributes; keep it in a sidecar dir so any filesystem works.
-  nohup "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$PORT" --quiet \
-    posix --sidecar "$DIR/meta" "$DIR/data" >"$LOGF" 2>&1 &
-  echo $! > "$PIDF"
-  wait_for 30 "$LOGF" ready || die "versitygw did not start"
-  if ! s3curl -o /dev/null "http://127.0.0.1:$PORT/$BUCKET" -I 2>/dev/null; then
-    s3curl -X PUT -o /dev/null "http://127.0.0.1:$PORT/$BUCKET" || die "could not create bucket $BUCKET"
+  local pid
+  need_cmd curl "it checks the S3 server and creates the bucket"
+  if pid=$(pid_of "$PIDF" "$MARKER"); then
+    local running; running=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1)
+    if [[ -n "$running" && "$running" != "$S3_PORT" ]]; then
+      die "versitygw is already running on port $running, not $S3_PORT: stop it first to change the port"
+    fi
+    wait_ready 30 "$pid" "$LOGF" versitygw ready
+    ensure_bucket
+    log "already running on http://127.0.0.1:$S3_PORT (pid $pid)"
+    return 0
   fi
-  log "s3 (versitygw $VERSION) ready on http://127.0.0.1:$PORT, bucket $BUCKET"
+  install
+  S3_PORT=$S3_WANT_PORT
+  if port_open "$S3_PORT"; then
+    port_explicit S3 && die "port $S3_PORT is in use by another process (LAKESINK_BED_S3_PORT)"
+    local p; p=$(free_port_from $((S3_PORT + 100)) 100 1) || die "no free port for s3 near $S3_PORT"
+    log "port $S3_PORT is in use by a process that is not this bed's: using $p"
+    S3_PORT=$p
+  fi
+  record_port S3 "$S3_PORT"
+  mkdir -p "$ROOT"
+  local mode meta=()
+  mode=$(metadata_mode)
+  if [[ "$mode" == sidecar ]]; then mkdir -p "$SIDECAR"; meta=(--sidecar "$SIDECAR"); fi
+  [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
+  nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \
+    "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$S3_PORT" --quiet \
+    posix "${meta[@]}" "$ROOT" </dev/null >>"$LOGF" 2>&1 9>&- &
+  for _ in $(seq 50); do [[ -s "$PIDF" ]] && break; sleep 0.1; done
+  pid=$(cat "$PIDF" 2>/dev/null) || die "versitygw did not write its pid file"
+  wait_ready 30 "$pid" "$LOGF" versitygw ready
+  ensure_bucket
+  log "versitygw $VERSION ready on http://127.0.0.1:$S3_PORT (pid $pid, metadata in $mode, root $ROOT)"
 }
 
+status() {
+  local pid
+  if pid=$(pid_of "$PIDF" "$MARKER") && ready; then
+    echo "s3: running, pid $pid, http://127.0.0.1:$S3_PORT, bucket $BUCKET, root $ROOT ($(cat "$MODEF" 2>/dev/null))"
+  else
+    echo "s3: not running"
+    return 1
+  fi
+}
+
+reset() {
+  stop_pid versitygw "$PIDF" "$MARKER" 20
+  rm -rf "$DIR"
+  log "deleted $DIR"
+}
+
+LOCK="$DIR.lock"
 case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop_pid versitygw "$PIDF" ;;
-  status) if pid_alive "$PIDF" && ready; then echo "s3: running on 127.0.0.1:$PORT"; else echo "s3: stopped"; exit 1; fi ;;
-  reset) stop_pid versitygw "$PIDF"; rm -rf "$DIR" ;;
-  env)
-    cat <<ENV
-export LAKESINK_TEST_S3_ENDPOINT=http://127.0.0.1:$PORT
-export LAKESINK_TEST_S3_ACCESS_KEY=$ACCESS
-export LAKESINK_TEST_S3_SECRET_KEY=$SECRET
-export LAKESINK_TEST_S3_REGION=$REGION
-export LAKESINK_TEST_S3_BUCKET=$BUCKET
-ENV
-    ;;
-  *) echo "usage: $0 install|start|stop|status|reset|env" >&2; exit 2 ;;
+  install) with_lock "$LOCK" install ;;
+  start) with_lock "$LOCK" start ;;
+  stop) with_lock "$LOCK" stop_pid versitygw "$PIDF" "$MARKER" 20 ;;
+  status) status ;;
+  reset) with_lock "$LOCK" reset ;;
+  dir) echo "$ROOT" ;;
+  port) echo "$S3_PORT" ;;
+  *) echo "usage: $0 install|start|stop|status|reset|dir|port" >&2; exit 2 ;;
 esac
