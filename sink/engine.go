@@ -64,6 +64,8 @@ type Engine struct {
 	// upload one at a time, in order, so each sees the ranges its predecessor made durable.
 	uploading map[bufKey]bool
 	buffered  int64 // bytes of open + sealed buffers
+	sealed    int64 // bytes of sealed buffers not yet released (a part of buffered)
+	sealedN   int   // how many sealed buffers are not yet released
 	failed    error // a worker error that needs the process to stop
 	closed    bool
 	wg        sync.WaitGroup
@@ -291,7 +293,7 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 		return nil
 	}
 	// Seal the largest open buffers until open bytes are at most half the budget.
-	openBytes := e.buffered - e.sealedBytes()
+	openBytes := e.buffered - e.sealed
 	if openBytes > budget/2 {
 		bufs := make([]*buffer, 0, len(e.open))
 		for _, b := range e.open {
@@ -319,7 +321,7 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 	})
 	defer stop()
 	for e.buffered+n > budget && e.failed == nil {
-		if len(e.queue) == 0 && e.inflight() == 0 {
+		if e.sealedN == 0 {
 			// Everything is open but small: seal it all.
 			for _, b := range e.open {
 				e.seal(b, "memory")
@@ -336,30 +338,6 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 	return e.failed
 }
 
-func (e *Engine) sealedBytes() int64 {
-	var n int64
-	for _, tp := range e.tps {
-		for b := range tp.live {
-			if !b.sealed.IsZero() {
-				n += b.bytes
-			}
-		}
-	}
-	return n
-}
-
-func (e *Engine) inflight() int {
-	n := 0
-	for _, tp := range e.tps {
-		for b := range tp.live {
-			if !b.sealed.IsZero() {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // seal closes a buffer to new records and queues it for upload. Called with e.mu held.
 func (e *Engine) seal(b *buffer, trigger string) {
 	if !b.sealed.IsZero() {
@@ -367,6 +345,8 @@ func (e *Engine) seal(b *buffer, trigger string) {
 	}
 	b.sealed = e.now()
 	b.trigger = trigger
+	e.sealed += b.bytes
+	e.sealedN++
 	delete(e.open, b.bufKey)
 	e.queue = append(e.queue, b)
 	e.m.Flushes.WithLabelValues(trigger).Inc()
@@ -494,6 +474,10 @@ func (e *Engine) release(b *buffer) {
 	if _, ok := b.tp.live[b]; ok {
 		delete(b.tp.live, b)
 		e.buffered -= b.bytes
+		if !b.sealed.IsZero() {
+			e.sealed -= b.bytes
+			e.sealedN--
+		}
 		e.m.BufferedBytes.Set(float64(e.buffered))
 	}
 }

@@ -103,6 +103,20 @@ func lakeOffsets(t *testing.T, dir string) map[int64]int {
 	return seen
 }
 
+// requireEachOnce fails unless the lake in dir holds offsets 0..n-1, each exactly once.
+func requireEachOnce(t *testing.T, dir string, n int) {
+	t.Helper()
+	seen := lakeOffsets(t, dir)
+	if len(seen) != n {
+		t.Fatalf("%d distinct offsets in the lake, want %d", len(seen), n)
+	}
+	for o, c := range seen {
+		if c != 1 || o < 0 || o >= int64(n) {
+			t.Fatalf("offset %d written %d times", o, c)
+		}
+	}
+}
+
 func events(n, hours int) [][]byte {
 	g := gen.New(3, time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours)*time.Hour), time.Duration(hours)*time.Hour)
 	out := make([][]byte, n)
@@ -121,15 +135,7 @@ func TestReplayAfterCrashWritesEachRecordOnce(t *testing.T) {
 	ev := events(3000, 4)
 	run(t, dir, ev, 0, 2000, 700, -1, "")      // crashed run: uploads, never commits
 	r := run(t, dir, ev, 0, 3000, 450, -1, "") // replay from the start, other boundaries
-	seen := lakeOffsets(t, dir)
-	if len(seen) != 3000 {
-		t.Fatalf("%d distinct offsets in the lake, want 3000", len(seen))
-	}
-	for o, n := range seen {
-		if n != 1 {
-			t.Fatalf("offset %d written %d times", o, n)
-		}
-	}
+	requireEachOnce(t, dir, 3000)
 	if c := testutil.ToFloat64(r.m.UploadConflicts); c == 0 {
 		t.Fatal("the replay met no existing key: the test did not exercise the conflict path")
 	}
@@ -176,15 +182,7 @@ func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
 	}
 	// "Crash" here: the held buffer is lost. Restart from the commit with its metadata.
 	r := run(t, dir, ev, int(commits[0].Offset), 2000, 0, commits[0].Offset, commits[0].Metadata)
-	seen := lakeOffsets(t, dir)
-	if len(seen) != 2000 {
-		t.Fatalf("%d distinct offsets, want 2000", len(seen))
-	}
-	for o, n := range seen {
-		if n != 1 {
-			t.Fatalf("offset %d written %d times", o, n)
-		}
-	}
+	requireEachOnce(t, dir, 2000)
 	if s := testutil.ToFloat64(r.m.RecordsSkipped.WithLabelValues("events")); s == 0 {
 		t.Fatal("the restart skipped nothing: the metadata was not used")
 	}
