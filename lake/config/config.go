@@ -27,6 +27,89 @@ type Config struct {
 	DeadLetter DeadLetter `yaml:"dead_letter"`
 	HTTP       HTTP       `yaml:"http"`
 	Log        Log        `yaml:"log"`
+	Catalog    Catalog    `yaml:"catalog"`
+	Compaction Compaction `yaml:"compaction"`
+}
+
+// Catalog configures the Iceberg catalog the compactor registers tables in.
+type Catalog struct {
+	// Type is sql, glue or rest.
+	Type string `yaml:"type"`
+	// Name is the catalog's name inside lakesink (logs, metrics).
+	Name string `yaml:"name"`
+	// Namespace is the Iceberg namespace (the Glue database for Athena).
+	Namespace string `yaml:"namespace"`
+	// Warehouse is the root location of table data and metadata, for example
+	// s3://bucket/warehouse. Empty means <lake root>/warehouse.
+	Warehouse string      `yaml:"warehouse"`
+	SQL       CatalogSQL  `yaml:"sql"`
+	Glue      CatalogGlue `yaml:"glue"`
+	REST      CatalogREST `yaml:"rest"`
+}
+
+// CatalogSQL configures iceberg-go's SQL catalog.
+type CatalogSQL struct {
+	// Driver is sqlite or postgres.
+	Driver string `yaml:"driver"`
+	// DSN is the connection string when it holds no secret (a SQLite file path);
+	// empty means <local_dir>/catalog.db for a local lake.
+	DSN string `yaml:"dsn"`
+	// DSNEnv names an environment variable holding the DSN (for Postgres passwords).
+	DSNEnv string `yaml:"dsn_env"`
+	// Resolved is DSN or the value of $DSNEnv, filled at load time; never printed.
+	Resolved string `yaml:"-"`
+}
+
+// CatalogGlue configures the AWS Glue catalog (what Athena reads).
+type CatalogGlue struct {
+	Region    string `yaml:"region"`
+	Endpoint  string `yaml:"endpoint"`
+	CatalogID string `yaml:"catalog_id"`
+}
+
+// CatalogREST configures an Iceberg REST catalog.
+type CatalogREST struct {
+	URI string `yaml:"uri"`
+	// Warehouse is passed to the server (some servers name a warehouse, not a location).
+	Warehouse string `yaml:"warehouse"`
+	// CredentialEnv names an environment variable holding "client_id:client_secret" for OAuth2.
+	CredentialEnv string `yaml:"credential_env"`
+	// TokenEnv names an environment variable holding a bearer token.
+	TokenEnv string `yaml:"token_env"`
+	// SigV4 signs requests with AWS credentials (S3 Tables, Glue's REST endpoint).
+	SigV4        bool   `yaml:"sigv4"`
+	SigV4Region  string `yaml:"sigv4_region"`
+	SigV4Service string `yaml:"sigv4_service"`
+	// Credential and Token are filled from CredentialEnv and TokenEnv; never printed.
+	Credential string `yaml:"-"`
+	Token      string `yaml:"-"`
+}
+
+// Compaction configures lakesink compact.
+type Compaction struct {
+	// Lateness is how long after a partition's end the compactor waits before touching it.
+	Lateness time.Duration `yaml:"lateness"`
+	// SmallFileRatio: a table file below this fraction of the target size is merged again.
+	SmallFileRatio float64 `yaml:"small_file_ratio"`
+	// RowGroupSize is the uncompressed size at which an output row group is cut.
+	RowGroupSize ByteSize `yaml:"row_group_size"`
+	// MemoryBudget bounds the rows the merger sorts in memory before spilling a sorted run.
+	MemoryBudget ByteSize `yaml:"memory_budget"`
+	// TempDir holds spilled sorted runs; empty means the system temporary directory.
+	TempDir string `yaml:"temp_dir"`
+	// MaxPartitionsPerCommit bounds one Iceberg commit; a run makes as many as it needs.
+	MaxPartitionsPerCommit int `yaml:"max_partitions_per_commit"`
+	// CommitAttempts bounds the re-plan-and-retry loop on commit conflicts.
+	CommitAttempts int `yaml:"commit_attempts"`
+	// RawGrace is how long raw files stay after their rows are committed (readers finish).
+	RawGrace time.Duration `yaml:"raw_grace"`
+	// SnapshotRetainLast and SnapshotMaxAge drive snapshot expiry.
+	SnapshotRetainLast int           `yaml:"snapshot_retain_last"`
+	SnapshotMaxAge     time.Duration `yaml:"snapshot_max_age"`
+	// OrphanMinAge: unreferenced files in the table location older than this are deleted.
+	OrphanMinAge time.Duration `yaml:"orphan_min_age"`
+	// PushgatewayURL, when set, receives the run's metrics at exit.
+	PushgatewayURL string `yaml:"pushgateway_url"`
 }
 
 // Kafka configures the consumer (and the dead-letter producer).
@@ -164,6 +247,24 @@ func Default() Config {
 		},
 		HTTP: HTTP{Listen: ":9090"},
 		Log:  Log{Level: "info"},
+		Catalog: Catalog{
+			Type:      "sql",
+			Name:      "lakesink",
+			Namespace: "lakesink",
+			SQL:       CatalogSQL{Driver: "sqlite"},
+		},
+		Compaction: Compaction{
+			Lateness:               15 * time.Minute,
+			SmallFileRatio:         0.75,
+			RowGroupSize:           128 * MiB,
+			MemoryBudget:           512 * MiB,
+			MaxPartitionsPerCommit: 200,
+			CommitAttempts:         5,
+			RawGrace:               time.Hour,
+			SnapshotRetainLast:     20,
+			SnapshotMaxAge:         7 * 24 * time.Hour,
+			OrphanMinAge:           3 * 24 * time.Hour,
+		},
 	}
 }
 
@@ -216,6 +317,7 @@ func Parse(data []byte, env func(string) string) (*Config, error) {
 	if cfg.Kafka.SASL.Mechanism != "none" && cfg.Kafka.SASL.Mechanism != "aws-msk-iam" {
 		cfg.Kafka.SASL.Password = env(cfg.Kafka.SASL.PasswordEnv)
 	}
+	cfg.Catalog.fillSecrets(env)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -66,6 +66,12 @@ func (c *Config) Validate() error {
 	if c.Kafka.RebalanceTimeout < c.Flush.ShutdownTimeout {
 		return keyErr("kafka.rebalance_timeout", "%s is shorter than flush.shutdown_timeout %s: a revoke-time flush would be cut off", c.Kafka.RebalanceTimeout, c.Flush.ShutdownTimeout)
 	}
+	if err := c.Catalog.validate(c); err != nil {
+		return err
+	}
+	if err := c.Compaction.validate(); err != nil {
+		return err
+	}
 	return oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 }
 
