@@ -1,6 +1,7 @@
 // Command lakesink lands Kafka events in an S3 data lake that Athena can query.
 //
 //	lakesink sink  -c config.yaml   run the Kafka → Parquet sink (long-running)
+//	lakesink compact -c config.yaml merge closed partitions into Iceberg (CronJob)
 //	lakesink check -c config.yaml   validate the config and print the effective settings
 //	lakesink demo                   run the whole pipeline embedded and print what landed
 package main
@@ -22,6 +23,7 @@ const usage = `lakesink: Kafka events into an S3 data lake.
 
 Usage:
   lakesink sink  -c FILE    consume Kafka and write hourly Parquet files to the raw zone
+  lakesink compact -c FILE  merge closed partitions into the Iceberg table (--dry-run: plan only)
   lakesink check -c FILE    validate a config file and print the effective configuration
   lakesink demo [-dir DIR]  run Kafka (in-process), the sink and a report, all embedded
 
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "compact":
+		err = cmdCompact(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "lakesink: unknown command %q\n\n%s", cmd, usage)
 		return exitConfig
@@ -67,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(*compactResult)):
+		var r *compactResult
+		errors.As(err, &r)
+		return r.code
 	case errors.As(err, new(*configError)):
 		fmt.Fprintf(stderr, "lakesink %s: %v\n", cmd, err)
 		return exitConfig

@@ -309,3 +309,35 @@ func (s *Schema) WriterOptions(extra ...parquet.WriterOption) []parquet.WriterOp
 	}
 	return append(opts, extra...)
 }
+
+// Renumber replaces every field id with the one id returns for the field's
+// dotted path ("col", "col.element", "col.key", "col.value", "col.field"), the
+// naming Iceberg uses, and rebuilds the Parquet schema. The compactor uses it to
+// write the ids an Iceberg table assigned, which can differ from the config's
+// after columns were added. A path id does not know is an error.
+func (s *Schema) Renumber(id func(path string) (int, bool)) error {
+	var walk func(prefix string, ns []*Node) error
+	walk = func(prefix string, ns []*Node) error {
+		for _, n := range ns {
+			p := prefix + n.Name
+			v, ok := id(p)
+			if !ok {
+				return fmt.Errorf("table %s: field %s has no id in the target schema", s.Table, p)
+			}
+			n.FieldID = v
+			if err := walk(p+".", n.Children); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk("", s.Columns); err != nil {
+		return err
+	}
+	group := parquet.Group{}
+	for _, c := range s.Columns {
+		group[c.Name] = buildNode(c)
+	}
+	s.Parquet = parquet.NewSchema(s.Table, group)
+	return nil
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/icetable"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// Exit codes of lakesink compact (beyond exitOK, exitError = retryable, exitConfig).
+const (
+	exitHalted = 3
+	exitIdle   = 4
+)
+
+// compactResult carries compact's exit code through run's error handling.
+type compactResult struct{ code int }
+
+func (r *compactResult) Error() string { return fmt.Sprintf("exit %d", r.code) }
+
+func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compact", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dry := fs.Bool("dry-run", false, "print the plan (partitions, inputs, planned outputs) and change nothing")
+	only := fs.String("table", "", "compact only this table")
+	metricsFile := fs.String("metrics-file", "", "write the run's metrics here (Prometheus text format) at exit")
+	idleCode := fs.Int("idle-exit-code", exitIdle, "exit code when there was nothing to do (0 for a CronJob that treats idle as success)")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateCompaction(); err != nil {
+		return &configError{err}
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	reg := prometheus.NewRegistry()
+	m := compaction.NewMetrics(reg)
+	start := time.Now()
+
+	code, sum, runErr := compactRun(ctx, cfg, m, *dry, *only, stderr)
+	result := map[int]string{exitOK: "success", exitError: "retryable", exitHalted: "halted", exitIdle: "idle"}[code]
+	if code == exitOK && sum.Idle() {
+		code, result = *idleCode, "idle"
+	}
+	if code == exitConfig {
+		result = "halted"
+	}
+	m.Runs.WithLabelValues(result).Inc()
+	m.Duration.Set(time.Since(start).Seconds())
+	if result == "halted" {
+		m.Halted.Set(1)
+	}
+	if result == "success" || result == "idle" {
+		for _, t := range cfg.Tables {
+			if *only == "" || *only == t.Name {
+				m.LastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
+			}
+		}
+	}
+	if !*dry {
+		fmt.Fprintf(stdout, "compaction %s: %s in %s — %d table(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts\n",
+			sum.Job, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
+			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts)
+		for _, ch := range sum.Changes {
+			fmt.Fprintf(stdout, "  %s\n", ch)
+		}
+	}
+	if *metricsFile != "" {
+		if err := prometheus.WriteToTextfile(*metricsFile, reg); err != nil {
+			log.Error("write metrics file", "err", err)
+		}
+	}
+	if u := cfg.Compaction.PushgatewayURL; u != "" && !*dry {
+		if err := push.New(u, "lakesink_compact").Gatherer(reg).Push(); err != nil {
+			log.Error("push metrics", "err", err)
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "lakesink compact: %s: %v\n", result, runErr)
+	}
+	if code == exitOK {
+		return nil
+	}
+	return &compactResult{code}
+}
+
+func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, dry bool, only string, stderr io.Writer) (int, compaction.Summary, error) {
+	log := newLogger(stderr, cfg.Log.Level)
+	lake, err := openStore(ctx, cfg, nil)
+	if err != nil {
+		return exitConfig, compaction.Summary{}, err
+	}
+	wh, err := openWarehouse(ctx, cfg)
+	if err != nil {
+		return exitConfig, compaction.Summary{}, err
+	}
+	cat, err := icetable.Open(ctx, cfg)
+	if err != nil {
+		return exitError, compaction.Summary{}, err
+	}
+	defer cat.Close()
+	c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: lake, Warehouse: wh, Log: log, Metrics: m,
+		Progress: stderr, DryRun: dry, Now: time.Now, Hook: killHook()}
+	sum, err := c.Run(ctx, only)
+	switch {
+	case err == nil:
+		return exitOK, sum, nil
+	case errors.Is(err, compaction.ErrHalt):
+		return exitHalted, sum, err
+	}
+	return exitError, sum, err
+}
+
+// killHook lets the crash tests SIGKILL the process at a named point:
+// LAKESINK_TEST_KILL_AT=after-outputs|after-commit|during-clean.
+func killHook() func(string) {
+	at := os.Getenv("LAKESINK_TEST_KILL_AT")
+	if at == "" {
+		return nil
+	}
+	return func(point string) {
+		if point == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
+// openWarehouse opens an object store rooted at catalog.warehouse, where the
+// compactor writes table data files (file:// or s3://, with the lake's S3 settings).
+func openWarehouse(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	u, err := url.Parse(cfg.Catalog.Warehouse)
+	if err != nil {
+		return nil, &configError{fmt.Errorf("catalog.warehouse: %w", err)}
+	}
+	switch u.Scheme {
+	case "file":
+		dir := filepath.FromSlash(u.Path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create warehouse dir: %w", err)
+		}
+		return store.NewLocal(dir)
+	case "s3", "s3a":
+		s := cfg.S3
+		if s == nil {
+			return nil, &configError{errors.New("catalog.warehouse is on S3 but the config has no s3 section for its settings")}
+		}
+		sse := s.SSE
+		if sse == "none" {
+			sse = ""
+		}
+		prefix := strings.TrimPrefix(u.Path, "/")
+		if prefix != "" && !strings.HasSuffix(prefix, "/") {
+			prefix += "/"
+		}
+		return store.NewS3(ctx, store.S3Config{
+			Bucket: u.Host, Prefix: prefix, Region: s.Region, Endpoint: s.Endpoint, PathStyle: s.PathStyle,
+			SSE: sse, KMSKeyID: s.KMSKeyID, PartSize: int64(s.PartSize), Concurrency: s.UploadConcurrency,
+			MaxAttempts: s.MaxAttempts,
+		})
+	}
+	return nil, &configError{fmt.Errorf("catalog.warehouse %q: unsupported scheme", cfg.Catalog.Warehouse)}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

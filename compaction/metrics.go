@@ -1,0 +1,82 @@
+package compaction
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the compactor's Prometheus metrics (namespace lakesink_). A run
+// is short-lived: cmd writes them to a file or a Pushgateway at exit.
+type Metrics struct {
+	Runs           *prometheus.CounterVec
+	FilesIn        *prometheus.CounterVec
+	FilesOut       *prometheus.CounterVec
+	BytesIn        *prometheus.CounterVec
+	BytesOut       *prometheus.CounterVec
+	Rows           *prometheus.CounterVec
+	Duplicates     *prometheus.CounterVec
+	Conflicts      *prometheus.CounterVec
+	RawDeleted     *prometheus.CounterVec
+	Duration       prometheus.Gauge
+	LastSuccess    *prometheus.GaugeVec
+	Halted         prometheus.Gauge
+}
+
+// NewMetrics registers the compactor's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	const ns = "lakesink"
+	tl := []string{"table"}
+	return &Metrics{
+		Runs: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_runs_total",
+			Help: "Compaction runs by result (success, idle, retryable, halted)."}, []string{"result"}),
+		FilesIn: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_files_in_total",
+			Help: "Input files merged (raw and rewritten table files)."}, tl),
+		FilesOut: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_files_out_total",
+			Help: "Output files written."}, tl),
+		BytesIn: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_bytes_in_total",
+			Help: "Bytes of input files read."}, tl),
+		BytesOut: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_bytes_out_total",
+			Help: "Bytes of output files written."}, tl),
+		Rows: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_rows_total",
+			Help: "Rows written to outputs."}, tl),
+		Duplicates: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_duplicates_dropped_total",
+			Help: "Rows dropped because their (topic, partition, offset) was already present."}, tl),
+		Conflicts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_conflicts_total",
+			Help: "Iceberg commits that lost a race and were planned again."}, tl),
+		RawDeleted: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_raw_files_deleted_total",
+			Help: "Raw files deleted after their rows were committed and the grace period passed."}, tl),
+		Duration: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_duration_seconds",
+			Help: "Duration of the last compaction run."}),
+		LastSuccess: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful compaction of a table."}, tl),
+		Halted: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_halted",
+			Help: "1 when the last run halted on a problem a human must fix."}),
+	}
+}
+
+func (m *Metrics) conflict(table string) {
+	if m != nil {
+		m.Conflicts.WithLabelValues(table).Inc()
+	}
+}
+
+func (m *Metrics) rawDeleted(table string, n int) {
+	if m != nil {
+		m.RawDeleted.WithLabelValues(table).Add(float64(n))
+	}
+}
+
+func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, outs []Output) {
+	if m == nil {
+		return
+	}
+	m.FilesIn.WithLabelValues(table).Add(float64(in))
+	m.FilesOut.WithLabelValues(table).Add(float64(out))
+	m.BytesIn.WithLabelValues(table).Add(float64(bytesIn))
+	m.Duplicates.WithLabelValues(table).Add(float64(res.Duplicates))
+	for _, o := range outs {
+		m.BytesOut.WithLabelValues(table).Add(float64(o.Size))
+		m.Rows.WithLabelValues(table).Add(float64(o.Rows))
+	}
+}

@@ -1,0 +1,181 @@
+package icetable
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/catalog/glue"
+	"github.com/apache/iceberg-go/catalog/rest"
+	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	icebergio "github.com/apache/iceberg-go/io"
+	"github.com/apache/iceberg-go/table"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
+	// Registers the s3:// scheme for table I/O (metadata, manifests, footers).
+	_ "github.com/apache/iceberg-go/io/gocloud/s3"
+	// database/sql drivers of the SQL catalog.
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun/driver/sqliteshim"
+
+	"github.com/lakesink/lakesink/lake/config"
+)
+
+// Catalog is an opened Iceberg catalog plus the namespace lakesink's tables live in.
+type Catalog struct {
+	Cat       catalog.Catalog
+	Namespace table.Identifier
+	// Warehouse is the root location of table data.
+	Warehouse string
+	// Props are the I/O properties (s3.*) tables are opened with.
+	Props iceberg.Properties
+	close func() error
+}
+
+// Close releases the catalog's connections.
+func (c *Catalog) Close() error {
+	if c.close != nil {
+		return c.close()
+	}
+	return nil
+}
+
+// Open opens the catalog the config names and makes sure the namespace exists.
+func Open(ctx context.Context, cfg *config.Config) (*Catalog, error) {
+	cc := cfg.Catalog
+	props := ioProps(cfg)
+	c := &Catalog{Namespace: catalog.ToIdentifier(cc.Namespace), Warehouse: strings.TrimSuffix(cc.Warehouse, "/"), Props: props}
+	switch cc.Type {
+	case "sql":
+		driver, dialect, dsn := sqliteshim.ShimName, sqlcat.SQLite, cc.SQL.Resolved
+		if cc.SQL.Driver == "postgres" {
+			driver, dialect = "pgx", sqlcat.Postgres
+		} else {
+			dsn = sqliteDSN(dsn)
+		}
+		db, err := sql.Open(driver, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open %s catalog database: %w", cc.SQL.Driver, err)
+		}
+		if cc.SQL.Driver == "sqlite" {
+			// One writer at a time: SQLite serializes writers anyway, and a single
+			// connection keeps the busy timeout meaningful.
+			db.SetMaxOpenConns(1)
+		}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("connect to %s catalog database: %w", cc.SQL.Driver, err)
+		}
+		p := maps.Clone(props)
+		p["warehouse"] = c.Warehouse
+		sc, err := sqlcat.NewCatalog(cc.Name, db, dialect, p)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open sql catalog: %w", err)
+		}
+		c.Cat = sc
+		c.close = func() error { return errors.Join(sc.Close(), db.Close()) }
+	case "glue":
+		opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cc.Glue.Region)}
+		if cc.Glue.Endpoint != "" {
+			opts = append(opts, awsconfig.WithBaseEndpoint(cc.Glue.Endpoint))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS config for glue: %w", err)
+		}
+		p := maps.Clone(props)
+		if cc.Glue.CatalogID != "" {
+			p[glue.CatalogIdKey] = cc.Glue.CatalogID
+		}
+		gc, err := glue.NewCatalog(glue.WithAwsConfig(awsCfg), glue.WithAwsProperties(glue.AwsProperties(p)))
+		if err != nil {
+			return nil, fmt.Errorf("open glue catalog: %w", err)
+		}
+		c.Cat = gc
+		c.close = gc.Close
+	case "rest":
+		opts := []rest.Option{rest.WithAdditionalProps(props)}
+		if cc.REST.Warehouse != "" {
+			opts = append(opts, rest.WithWarehouseLocation(cc.REST.Warehouse))
+		}
+		if cc.REST.Credential != "" {
+			opts = append(opts, rest.WithCredential(cc.REST.Credential))
+		}
+		if cc.REST.Token != "" {
+			opts = append(opts, rest.WithOAuthToken(cc.REST.Token))
+		}
+		if cc.REST.SigV4 {
+			opts = append(opts, rest.WithSigV4RegionSvc(cc.REST.SigV4Region, cc.REST.SigV4Service))
+		}
+		rc, err := rest.NewCatalog(ctx, cc.Name, cc.REST.URI, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("open rest catalog %s: %w", cc.REST.URI, err)
+		}
+		c.Cat = rc
+		c.close = rc.Close
+	default:
+		return nil, fmt.Errorf("catalog.type %q is not supported", cc.Type)
+	}
+	if err := c.ensureNamespace(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// sqliteDSN adds the pragmas a catalog shared by processes needs: a busy
+// timeout (two compactors at once) and WAL.
+func sqliteDSN(dsn string) string {
+	if strings.Contains(dsn, "_pragma") {
+		return dsn
+	}
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+}
+
+// ioProps are the iceberg-go FileIO properties for the lake's storage.
+func ioProps(cfg *config.Config) iceberg.Properties {
+	p := iceberg.Properties{}
+	if s := cfg.S3; s != nil {
+		p[icebergio.S3Region] = s.Region
+		if s.Endpoint != "" {
+			p[icebergio.S3EndpointURL] = s.Endpoint
+			if !s.PathStyle {
+				p[icebergio.S3ForceVirtualAddressing] = "true"
+			}
+		}
+	}
+	return p
+}
+
+func (c *Catalog) ensureNamespace(ctx context.Context) error {
+	ok, err := c.Cat.CheckNamespaceExists(ctx, c.Namespace)
+	if err != nil {
+		return fmt.Errorf("check namespace %s: %w", strings.Join(c.Namespace, "."), err)
+	}
+	if ok {
+		return nil
+	}
+	err = c.Cat.CreateNamespace(ctx, c.Namespace, iceberg.Properties{"comment": "lakesink tables"})
+	if err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+		return fmt.Errorf("create namespace %s: %w", strings.Join(c.Namespace, "."), err)
+	}
+	return nil
+}
+
+// Ident returns the identifier of a table in the lakesink namespace.
+func (c *Catalog) Ident(name string) table.Identifier {
+	return append(append(table.Identifier{}, c.Namespace...), name)
+}
