@@ -65,17 +65,17 @@ type Compactor struct {
 
 // Summary is what a run did, over all tables.
 type Summary struct {
-	Job                    string
-	Tables, Groups         int
-	FilesIn, FilesOut      int
-	BytesIn, BytesOut      int64
-	RowsIn, RowsOut, Dups  int64
-	RawDeleted             int
-	SnapshotsExpired       int
-	OrphansDeleted         int
-	Conflicts              int
-	Changes                []string
-	Elapsed                time.Duration
+	Job                   string
+	Tables, Groups        int
+	FilesIn, FilesOut     int
+	BytesIn, BytesOut     int64
+	RowsIn, RowsOut, Dups int64
+	RawDeleted            int
+	SnapshotsExpired      int
+	OrphansDeleted        int
+	Conflicts             int
+	Changes               []string
+	Elapsed               time.Duration
 }
 
 // Idle reports whether the run found nothing to merge and nothing to clean.
@@ -593,11 +593,11 @@ func human(n int64) string {
 
 // progress prints files/bytes done, rate and ETA at most every few seconds.
 type progress struct {
-	c          *Compactor
-	table      string
-	total      int64
-	doneBytes  int64
-	files      int
+	c           *Compactor
+	table       string
+	total       int64
+	doneBytes   int64
+	files       int
 	start, last time.Time
 }
 

@@ -70,10 +70,10 @@ type rec struct {
 }
 
 type keyCols struct {
-	sort                 []int // leaf column index of each sort column
-	types                []parquet.Type
-	topic, part, off     int
-	need                 map[int]int // leaf column -> position in rec.keys
+	sort             []int // leaf column index of each sort column
+	types            []parquet.Type
+	topic, part, off int
+	need             map[int]int // leaf column -> position in rec.keys
 }
 
 func (m *Merger) keyColumns() (*keyCols, error) {

@@ -8,18 +8,18 @@ import (
 // Metrics are the compactor's Prometheus metrics (namespace lakesink_). A run
 // is short-lived: cmd writes them to a file or a Pushgateway at exit.
 type Metrics struct {
-	Runs           *prometheus.CounterVec
-	FilesIn        *prometheus.CounterVec
-	FilesOut       *prometheus.CounterVec
-	BytesIn        *prometheus.CounterVec
-	BytesOut       *prometheus.CounterVec
-	Rows           *prometheus.CounterVec
-	Duplicates     *prometheus.CounterVec
-	Conflicts      *prometheus.CounterVec
-	RawDeleted     *prometheus.CounterVec
-	Duration       prometheus.Gauge
-	LastSuccess    *prometheus.GaugeVec
-	Halted         prometheus.Gauge
+	Runs        *prometheus.CounterVec
+	FilesIn     *prometheus.CounterVec
+	FilesOut    *prometheus.CounterVec
+	BytesIn     *prometheus.CounterVec
+	BytesOut    *prometheus.CounterVec
+	Rows        *prometheus.CounterVec
+	Duplicates  *prometheus.CounterVec
+	Conflicts   *prometheus.CounterVec
+	RawDeleted  *prometheus.CounterVec
+	Duration    prometheus.Gauge
+	LastSuccess *prometheus.GaugeVec
+	Halted      prometheus.Gauge
 }
 
 // NewMetrics registers the compactor's metrics on reg.
