@@ -53,6 +53,8 @@ func Config(brokers []string, dir string) (*config.Config, error) {
 local_dir: %s
 dead_letter:
   topic: %s
+compaction:
+  lateness: 1m
 flush:
   max_age: 10s
   memory_budget: 256MiB
@@ -126,6 +128,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	dl := testutilSum(reg, "lakesink_records_dead_lettered_total")
 	fmt.Fprintf(o.Out, "▶ dead-lettered records: %.0f (topic %q, reason in headers)\n", dl, dlqTopic)
+	if err := compact(ctx, o, cfg, st); err != nil {
+		return err
+	}
 	fmt.Fprintf(o.Out, "▶ demo finished in %s; the lake is in %s\n", time.Since(start).Round(time.Millisecond), o.Dir)
 	return nil
 }
@@ -238,7 +243,7 @@ type partStat struct {
 func report(w io.Writer, dir string) error {
 	stats := map[string]*partStat{}
 	var total partStat
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(dir, "raw"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
 			return err
 		}
@@ -256,6 +261,7 @@ func report(w io.Writer, dir string) error {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
 		rel, _ := filepath.Rel(dir, filepath.Dir(path))
+		rel = filepath.ToSlash(rel)
 		s := stats[rel]
 		if s == nil {
 			s = &partStat{}
