@@ -1,0 +1,417 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lakesink/lakesink/internal/testbed"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// lakeFixture is a raw zone filled once by a real sink from real Kafka; each
+// compaction test copies it under a prefix of its own.
+type lakeFixture struct {
+	b      *bed
+	src    string // prefix of the sink's raw zone
+	expect expectation
+}
+
+type expectation struct {
+	Count   int64            `json:"count"`
+	PerHour map[string]int64 `json:"per_hour"`
+	IDSum   string           `json:"id_checksum"`
+}
+
+var (
+	fixtureOnce sync.Once
+	fixture     *lakeFixture
+	fixtureErr  string
+)
+
+// sinkFixture runs the sink once over 20,000 events spread over 4 closed hours.
+func sinkFixture(t *testing.T) *lakeFixture {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		b := newBed(t, 4)
+		b.produce(20_000, 4, 7, 4)
+		p := b.start(b.config("flush: {max_age: 3s, max_file_bytes: 8MiB, memory_budget: 128MiB, shutdown_timeout: 30s}"))
+		b.waitCaughtUp(90*time.Second, p)
+		p.stop(t)
+		f := &lakeFixture{b: b, src: b.prefix}
+		res := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(*), sha256(string_agg(event_id, chr(10) ORDER BY event_id)) FROM read_parquet('%s')`, b.rawGlob()))
+		f.expect.Count, f.expect.IDSum = toInt(t, res[0][0]), res[0][1].(string)
+		f.expect.PerHour = map[string]int64{}
+		for _, r := range testbed.DuckDB(t, fmt.Sprintf(`SELECT strftime(ts AT TIME ZONE 'UTC', '%%Y-%%m-%%dT%%H'), count(*) FROM read_parquet('%s') GROUP BY 1`, b.rawGlob())) {
+			f.expect.PerHour[r[0].(string)] = toInt(t, r[1])
+		}
+		if f.expect.Count != 20_000 {
+			fixtureErr = fmt.Sprintf("raw zone holds %d rows, want 20000", f.expect.Count)
+		}
+		fixture = f
+	})
+	if fixtureErr != "" {
+		t.Fatal(fixtureErr)
+	}
+	if fixture == nil {
+		t.Fatal("sink fixture failed in an earlier test")
+	}
+	return fixture
+}
+
+// lakeFor copies the fixture's raw zone under a fresh prefix and returns a
+// store rooted there.
+func (f *lakeFixture) lakeFor(t *testing.T) (string, store.Store) {
+	t.Helper()
+	prefix := testbed.UniqueName(t, "cmp") + "/"
+	src := f.s3(t, f.src)
+	dst := f.s3(t, prefix)
+	ctx := context.Background()
+	err := src.List(ctx, "raw/", func(o store.ObjectInfo) error {
+		return copyObject(ctx, src, o.Key, dst, o.Key)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prefix, dst
+}
+
+func (f *lakeFixture) s3(t *testing.T, prefix string) store.Store {
+	t.Helper()
+	c := f.b.s3
+	st, err := store.NewS3(context.Background(), store.S3Config{Bucket: c.Bucket, Prefix: prefix, Region: c.Region,
+		Endpoint: c.Endpoint, PathStyle: true, AccessKeyID: c.AccessKey, SecretAccessKey: c.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func copyObject(ctx context.Context, src store.Store, from string, dst store.Store, to string) error {
+	obj, err := src.Open(ctx, from)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	return dst.Create(ctx, to, obj)
+}
+
+// compactConfig writes a compactor config over a prefix with a catalog.
+func (f *lakeFixture) compactConfig(t *testing.T, prefix, catalog, extra string) string {
+	t.Helper()
+	b := f.b
+	cfg := strings.Replace(readFile(t, b.config("")), "prefix: "+b.prefix, "prefix: "+prefix, 1)
+	if !strings.Contains(extra, "raw_grace") {
+		extra += "\n  raw_grace: 0s"
+	}
+	cfg += fmt.Sprintf("catalog:\n%s\ncompaction:\n  lateness: 0s\n%s\n", catalog, extra)
+	path := filepath.Join(t.TempDir(), "compact.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func sqliteCatalog(t *testing.T, b *bed, prefix string) (yaml, uri, warehouse string) {
+	db := filepath.Join(t.TempDir(), "catalog.db")
+	warehouse = fmt.Sprintf("s3://%s/%swarehouse", b.s3.Bucket, prefix)
+	return fmt.Sprintf("  type: sql\n  namespace: lake\n  warehouse: %s\n  sql: {driver: sqlite, dsn: %s}", warehouse, db), "sqlite:///" + db, warehouse
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// compactRun runs lakesink compact and returns its exit code and output.
+func (f *lakeFixture) compactRun(t *testing.T, cfg string, env ...string) (int, string) {
+	t.Helper()
+	cmd := f.compactCmd(cfg, env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, string(out)
+}
+
+// compactCmd builds a lakesink compact command; extra entries starting with "-"
+// are flags, the others environment variables.
+func (f *lakeFixture) compactCmd(cfg string, extra ...string) *exec.Cmd {
+	args := []string{"compact", "-c", cfg}
+	var env []string
+	for _, e := range extra {
+		if strings.HasPrefix(e, "-") {
+			args = append(args, e)
+		} else {
+			env = append(env, e)
+		}
+	}
+	cmd := exec.Command(binPath, args...)
+	c := f.b.s3
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+c.AccessKey, "AWS_SECRET_ACCESS_KEY="+c.SecretKey, "AWS_REGION="+c.Region)
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+type icebergRead struct {
+	Engine       string           `json:"engine"`
+	Count        int64            `json:"count"`
+	PerHour      map[string]int64 `json:"per_hour"`
+	IDSum        string           `json:"id_checksum"`
+	DupKeys      int64            `json:"dup_keys"`
+	Files        int64            `json:"files"`
+	HourFiles    int64            `json:"hour_files"`
+	FilesPerHour map[string]int64 `json:"files_per_hour"`
+	Metadata     string           `json:"metadata_location"`
+}
+
+// readIceberg reads the table with PyIceberg (through the catalog) and with
+// DuckDB's iceberg extension (from the metadata file PyIceberg resolves).
+const readIcebergPy = `
+import hashlib, json, os, sys, duckdb
+from collections import Counter
+args = json.loads(sys.argv[1])
+props = {"uri": args["uri"], "warehouse": args["warehouse"], "s3.endpoint": args["s3"], "s3.region": os.environ["AWS_REGION"],
+         "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"], "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+if args["type"] == "glue":
+    from pyiceberg.catalog.glue import GlueCatalog
+    cat = GlueCatalog("lakesink", **{"glue.endpoint": args["glue"], "glue.region": os.environ["AWS_REGION"], **props})
+else:
+    from pyiceberg.catalog.sql import SqlCatalog
+    cat = SqlCatalog("lakesink", **props)
+t = cat.load_table(args["table"])
+out = []
+tab = t.scan(selected_fields=("event_id", "ts", "_kafka_topic", "_kafka_partition", "_kafka_offset")).to_arrow()
+ids = sorted(tab["event_id"].to_pylist())
+keys = Counter(zip(tab["_kafka_topic"].to_pylist(), tab["_kafka_partition"].to_pylist(), tab["_kafka_offset"].to_pylist()))
+per = Counter(ts.strftime("%Y-%m-%dT%H") for ts in tab["ts"].to_pylist())
+tasks = list(t.scan().plan_files())
+fph = Counter()
+for task in tasks:
+    h = task.file.partition[0]
+    import datetime
+    fph[(datetime.datetime(1970,1,1) + datetime.timedelta(hours=h)).strftime("%Y-%m-%dT%H")] += 1
+hour_files = 0
+if args.get("hour"):
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+    lo = args["hour"] + ":00:00+00:00"
+    import datetime as d
+    hi = (d.datetime.fromisoformat(lo) + d.timedelta(hours=1)).isoformat()
+    hour_files = len(list(t.scan(row_filter=And(GreaterThanOrEqual("ts", lo), LessThan("ts", hi))).plan_files()))
+out.append({"engine": "pyiceberg", "count": len(ids), "per_hour": dict(per), "id_checksum": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            "dup_keys": sum(c - 1 for c in keys.values()), "files": len(tasks), "hour_files": hour_files, "files_per_hour": dict(fph),
+            "metadata_location": t.metadata_location})
+sys.path.insert(0, os.path.dirname(os.environ["LAKESINK_TEST_DUCKQ"]))
+import duckq
+con = duckq.connect(args["s3"])
+con.execute("LOAD iceberg")
+q = f"FROM iceberg_scan('{t.metadata_location}')"
+cnt, dups, csum = con.execute(f"SELECT count(*), count(*) - count(DISTINCT (_kafka_topic, _kafka_partition, _kafka_offset)), sha256(string_agg(event_id, chr(10) ORDER BY event_id)) {q}").fetchone()
+per = {h: n for h, n in con.execute(f"SELECT strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H'), count(*) {q} GROUP BY 1").fetchall()}
+out.append({"engine": "duckdb", "count": cnt, "per_hour": per, "id_checksum": csum, "dup_keys": dups})
+print(json.dumps(out))
+`
+
+func readIceberg(t *testing.T, f *lakeFixture, typ, uri, warehouse, table, hour string) []icebergRead {
+	t.Helper()
+	py := os.Getenv(testbed.EnvPython)
+	if py == "" {
+		t.Skip("needs the bed's python venv")
+	}
+	args, _ := json.Marshal(map[string]string{"type": typ, "uri": uri, "warehouse": warehouse, "s3": f.b.s3.Endpoint,
+		"table": table, "hour": hour, "glue": os.Getenv("LAKESINK_TEST_GLUE_ENDPOINT")})
+	cmd := exec.Command(py, "-c", readIcebergPy, string(args))
+	c := f.b.s3
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+c.AccessKey, "AWS_SECRET_ACCESS_KEY="+c.SecretKey, "AWS_REGION="+c.Region)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("read iceberg table: %v\n%s", err, stderr)
+	}
+	var res []icebergRead
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("reader output %q: %v", out, err)
+	}
+	return res
+}
+
+func checkExact(t *testing.T, f *lakeFixture, reads []icebergRead) {
+	t.Helper()
+	for _, r := range reads {
+		if r.Count != f.expect.Count || r.DupKeys != 0 || r.IDSum != f.expect.IDSum {
+			t.Errorf("%s: count=%d dup_keys=%d checksum=%s; want count=%d dup_keys=0 checksum=%s",
+				r.Engine, r.Count, r.DupKeys, r.IDSum, f.expect.Count, f.expect.IDSum)
+		}
+		for h, n := range f.expect.PerHour {
+			if r.PerHour[h] != n {
+				t.Errorf("%s: hour %s has %d rows, want %d", r.Engine, h, r.PerHour[h], n)
+			}
+		}
+	}
+}
+
+// TestE2ECompactSQLiteExactlyOnce: the sink's raw zone plus duplicate raw files
+// planted on purpose compact into an Iceberg table that PyIceberg and DuckDB
+// read back as exactly the produced events; pruning and file counts hold.
+func TestE2ECompactSQLiteExactlyOnce(t *testing.T) {
+	f := sinkFixture(t)
+	prefix, lake := f.lakeFor(t)
+	ctx := context.Background()
+	// Duplicates before the first run: a copy of a raw file under another first offset.
+	var keys []string
+	_ = lake.List(ctx, "raw/", func(o store.ObjectInfo) error { keys = append(keys, o.Key); return nil })
+	if len(keys) < 8 {
+		t.Fatalf("raw zone has %d files, want at least 8", len(keys))
+	}
+	plantDup(t, lake, keys[0], 1)
+	plantDup(t, lake, keys[3], 2)
+	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
+	cfg := f.compactConfig(t, prefix, catYAML, "  raw_grace: 1h")
+	if code, out := f.compactRun(t, cfg, "--dry-run"); code != 4 && code != 0 {
+		t.Fatalf("dry run exit %d:\n%s", code, out)
+	}
+	code, out := f.compactRun(t, cfg)
+	if code != 0 {
+		t.Fatalf("compact exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "duplicates dropped") {
+		t.Fatalf("no summary in output:\n%s", out)
+	}
+	var hour string
+	for h := range f.expect.PerHour {
+		hour = h
+		break
+	}
+	reads := readIceberg(t, f, "sql", uri, wh, "lake.events", hour)
+	checkExact(t, f, reads)
+	py := reads[0]
+	for h, n := range py.FilesPerHour {
+		if n > 2 {
+			t.Errorf("hour %s has %d data files after compaction, want ≤ 2", h, n)
+		}
+	}
+	if py.HourFiles != py.FilesPerHour[hour] || py.HourFiles == 0 || py.HourFiles >= py.Files {
+		t.Errorf("a one-hour scan plans %d files (hour has %d, table %d): partition pruning is not working", py.HourFiles, py.FilesPerHour[hour], py.Files)
+	}
+	// A duplicate arriving after compaction, into an already compacted hour.
+	plantDup(t, lake, keys[5], 3)
+	if code, out := f.compactRun(t, cfg); code != 0 && code != 4 {
+		t.Fatalf("second compact exit %d:\n%s", code, out)
+	}
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+	// Nothing left: a third run is idle (exit 4), and a CronJob can map that to 0.
+	if code, out := f.compactRun(t, cfg); code != 4 {
+		t.Fatalf("third compact exit %d, want 4 (idle):\n%s", code, out)
+	}
+}
+
+// plantDup copies a raw file to the same directory under first offset +delta:
+// the same rows under another name, as a replay could leave.
+func plantDup(t *testing.T, lake store.Store, key string, delta int64) {
+	t.Helper()
+	dir, base := filepath.Dir(key), filepath.Base(key)
+	parts := strings.Split(strings.TrimSuffix(base, ".parquet"), ".")
+	var first int64
+	fmt.Sscan(parts[len(parts)-1], &first)
+	parts[len(parts)-1] = fmt.Sprintf("%020d", first+delta)
+	if err := copyObject(context.Background(), lake, key, lake, dir+"/"+strings.Join(parts, ".")+".parquet"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2ECompactCrashKill9: the compactor is killed after writing outputs,
+// after committing, during cleaning and at random moments, and rerun each time;
+// the table ends with every row exactly once and every referenced file present.
+func TestE2ECompactCrashKill9(t *testing.T) {
+	f := sinkFixture(t)
+	prefix, lake := f.lakeFor(t)
+	var keys []string
+	_ = lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error { keys = append(keys, o.Key); return nil })
+	plantDup(t, lake, keys[1], 1)
+	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
+	// One hour per commit, so that every run has work to crash in.
+	cfg := f.compactConfig(t, prefix, catYAML, "  max_partitions_per_commit: 1")
+	points := []string{"after-outputs", "after-commit", "during-clean"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	runs, kills := 0, 0
+	for round := 0; round < 40; round++ {
+		runs++
+		if round < 12 {
+			if round%4 < 3 {
+				code, out := f.compactRun(t, cfg, "LAKESINK_TEST_KILL_AT="+points[round%4])
+				if code == 0 || code == 4 {
+					continue // the run had nothing to do at that point
+				}
+				if code != -1 {
+					t.Fatalf("run %d (kill at %s): exit %d, want killed:\n%s", runs, points[round%4], code, out)
+				}
+				kills++
+				continue
+			}
+			cmd := f.compactCmd(cfg)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(50+rng.IntN(900)) * time.Millisecond)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			kills++
+			continue
+		}
+		code, out := f.compactRun(t, cfg)
+		if code == 4 {
+			break
+		}
+		if code != 0 {
+			t.Fatalf("run %d: exit %d:\n%s", runs, code, out)
+		}
+	}
+	if kills < 10 {
+		t.Errorf("only %d runs were killed, want ≥ 10", kills)
+	}
+	t.Logf("%d runs, %d killed", runs, kills)
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+}
+
+// TestE2ECompactConcurrent: two compactors started together on one table end
+// consistent (one wins, the other re-plans or finds nothing to do).
+func TestE2ECompactConcurrent(t *testing.T) {
+	f := sinkFixture(t)
+	prefix, _ := f.lakeFor(t)
+	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
+	cfg := f.compactConfig(t, prefix, catYAML, "")
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	outs := make([]string, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes[i], outs[i] = f.compactRun(t, cfg) }()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 0 && c != 4 {
+			t.Fatalf("compactor %d: exit %d:\n%s", i, c, outs[i])
+		}
+	}
+	t.Logf("exit codes %v\n%s\n%s", codes, outs[0], outs[1])
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+}
