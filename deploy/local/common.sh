@@ -7,8 +7,9 @@
 #   .bed/run/<name>/  runtime data, pid file and log of each server
 #   .bed/venv/    the Python venv
 #
-# Ports: LAKESINK_BED_KAFKA_PORT (default 19092; controller on +1, SASL/SCRAM on +2) and LAKESINK_BED_S3_PORT
-# (default 19000). When a default port is held by a process that is not this bed's (say a bed
+# Ports: LAKESINK_BED_KAFKA_PORT (default 19092; controller on +1, SASL/SCRAM on +2),
+# LAKESINK_BED_S3_PORT (19000), LAKESINK_BED_POSTGRES_PORT (15432), LAKESINK_BED_MOTO_PORT
+# (15000) and LAKESINK_BED_REST_PORT (18181). When a default port is held by a process that is not this bed's (say a bed
 # of another checkout on the same machine), start picks a free one and records it in
 # .bed/run/<name>.port, which `bed.sh env` prints; a port set explicitly is never changed. Each
 # start of a stopped server tries the explicit/default port first again.
@@ -47,6 +48,12 @@ _bed_port() { # NAME DEFAULT
 KAFKA_PORT=$(_bed_port KAFKA 19092) KAFKA_WANT_PORT=${LAKESINK_BED_KAFKA_PORT:-19092}
 # shellcheck disable=SC2034
 S3_PORT=$(_bed_port S3 19000) S3_WANT_PORT=${LAKESINK_BED_S3_PORT:-19000}
+# shellcheck disable=SC2034
+POSTGRES_PORT=$(_bed_port POSTGRES 15432) POSTGRES_WANT_PORT=${LAKESINK_BED_POSTGRES_PORT:-15432}
+# shellcheck disable=SC2034
+MOTO_PORT=$(_bed_port MOTO 15000) MOTO_WANT_PORT=${LAKESINK_BED_MOTO_PORT:-15000}
+# shellcheck disable=SC2034
+REST_PORT=$(_bed_port REST 18181) REST_WANT_PORT=${LAKESINK_BED_REST_PORT:-18181}
 
 # port_explicit NAME: true if the user chose the port (then it is never moved).
 port_explicit() { local v="LAKESINK_BED_${1}_PORT"; [[ -n "${!v:-}" ]]; }
@@ -114,12 +121,12 @@ wait_ready() {
   done
 }
 
-# stop_pid NAME PIDFILE MARKER [SECONDS]: SIGTERM the process of PIDFILE, wait up to SECONDS
-# (default 30) for it to exit, then SIGKILL; removes the pid file.
+# stop_pid NAME PIDFILE MARKER [SECONDS [SIGNAL]]: send SIGNAL (default TERM) to the process of
+# PIDFILE, wait up to SECONDS (default 30) for it to exit, then SIGKILL; removes the pid file.
 stop_pid() {
-  local name=$1 pidf=$2 marker=$3 secs=${4:-30} pid
+  local name=$1 pidf=$2 marker=$3 secs=${4:-30} sig=${5:-TERM} pid
   if pid=$(pid_of "$pidf" "$marker"); then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"$sig" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + secs)) killed=0
     while kill -0 "$pid" 2>/dev/null; do
       if ((!killed && SECONDS >= deadline)); then
@@ -137,6 +144,10 @@ stop_pid() {
   fi
   rm -f "$pidf"
 }
+
+# mvn_locked ARGS...: mvn holding a lock on the shared Maven repository (.bed/cache/m2): Maven 3.8
+# does not lock it itself, and bed.sh up resolves Kafka's and the REST catalog's jars at once.
+mvn_locked() { with_lock "$CACHE/m2.lock" mvn "$@"; }
 
 # with_lock LOCKFILE CMD...: run CMD holding an exclusive lock (serializes concurrent
 # installs/starts/stops of one service, e.g. two `make test` at once).

@@ -72,7 +72,7 @@ install() {
   mkdir -p "$HOME_DIR"
   pom > "$HOME_DIR/pom.xml"
   rm -rf "$LIBS.tmp"
-  if ! mvn -q -B -f "$HOME_DIR/pom.xml" -Dmaven.repo.local="$M2" \
+  if ! mvn_locked -q -B -f "$HOME_DIR/pom.xml" -Dmaven.repo.local="$M2" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp" \
       >"$HOME_DIR/mvn.log" 2>&1 </dev/null; then
     show_log "$HOME_DIR/mvn.log" 60
