@@ -555,8 +555,8 @@ func (p *plan) viewSection(w *writer) {
 	lines := []string{
 		fmt.Sprintf("(c) View %s: every event exactly once, compacted or not.", view),
 		fmt.Sprintf("Compacted %ss come from the Iceberg table. A raw %s comes from %s only", unit, unit, p.t.Name+RawSuffix),
-		"while the Iceberg table has no partition for it: the metadata table",
-		fmt.Sprintf("%s lists them, partition.%s being %s,", parts, p.partField, valueIs),
+		fmt.Sprintf("while the Iceberg table has no partition for it: %s", parts),
+		fmt.Sprintf("lists them, partition.%s being %s,", p.partField, valueIs),
 		fmt.Sprintf("matched here to the raw table's %s%s. %s moves from raw to Iceberg at", p.dt, slashHour(p.hour), upper(an(unit))),
 		"the compactor's commit, in one step: a query never counts it twice nor misses it.",
 		fmt.Sprintf("Caveat: files that reach the raw zone for %s already compacted (late events) stay", an(unit)),

@@ -158,3 +158,30 @@ tables:
 		})
 	}
 }
+
+// TestCheckerCatchesMistakes makes sure TestWellFormed's checker is not vacuous.
+func TestCheckerCatchesMistakes(t *testing.T) {
+	for _, bad := range []string{
+		"SELECT 1",                                 // no ';'
+		"SELECT (1;",                               // unbalanced
+		"SELECT 'x;",                               // open quote
+		"SELECT 1; SELECT 2;",                      // two statements
+		"SELECT `a` FROM t;",                       // backticks in DML
+		"CREATE DATABASE IF NOT EXISTS \"x\";",     // double quotes in DDL
+		"SELECT CAST(x AS tinyint) FROM t;",        // not a type the view uses
+		"SELECT CAST(x AS row(a varchar)) FROM t;", // unquoted row field
+		"-- note\nSELECT 1;",                       // note and SQL in one block
+		"CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` struct<b:string\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/';",
+		"CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` varchar\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/';",
+		"CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` decimal(39,2)\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/';",
+		"CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` struct<_b:int>\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/';",
+	} {
+		if err := checkBlock(bad); err == nil {
+			t.Errorf("checker accepted %q", bad)
+		}
+	}
+	good := "CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` struct<`_b`:int,c:array<map<string,decimal(38,0)>>>\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/x=${dt}/';"
+	if err := checkBlock(good); err != nil {
+		t.Errorf("checker rejected a good statement: %v", err)
+	}
+}

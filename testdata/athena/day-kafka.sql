@@ -88,8 +88,8 @@ ORDER BY 1;
 
 -- (c) View "web"."clicks_all": every event exactly once, compacted or not.
 -- Compacted days come from the Iceberg table. A raw day comes from clicks_raw only
--- while the Iceberg table has no partition for it: the metadata table
--- "web"."clicks$partitions" lists them, partition._kafka_timestamp_day being a date,
+-- while the Iceberg table has no partition for it: "web"."clicks$partitions"
+-- lists them, partition._kafka_timestamp_day being a date,
 -- matched here to the raw table's raw_dt. A day moves from raw to Iceberg at
 -- the compactor's commit, in one step: a query never counts it twice nor misses it.
 -- Caveat: files that reach the raw zone for a day already compacted (late events) stay

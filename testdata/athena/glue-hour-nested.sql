@@ -102,8 +102,8 @@ ORDER BY 1;
 
 -- (c) View "lake"."orders_all": every event exactly once, compacted or not.
 -- Compacted hours come from the Iceberg table. A raw hour comes from orders_raw only
--- while the Iceberg table has no partition for it: the metadata table
--- "lake"."orders$partitions" lists them, partition.createdat_hour being hours since 1970-01-01 00:00 UTC, an integer,
+-- while the Iceberg table has no partition for it: "lake"."orders$partitions"
+-- lists them, partition.createdat_hour being hours since 1970-01-01 00:00 UTC, an integer,
 -- matched here to the raw table's dt/hour. An hour moves from raw to Iceberg at
 -- the compactor's commit, in one step: a query never counts it twice nor misses it.
 -- Caveat: files that reach the raw zone for an hour already compacted (late events) stay

@@ -85,8 +85,8 @@ ORDER BY 1;
 
 -- (c) View "lake"."events_all": every event exactly once, compacted or not.
 -- Compacted days come from the Iceberg table. A raw day comes from events_raw only
--- while the Iceberg table has no partition for it: the metadata table
--- "s3tablescatalog/events-tables"."lake"."events$partitions" lists them, partition.ts_day being a date,
+-- while the Iceberg table has no partition for it: "s3tablescatalog/events-tables"."lake"."events$partitions"
+-- lists them, partition.ts_day being a date,
 -- matched here to the raw table's dt. A day moves from raw to Iceberg at
 -- the compactor's commit, in one step: a query never counts it twice nor misses it.
 -- Caveat: files that reach the raw zone for a day already compacted (late events) stay
