@@ -67,3 +67,14 @@ func TestTypesCoverEveryKind(t *testing.T) {
 		}
 	}
 }
+
+func TestFmtDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 90 * time.Second: "1m30s", 5 * time.Minute: "5m", time.Hour: "1h",
+		168 * time.Hour: "168h", 90 * time.Minute: "1h30m", 30 * time.Second: "30s",
+	} {
+		if got := fmtDuration(d); got != want {
+			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
