@@ -1,6 +1,8 @@
 // Package testbed gives tests the servers of the local test bed started by
-// deploy/local/bed.sh (no Docker): a real Kafka broker, a real S3 server (versitygw) and
-// DuckDB, in a project-local Python venv, as an independent reader of what was written.
+// deploy/local/bed.sh (no Docker): a real Kafka broker, a real S3 server (versitygw),
+// PostgreSQL (for the Iceberg SQL catalog), moto as an AWS Glue endpoint, Iceberg's REST
+// catalog, and DuckDB and PyIceberg, in a project-local Python venv, as independent readers
+// of what was written.
 //
 // The bed is found through the LAKESINK_TEST_* environment variables that
 // `deploy/local/bed.sh env` prints; `make test` starts the bed and sets them. When they are
@@ -8,20 +10,27 @@
 // under `make test`), so a missing bed can never pass silently in CI. With -short every
 // accessor skips.
 //
-// Only the standard library is used.
+// Besides the standard library only pgx is used (Postgres creates a database per test).
 package testbed
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // NotRunning is the message of a test skipped (or failed) because the bed is not running.
@@ -39,11 +48,18 @@ const (
 	EnvS3Dir        = "LAKESINK_TEST_S3_DIR"              // versitygw's POSIX root (optional)
 	EnvPython       = "LAKESINK_TEST_PYTHON"              // the venv's python
 	EnvDuckQ        = "LAKESINK_TEST_DUCKQ"               // deploy/local/duckq.py
+	EnvIcebergQ     = "LAKESINK_TEST_ICEBERGQ"            // deploy/local/icebergq.py
+	EnvPostgresDSN  = "LAKESINK_TEST_POSTGRES_DSN"        // postgres://lakesink:lakesink@127.0.0.1:15432/lakesink?sslmode=disable
+	EnvGlueEndpoint = "LAKESINK_TEST_GLUE_ENDPOINT"       // http://127.0.0.1:15000 (moto)
+	EnvRESTURI      = "LAKESINK_TEST_REST_URI"            // http://127.0.0.1:18181 (Iceberg REST catalog)
 	EnvRequireBed   = "LAKESINK_REQUIRE_BED"              // "1": a missing bed fails the test
 )
 
-// DuckDBTimeout bounds one DuckDB query run by DuckDB.
+// DuckDBTimeout bounds one DuckDB query run by DuckDB, and one icebergq.py run by IcebergQ.
 var DuckDBTimeout = 5 * time.Minute
+
+// PostgresTimeout bounds creating or dropping a test database.
+var PostgresTimeout = time.Minute
 
 // need returns the values of the named variables, or skips/fails the test if one is unset.
 func need(t testing.TB, names ...string) []string {
@@ -144,6 +160,204 @@ func DuckDB(t testing.TB, sql string) [][]any {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// Postgres returns the DSN (postgres://...?sslmode=disable) of a fresh, empty database on the
+// bed's PostgreSQL, named lakesink_<test name>_<random> and owned by the role lakesink, for
+// one test: iceberg-go's SQL catalog (driver pgx) or PyIceberg's (icebergq.py rewrites the
+// scheme to postgresql+psycopg2) create their tables in it. The database is dropped (with
+// its remaining connections) when the test ends.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	admin := need(t, EnvPostgresDSN)[0]
+	u, err := url.Parse(admin)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("%s=%q is not a postgres:// URL", EnvPostgresDSN, admin)
+	}
+	name := pgDatabaseName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), PostgresTimeout)
+	defer cancel()
+	if err := pgExec(ctx, admin, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create database %s on %s: %v", name, u.Redacted(), err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), PostgresTimeout)
+		defer cancel()
+		if err := pgExec(ctx, admin, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+// pgDatabaseName: lakesink_<test name>_<8 hex>, at most 63 bytes (Postgres' identifier limit).
+func pgDatabaseName(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := strings.ReplaceAll(sanitize(t.Name()), "-", "_")
+	if n := 63 - len("lakesink__") - 8; len(name) > n {
+		name = strings.Trim(name[:n], "_")
+	}
+	return "lakesink_" + name + "_" + hex.EncodeToString(b[:])
+}
+
+// pgExec runs one statement on a new connection to dsn. CREATE DATABASE can fail with
+// object_in_use (55006) while another session briefly uses the template: it is retried.
+func pgExec(ctx context.Context, dsn, sql string) error {
+	for attempt := 0; ; attempt++ {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, sql)
+		conn.Close(context.Background())
+		var pe *pgconn.PgError
+		if err == nil || attempt >= 20 || !errors.As(err, &pe) || pe.Code != "55006" {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Glue returns the endpoint URL of the bed's AWS Glue (moto's server). It accepts any
+// credentials and region (use the S3 ones and us-east-1). Its state is shared by every test
+// of a run and kept in memory: name Glue databases with UniqueName (with '_' for '-').
+func Glue(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvGlueEndpoint)[0]
+}
+
+// REST returns the URI of the bed's Iceberg REST catalog (Apache Iceberg's REST catalog test
+// fixture: a JdbcCatalog in SQLite). A table created without a location is put under
+// s3://lakesink-test/rest-warehouse on the bed's S3; a client may also give any
+// s3://lakesink-test/... or file:///... location. The server hands out no S3 credentials:
+// clients configure the bed's S3 themselves. Tests share it: use UniqueName namespaces.
+func REST(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvRESTURI)[0]
+}
+
+// IcebergQuery says which Iceberg table IcebergQ reads, through which catalog, and how.
+type IcebergQuery struct {
+	// Catalog is sql, glue or rest.
+	Catalog string
+	// CatalogName is the name the writer gave its catalog (the SQL catalog keys its rows by
+	// it); empty means lakesink.
+	CatalogName string
+	// URI: sql, a DSN from Postgres (postgres://...) or an SQLAlchemy URI
+	// (sqlite:////abs/catalog.db); rest, the catalog's URI (REST).
+	URI string
+	// Warehouse is the catalog's warehouse (file:///abs/dir or s3://bucket/prefix); optional.
+	Warehouse string
+	// GlueEndpoint is the Glue endpoint (Glue) for Catalog glue.
+	GlueEndpoint string
+	// Table is namespace.name.
+	Table string
+	// Engine is pyiceberg (the default) or duckdb.
+	Engine string
+	// IDColumn and TimeColumn name the id column (checksummed) and the timestamp column
+	// (counted per UTC hour).
+	IDColumn, TimeColumn string
+	// FilterHour, e.g. "2026-11-24T13", reads only the rows of that UTC hour.
+	FilterHour string
+}
+
+// IcebergSummary is what icebergq.py prints.
+type IcebergSummary struct {
+	Count int64 `json:"count"`
+	// PerHour counts rows by the UTC hour of TimeColumn ("2026-11-24T13").
+	PerHour map[string]int64 `json:"per_hour"`
+	// IDChecksum is IDChecksum of the non-null ids, each as text.
+	IDChecksum string `json:"id_checksum"`
+	NullIDs    int64  `json:"null_ids"`
+	// DupKeys is rows minus distinct (_kafka_topic, _kafka_partition, _kafka_offset); nil if
+	// the table lacks those columns.
+	DupKeys *int64 `json:"dup_keys"`
+	// FilesPlanned is how many data files PyIceberg's scan plans for the filter, FilesTotal
+	// how many the current snapshot has, FilesPerPartition those by partition path
+	// ("ts_hour=2026-11-24-13"). nil for the duckdb engine.
+	FilesPlanned      *int64           `json:"files_planned"`
+	FilesTotal        *int64           `json:"files_total"`
+	FilesPerPartition map[string]int64 `json:"files_per_partition"`
+	// Schema is the table's top-level column names in order.
+	Schema           []string `json:"schema"`
+	Engine           string   `json:"engine"`
+	MetadataLocation string   `json:"metadata_location"`
+	SnapshotID       *int64   `json:"snapshot_id"`
+}
+
+// IcebergQ reads an Iceberg table independently of lakesink with deploy/local/icebergq.py
+// (PyIceberg, or DuckDB's iceberg_scan on the metadata PyIceberg's catalog points at) and
+// returns its summary. Data on s3:// is read from the bed's S3 server with its credentials.
+// The test fails, showing the script's error, if the read fails.
+func IcebergQ(t testing.TB, q IcebergQuery) IcebergSummary {
+	t.Helper()
+	out := RunIcebergQ(t, q.args()...)
+	var s IcebergSummary
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("icebergq.py output %q: %v", out, err)
+	}
+	return s
+}
+
+func (q IcebergQuery) args() []string {
+	args := []string{"--catalog", q.Catalog, "--table", q.Table, "--id-column", q.IDColumn, "--time-column", q.TimeColumn}
+	add := func(flag, v string) {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	add("--catalog-name", q.CatalogName)
+	add("--uri", q.URI)
+	add("--warehouse", q.Warehouse)
+	add("--glue-endpoint", q.GlueEndpoint)
+	add("--engine", q.Engine)
+	add("--filter-hour", q.FilterHour)
+	return args
+}
+
+// RunIcebergQ runs deploy/local/icebergq.py with args (and --s3-endpoint and the
+// credentials of the bed's S3 when it is up) and returns its stdout; the test fails on an
+// error. IcebergQ is the usual way in.
+func RunIcebergQ(t testing.TB, args ...string) []byte {
+	t.Helper()
+	v := need(t, EnvPython, EnvIcebergQ)
+	env := os.Environ()
+	if ep := os.Getenv(EnvS3Endpoint); ep != "" {
+		args = append(args, "--s3-endpoint", ep)
+		env = append(env, "AWS_ACCESS_KEY_ID="+os.Getenv(EnvS3AccessKey), "AWS_SECRET_ACCESS_KEY="+os.Getenv(EnvS3SecretKey),
+			"AWS_REGION="+os.Getenv(EnvS3Region))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DuckDBTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v[0], append([]string{v[1]}, args...)...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("icebergq.py failed: %v\nargs: %q\n%s", err, args, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes()
+}
+
+// IDChecksum is the id checksum of icebergq.py: the SHA-256 (lowercase hex) of the ids,
+// sorted bytewise, joined by "\n" (no trailing newline). Give integers in decimal.
+func IDChecksum(ids []string) string {
+	s := append([]string(nil), ids...)
+	sort.Strings(s)
+	sum := sha256.Sum256([]byte(strings.Join(s, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// String shows a summary in test failures.
+func (s IcebergSummary) String() string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // UniqueName returns prefix-<test name>-<random> in lowercase letters, digits and '-', at

@@ -1,11 +1,24 @@
 package testbed
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestUniqueName(t *testing.T) {
@@ -52,5 +65,224 @@ func TestBed(t *testing.T) {
 	if len(rows) != 1 || len(rows[0]) != 5 || rows[0][0] != float64(42) || rows[0][1] != "x" || rows[0][2] != nil ||
 		rows[0][3] != true || rows[0][4] != "9007199254740993" {
 		t.Fatalf("DuckDB rows %#v", rows)
+	}
+}
+
+// TestPostgres: each call gives a fresh, empty, writable database, dropped after the test.
+func TestPostgres(t *testing.T) {
+	need(t, EnvPostgresDSN)
+	ctx := context.Background()
+	var dsns []string
+	t.Run("fresh", func(t *testing.T) {
+		a, b := Postgres(t), Postgres(t)
+		if a == b {
+			t.Fatalf("two calls gave the same database %s", a)
+		}
+		for _, dsn := range []string{a, b} {
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatalf("connect %s: %v", dsn, err)
+			}
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&n); err != nil || n != 0 {
+				t.Errorf("%s: %d tables in public (%v), want an empty database", dsn, n, err)
+			}
+			if _, err := conn.Exec(ctx, "CREATE TABLE iceberg_tables (catalog_name text PRIMARY KEY)"); err != nil {
+				t.Errorf("%s: create table: %v", dsn, err)
+			}
+			conn.Close(ctx)
+		}
+		dsns = []string{a, b}
+	})
+	t.Run(strings.Repeat("a very long test name ", 8), func(t *testing.T) {
+		dsn := Postgres(t)
+		u, _ := url.Parse(dsn)
+		if name := strings.TrimPrefix(u.Path, "/"); len(name) > 63 || !strings.HasPrefix(name, "lakesink_") {
+			t.Errorf("database name %q (%d bytes)", name, len(name))
+		}
+	})
+	for _, dsn := range dsns {
+		conn, err := pgx.Connect(ctx, dsn)
+		var pe *pgconn.PgError
+		if err == nil {
+			conn.Close(ctx)
+			t.Errorf("%s still exists after its test", dsn)
+		} else if !errors.As(err, &pe) || pe.Code != "3D000" {
+			t.Errorf("%s: %v, want invalid_catalog_name (3D000)", dsn, err)
+		}
+	}
+}
+
+// TestGlue: moto answers a Glue GetDatabases call (moto does not check signatures).
+func TestGlue(t *testing.T) {
+	ep := Glue(t)
+	req, _ := http.NewRequest(http.MethodPost, ep, strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "AWSGlue.GetDatabases")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=lakesink/20260101/us-east-1/glue/aws4_request, SignedHeaders=host, Signature=0")
+	var body struct{ DatabaseList []any }
+	httpJSON(t, req, &body)
+	if body.DatabaseList == nil {
+		t.Fatalf("GetDatabases on %s: no DatabaseList", ep)
+	}
+}
+
+// TestREST: the Iceberg REST catalog answers GET /v1/config.
+func TestREST(t *testing.T) {
+	uri := REST(t)
+	req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(uri, "/")+"/v1/config", nil)
+	var body struct{ Defaults, Overrides map[string]string }
+	httpJSON(t, req, &body)
+	if body.Defaults == nil || body.Overrides == nil {
+		t.Fatalf("GET %s/v1/config: %+v", uri, body)
+	}
+}
+
+func httpJSON(t *testing.T, req *http.Request, v any) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: HTTP %d: %s", req.Method, req.URL, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s %s: %v in %s", req.Method, req.URL, err, b)
+	}
+}
+
+// testRow is a row of the table icebergq.py --write-test-table writes.
+type testRow struct {
+	ID        *int64 `json:"id"`
+	TS        string `json:"ts"`
+	Topic     string `json:"_kafka_topic"`
+	Partition int32  `json:"_kafka_partition"`
+	Offset    int64  `json:"_kafka_offset"`
+}
+
+// icebergTestData: three appends (commits) over hours 12-14 of 2026-11-24, one duplicate
+// Kafka key (id 3 again) and one null id; hour(ts) partitions give 5 data files, 2 in hour 13.
+func icebergTestData() [][]testRow {
+	id := func(i int64) *int64 { return &i }
+	var b0 []testRow
+	for i := int64(1); i <= 5; i++ {
+		b0 = append(b0, testRow{id(i), fmt.Sprintf("2026-11-24T13:%02d:00Z", (i-1)*10), "t", 0, i - 1})
+	}
+	b1 := []testRow{
+		{id(6), "2026-11-24T14:00:00Z", "t", 1, 0}, {id(7), "2026-11-24T14:30:00Z", "t", 1, 1},
+		{id(8), "2026-11-24T14:59:59.999999Z", "t", 1, 2}, {id(3), "2026-11-24T13:20:00Z", "t", 0, 2},
+	}
+	b2 := []testRow{{id(9), "2026-11-24T12:59:59.999999Z", "t", 2, 0}, {nil, "2026-11-24T14:10:00Z", "t", 2, 1}}
+	return [][]testRow{b0, b1, b2}
+}
+
+// TestIcebergQ proves deploy/local/icebergq.py before the compactor exists: PyIceberg writes
+// a table through each catalog of the bed, and icebergq.py must read back what Go expects.
+func TestIcebergQ(t *testing.T) {
+	need(t, EnvPython, EnvIcebergQ)
+	data := icebergTestData()
+	var ids []string
+	var rows int64
+	for _, b := range data {
+		for _, r := range b {
+			rows++
+			if r.ID != nil {
+				ids = append(ids, fmt.Sprint(*r.ID))
+			}
+		}
+	}
+	rowsFile := filepath.Join(t.TempDir(), "rows.json")
+	js, _ := json.Marshal(data)
+	if err := os.WriteFile(rowsFile, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantAll := IcebergSummary{Count: rows, PerHour: map[string]int64{"2026-11-24T12": 1, "2026-11-24T13": 6, "2026-11-24T14": 4},
+		IDChecksum: IDChecksum(ids), NullIDs: 1}
+	want13 := IcebergSummary{Count: 6, PerHour: map[string]int64{"2026-11-24T13": 6}, IDChecksum: IDChecksum([]string{"1", "2", "3", "3", "4", "5"})}
+
+	check := func(t *testing.T, q IcebergQuery, dir string) {
+		for _, engine := range []string{"pyiceberg", "duckdb"} {
+			q := q
+			q.Engine, q.IDColumn, q.TimeColumn = engine, "id", "ts"
+			got := IcebergQ(t, q)
+			if got.Count != wantAll.Count || !maps.Equal(got.PerHour, wantAll.PerHour) || got.IDChecksum != wantAll.IDChecksum ||
+				got.NullIDs != 1 || got.DupKeys == nil || *got.DupKeys != 1 || len(got.Schema) != 5 || got.Engine != engine {
+				t.Errorf("%s read %v\nwant count %d, per_hour %v, id_checksum %s, 1 null id, 1 dup key, 5 columns",
+					engine, got, wantAll.Count, wantAll.PerHour, wantAll.IDChecksum)
+			}
+			if engine == "pyiceberg" && (got.FilesTotal == nil || *got.FilesTotal != 5 || len(got.FilesPerPartition) != 3 ||
+				got.FilesPerPartition["ts_hour=2026-11-24-13"] != 2) {
+				t.Errorf("pyiceberg plan: %v, want 5 files, 2 of them in ts_hour=2026-11-24-13", got)
+			}
+			if engine == "pyiceberg" && dir != "" && !strings.HasPrefix(got.MetadataLocation, "file:") {
+				t.Errorf("metadata at %s, want under %s", got.MetadataLocation, dir)
+			}
+			q.FilterHour = "2026-11-24T13"
+			got = IcebergQ(t, q)
+			if got.Count != want13.Count || !maps.Equal(got.PerHour, want13.PerHour) || got.IDChecksum != want13.IDChecksum ||
+				*got.DupKeys != 1 || (engine == "pyiceberg" && (got.FilesPlanned == nil || *got.FilesPlanned != 2)) {
+				t.Errorf("%s read hour 13 as %v\nwant count 6, id_checksum %s, 1 dup key, 2 files planned", engine, got, want13.IDChecksum)
+			}
+		}
+	}
+	write := func(t *testing.T, q IcebergQuery) {
+		args := []string{"--write-test-table", rowsFile, "--catalog", q.Catalog, "--table", q.Table}
+		for _, a := range [][2]string{{"--uri", q.URI}, {"--warehouse", q.Warehouse}, {"--glue-endpoint", q.GlueEndpoint}} {
+			if a[1] != "" {
+				args = append(args, a[0], a[1])
+			}
+		}
+		RunIcebergQ(t, args...)
+	}
+	ns := func(t *testing.T) string { return strings.ReplaceAll(UniqueName(t, "ns"), "-", "_") + ".events" }
+
+	t.Run("sql-sqlite", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		q := IcebergQuery{Catalog: "sql", URI: "sqlite:///" + filepath.Join(dir, "catalog.db"), Warehouse: "file://" + dir, Table: "ns.events"}
+		write(t, q)
+		check(t, q, dir)
+	})
+	t.Run("sql-postgres", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		q := IcebergQuery{Catalog: "sql", URI: Postgres(t), Warehouse: "file://" + dir, Table: "ns.events"}
+		write(t, q)
+		check(t, q, dir)
+	})
+	t.Run("glue", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		q := IcebergQuery{Catalog: "glue", GlueEndpoint: Glue(t), Warehouse: "file://" + dir, Table: ns(t)}
+		write(t, q)
+		check(t, q, dir)
+	})
+	t.Run("rest-file", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		q := IcebergQuery{Catalog: "rest", URI: REST(t), Warehouse: "file://" + dir, Table: ns(t)}
+		write(t, q)
+		check(t, q, dir)
+	})
+	t.Run("rest-s3", func(t *testing.T) {
+		t.Parallel()
+		S3(t)
+		q := IcebergQuery{Catalog: "rest", URI: REST(t), Table: ns(t)}
+		write(t, q)
+		check(t, q, "")
+		if got := IcebergQ(t, IcebergQuery{Catalog: "rest", URI: q.URI, Table: q.Table, IDColumn: "id", TimeColumn: "ts"}); !strings.HasPrefix(got.MetadataLocation, "s3://lakesink-test/rest-warehouse/") {
+			t.Errorf("metadata at %s, want under s3://lakesink-test/rest-warehouse/", got.MetadataLocation)
+		}
+	})
+}
+
+func TestIDChecksum(t *testing.T) {
+	// printf '1\n10\n2' | sha256sum: bytewise order puts 10 before 2.
+	if got := IDChecksum([]string{"2", "10", "1"}); got != "32d5c2d95a5bef8b0f13c335628b73422fa80b6eba491f32520f57a395c464bb" {
+		t.Errorf("IDChecksum = %s", got)
 	}
 }
