@@ -174,6 +174,7 @@ func objName(o any) string {
 // kustomize renders the kustomization at dir (relative to fsys's root).
 func kustomize(fsys filesys.FileSystem, dir string) ([]byte, error) {
 	opts := krusty.MakeDefaultOptions()
+	opts.Reorder = krusty.ReorderOptionUnspecified // the kustomizations' sortOptions decide, as in kubectl
 	m, err := krusty.MakeKustomizer(opts).Run(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
@@ -630,3 +631,8 @@ func readDotenv(t *testing.T, path string) map[string]string {
 	}
 	return out
 }
+
+type (
+	appsDeployment = appsv1.Deployment
+	batchCronJob   = batchv1.CronJob
+)
