@@ -37,9 +37,10 @@ var (
 	binDir  string
 )
 
-// lakesinkBinary builds the real binary once per test process, the way `make build` does
-// (`go build ./cmd/lakesink` in the repository root, GOFLAGS=-buildvcs=false).
-// LAKESINK_TEST_BIN names an already built binary to use instead.
+// lakesinkBinary builds the real binary once per test process exactly as the container
+// image does (deploy/Dockerfile): `CGO_ENABLED=0 make build BIN=...` in the repository root,
+// i.e. `go build -o BIN ./cmd/lakesink` with the Makefile's GOFLAGS. The tests therefore run
+// the artifact that ships. LAKESINK_TEST_BIN names an already built binary to use instead.
 func lakesinkBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -53,14 +54,15 @@ func lakesinkBinary(t testing.TB) string {
 		}
 		binPath = filepath.Join(binDir, "lakesink")
 		start := time.Now()
-		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", binPath, "./cmd/lakesink")
+		cmd := exec.Command("make", "--no-print-directory", "build", "BIN="+binPath)
 		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go build ./cmd/lakesink: %w\n%s", err, out)
+			binErr = fmt.Errorf("CGO_ENABLED=0 make build: %w\n%s", err, out)
 			return
 		}
-		fmt.Fprintf(os.Stderr, "built lakesink in %s\n", time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "built lakesink (CGO_ENABLED=0 make build) in %s\n", time.Since(start).Round(time.Millisecond))
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -199,3 +201,5 @@ func parseByteSize(s string) (int64, error) {
 	}
 	return n, nil
 }
+
+func yamlUnmarshal(data []byte, v any) error { return yaml.Unmarshal(data, v) }
