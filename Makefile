@@ -28,6 +28,12 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+## test-deploy: deploy/ (its own Go module): manifests, alerts, dashboard, Terraform, compose,
+## Dockerfile and CI checks, run against the real binary (built as the image builds it)
+.PHONY: test-deploy
+test-deploy:
+	cd deploy && $(GO) test -count=1 -timeout 20m ./...
+
 bed-up:
 	$(BED) up
 bed-down:
