@@ -146,6 +146,10 @@ func ruleExprs(t *testing.T) []promExpr {
 						t.Errorf("alert %s has no %s annotation", name, a)
 					}
 				}
+				anchor, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbookURL+"#")
+				if !ok || !runbookAnchors(t)[anchor] {
+					t.Errorf("alert %s: runbook_url %q is not a section of deploy/README.md", name, r.Annotations["runbook_url"])
+				}
 			}
 			out = append(out, promExpr{where: "rule " + name, expr: r.Expr.String()})
 		}
@@ -154,6 +158,27 @@ func ruleExprs(t *testing.T) []promExpr {
 }
 
 var promParser = parser.NewParser(parser.Options{})
+
+// runbookURL is where deploy/README.md is published; alerts link to its sections.
+const runbookURL = "https://github.com/lakesink/lakesink/blob/main/deploy/README.md"
+
+// runbookAnchors returns the GitHub anchors of deploy/README.md's headings.
+func runbookAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir(t), "README.md"))
+	must(t, err)
+	out := map[string]bool{}
+	drop := regexp.MustCompile(`[^a-z0-9 _-]`)
+	for _, line := range strings.Split(string(data), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok || strings.HasPrefix(line, "### ") {
+			if !ok {
+				h = strings.TrimPrefix(line, "### ")
+			}
+			out[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(strings.TrimSpace(h)), ""), " ", "-")] = true
+		}
+	}
+	return out
+}
 
 // metricNames parses expr and returns the metric names its selectors read.
 func metricNames(expr string) ([]string, error) {
