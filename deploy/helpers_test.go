@@ -81,9 +81,10 @@ func TestMain(m *testing.M) {
 // runLakesink runs the binary with args and returns its exit code and combined output.
 func runLakesink(t testing.TB, env []string, args ...string) (int, string) {
 	t.Helper()
+	bin := lakesinkBinary(t) // may build it: not part of the run's time limit
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lakesinkBinary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
