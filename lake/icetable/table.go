@@ -50,9 +50,9 @@ func (c *Catalog) Ensure(ctx context.Context, t *config.Table, comp *config.Comp
 	tbl, err := c.Cat.LoadTable(ctx, ident)
 	switch {
 	case errors.Is(err, catalog.ErrNoSuchTable):
-		tbl, err = c.create(ctx, t, comp, sch)
-		if err != nil {
-			return nil, nil, err
+		tbl, created, err := c.create(ctx, t, comp, sch)
+		if err != nil || !created {
+			return tbl, nil, err
 		}
 		return tbl, []string{"created table " + strings.Join(ident, ".")}, nil
 	case err != nil:
@@ -61,15 +61,15 @@ func (c *Catalog) Ensure(ctx context.Context, t *config.Table, comp *config.Comp
 	return c.evolve(ctx, tbl, sch)
 }
 
-func (c *Catalog) create(ctx context.Context, t *config.Table, comp *config.Compaction, sch *schema.Schema) (*table.Table, error) {
+func (c *Catalog) create(ctx context.Context, t *config.Table, comp *config.Compaction, sch *schema.Schema) (*table.Table, bool, error) {
 	isch := IcebergSchema(sch)
 	spec, err := PartitionSpec(sch, isch)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	order, err := SortOrder(t, isch)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ident := c.Ident(t.Name)
 	tbl, err := c.Cat.CreateTable(ctx, ident, isch,
@@ -79,12 +79,13 @@ func (c *Catalog) create(ctx context.Context, t *config.Table, comp *config.Comp
 		catalog.WithProperties(Properties(t, comp)))
 	if errors.Is(err, catalog.ErrTableAlreadyExists) {
 		// Another compactor created it first.
-		return c.Cat.LoadTable(ctx, ident)
+		tbl, err = c.Cat.LoadTable(ctx, ident)
+		return tbl, false, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create table %s: %w", strings.Join(ident, "."), err)
+		return nil, false, fmt.Errorf("create table %s: %w", strings.Join(ident, "."), err)
 	}
-	return tbl, nil
+	return tbl, true, nil
 }
 
 // ErrIncompatibleSchema means the config and the table disagree in a way
