@@ -16,13 +16,14 @@ build:
 demo: build
 	./$(BIN) demo -dir .demo/lake
 
-## test: install and start the test bed (Kafka, S3, DuckDB venv), run every test, stop the bed
+## test: install and start the test bed (Kafka, S3, Postgres, moto, Iceberg REST, Python venv), run every test, stop the bed
 test:
 	$(GO) mod download
 	$(GO) vet ./...
 	@trap '$(BED) down' EXIT; \
 	  $(BED) up && eval "$$($(BED) env)" && \
-	  LAKESINK_REQUIRE_BED=1 $(GO) test -v -count=1 -timeout 40m ./...
+	  LAKESINK_REQUIRE_BED=1 $(GO) test -v -count=1 -timeout 40m ./... && \
+	  $(MAKE) test-deploy
 
 ## test-short: the fast tier, no servers
 test-short:

@@ -80,3 +80,11 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 		m.Rows.WithLabelValues(table).Add(float64(o.Rows))
 	}
 }
+
+// Touch creates a table's series at zero, so an idle run still exports them
+// (alerts and dashboards never see a missing series).
+func (m *Metrics) Touch(table string) {
+	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.RawDeleted} {
+		v.WithLabelValues(table)
+	}
+}

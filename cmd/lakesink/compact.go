@@ -50,6 +50,11 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	log := newLogger(stderr, cfg.Log.Level)
 	reg := prometheus.NewRegistry()
 	m := compaction.NewMetrics(reg)
+	for _, t := range cfg.Tables {
+		if *only == "" || *only == t.Name {
+			m.Touch(t.Name)
+		}
+	}
 	start := time.Now()
 
 	code, sum, runErr := compactRun(ctx, cfg, m, *dry, *only, stderr)

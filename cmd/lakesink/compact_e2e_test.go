@@ -419,3 +419,34 @@ func TestE2ECompactConcurrent(t *testing.T) {
 	t.Logf("exit codes %v\n%s\n%s", codes, outs[0], outs[1])
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 }
+
+// TestE2ECompactPostgresAndGlue: the same table through iceberg-go's SQL
+// catalog on Postgres and its Glue catalog on moto, read back by PyIceberg
+// (Glue: PyIceberg's own Glue catalog on the same moto) and DuckDB.
+func TestE2ECompactPostgresAndGlue(t *testing.T) {
+	f := sinkFixture(t)
+	t.Run("postgres", func(t *testing.T) {
+		dsn := testbed.Postgres(t)
+		prefix, _ := f.lakeFor(t)
+		wh := fmt.Sprintf("s3://%s/%swarehouse", f.b.s3.Bucket, prefix)
+		cat := fmt.Sprintf("  type: sql\n  namespace: lake\n  warehouse: %s\n  sql: {driver: postgres, dsn_env: TEST_PG_DSN}", wh)
+		cfg := f.compactConfig(t, prefix, cat, "")
+		if code, out := f.compactRun(t, cfg, "TEST_PG_DSN="+dsn); code != 0 {
+			t.Fatalf("compact exit %d:\n%s", code, out)
+		}
+		uri := strings.Replace(dsn, "postgres://", "postgresql+psycopg2://", 1)
+		checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+	})
+	t.Run("glue", func(t *testing.T) {
+		ep := testbed.Glue(t)
+		prefix, _ := f.lakeFor(t)
+		wh := fmt.Sprintf("s3://%s/%swarehouse", f.b.s3.Bucket, prefix)
+		ns := strings.ReplaceAll(testbed.UniqueName(t, "db"), "-", "_")
+		cat := fmt.Sprintf("  type: glue\n  namespace: %s\n  warehouse: %s\n  glue: {region: us-east-1, endpoint: %s}", ns, wh, ep)
+		cfg := f.compactConfig(t, prefix, cat, "")
+		if code, out := f.compactRun(t, cfg); code != 0 {
+			t.Fatalf("compact exit %d:\n%s", code, out)
+		}
+		checkExact(t, f, readIceberg(t, f, "glue", "", wh, ns+".events", ""))
+	})
+}

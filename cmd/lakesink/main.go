@@ -25,6 +25,7 @@ Usage:
   lakesink sink  -c FILE    consume Kafka and write hourly Parquet files to the raw zone
   lakesink compact -c FILE  merge closed partitions into the Iceberg table (--dry-run: plan only)
   lakesink check -c FILE    validate a config file and print the effective configuration
+  lakesink athena-ddl -c FILE [--table NAME]  print Athena SQL: Iceberg table, raw-zone table, exactly-once view
   lakesink demo [-dir DIR]  run Kafka (in-process), the sink and a report, all embedded
 
 Run 'lakesink COMMAND -h' for the flags of a command.
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "compact":
 		err = cmdCompact(ctx, rest, stdout, stderr)
+	case "athena-ddl":
+		err = cmdAthenaDDL(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "lakesink: unknown command %q\n\n%s", cmd, usage)
 		return exitConfig
