@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -109,6 +111,20 @@ func copyObject(ctx context.Context, src store.Store, from string, dst store.Sto
 	}
 	defer obj.Close()
 	return dst.Create(ctx, to, obj)
+}
+
+func readObject(t *testing.T, s store.Store, key string) []byte {
+	t.Helper()
+	obj, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
 }
 
 // compactConfig writes a compactor config over a prefix with a catalog.
@@ -356,33 +372,56 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
 	// One hour per commit, so that every run has work to crash in.
 	cfg := f.compactConfig(t, prefix, catYAML, "  max_partitions_per_commit: 1")
+	// A raw file kept aside: whenever the runs run out of work, a copy of it
+	// under a fresh name lands as a late duplicate into a compacted hour, so
+	// that the next run has an hour to rewrite and a raw file to clean.
+	spare := readObject(t, lake, keys[2])
+	late := int64(0)
+	feed := func() {
+		late++
+		dir, base := filepath.Dir(keys[2]), filepath.Base(keys[2])
+		parts := strings.Split(strings.TrimSuffix(base, ".parquet"), ".")
+		var first int64
+		fmt.Sscan(parts[len(parts)-1], &first)
+		parts[len(parts)-1] = fmt.Sprintf("%020d", first+1000+late)
+		if err := lake.Create(context.Background(), dir+"/"+strings.Join(parts, ".")+".parquet", bytes.NewReader(spare)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	points := []string{"after-outputs", "after-commit", "during-clean"}
 	rng := rand.New(rand.NewPCG(1, 2))
-	runs, kills := 0, 0
+	runs, kills, random := 0, 0, 0
+	span := 500 * time.Millisecond
 	for round := 0; round < 60 && kills < 10; round++ {
 		runs++
-		{
-			if round%4 < 3 {
-				code, out := f.compactRun(t, cfg, "LAKESINK_TEST_KILL_AT="+points[round%4])
-				if code == 0 || code == 4 {
-					continue // the run had nothing to do at that point
-				}
-				if code != -1 {
-					t.Fatalf("run %d (kill at %s): exit %d, want killed:\n%s", runs, points[round%4], code, out)
-				}
-				kills++
-				continue
-			}
+		if round%4 == 3 {
+			// A kill at a random moment, on top of the ones at the hooks, in
+			// a run given work first.
+			feed()
 			cmd := f.compactCmd(cfg)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Duration(50+rng.IntN(900)) * time.Millisecond)
+			// Somewhere inside the time the last run took to reach its hook.
+			time.Sleep(time.Duration(rng.Int64N(int64(span))))
 			_ = cmd.Process.Signal(syscall.SIGKILL)
-			if err := cmd.Wait(); err != nil && cmd.ProcessState.ExitCode() == -1 {
-				kills++
+			err := cmd.Wait()
+			if err != nil && cmd.ProcessState.ExitCode() == -1 {
+				random++
 			}
 			continue
+		}
+		point := points[kills%len(points)]
+		start := time.Now()
+		code, out := f.compactRun(t, cfg, "LAKESINK_TEST_KILL_AT="+point)
+		switch code {
+		case -1:
+			kills++
+			span = time.Since(start)
+		case 0, 4:
+			feed() // the run never reached the hook: give the next one work
+		default:
+			t.Fatalf("run %d (kill at %s): exit %d, want killed:\n%s", runs, point, code, out)
 		}
 	}
 	for i := 0; ; i++ {
@@ -396,9 +435,9 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 		}
 	}
 	if kills < 10 {
-		t.Errorf("only %d runs were killed, want ≥ 10", kills)
+		t.Errorf("only %d runs were killed at a hook, want ≥ 10", kills)
 	}
-	t.Logf("%d runs, %d killed", runs, kills)
+	t.Logf("%d runs, %d killed at a hook, %d at a random moment, %d late duplicates fed", runs, kills, random, late)
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 }
 

@@ -197,6 +197,7 @@ start() {
     echo "$want" > "$DIR/data.stamp"
   fi
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
+  rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   echo "$sig" > "$DIR/launch.sig"
   # setsid: own session, so Ctrl-C in the caller's terminal does not reach the broker; fd 9 (the
   # lock) is closed so the broker does not hold it.

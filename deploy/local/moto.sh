@@ -63,6 +63,7 @@ start() {
   fi
   record_port MOTO "$MOTO_PORT"
   mkdir -p "$DIR"
+  rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
   # setsid: own session; fd 9 (the lock) closed. No AWS settings of the caller leak in.
   nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \

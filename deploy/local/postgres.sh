@@ -224,6 +224,7 @@ start() {
   local sig; sig=$(launch_sig)
   echo "$sig" > "$DIR/launch.sig"
   settings
+  rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
   # setsid: own session (Ctrl-C in the caller's terminal does not reach it); fd 9 (the lock) closed.
   if ((EUID == 0)); then

@@ -219,6 +219,7 @@ start() {
   local sig; sig=$(launch_sig)
   echo "$sig" > "$DIR/launch.sig"
   catalog_env; jvm_opts
+  rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
   nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \
     env "${CENV[@]}" "$JAVA" "${JOPTS[@]}" -cp "$(classes_dir):$LIBS/*" "$MAIN" </dev/null >>"$LOGF" 2>&1 9>&- &

@@ -130,6 +130,7 @@ start() {
   local mode meta=()
   mode=$(metadata_mode)
   if [[ "$mode" == sidecar ]]; then mkdir -p "$SIDECAR"; meta=(--sidecar "$SIDECAR"); fi
+  rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
   nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \
     "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$S3_PORT" --quiet \
