@@ -12,6 +12,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/valyala/fastjson"
+	"github.com/valyala/fastjson/fastfloat"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/schema"
@@ -27,6 +28,7 @@ const (
 	ReasonBadValue     = "bad_value"
 	ReasonBadTime      = "bad_timestamp"
 	ReasonTimeRange    = "time_out_of_range"
+	ReasonUnknownField = "unknown_field"
 	ReasonNoTable      = "no_table"
 	ReasonPanic        = "decoder_panic"
 )
@@ -71,7 +73,28 @@ type Decoder struct {
 	Cols  [][]parquet.Value
 	Bytes int64 // estimated in-memory size of Cols
 	arena []byte
+	num   []byte     // scratch for the text of a JSON number
 	path  []pathElem // where shred is, turned into a string only for a rejection
+	// contracts holds the coercions of each declared column (index in s.Columns), names
+	// its JSON path as rejections name it, and cur the contract of the column being shredded.
+	contracts []contract
+	names     []string
+	cur       contract
+	// known is the tree of declared JSON fields when the table is strict, else nil.
+	known *fieldSet
+}
+
+// contract is a column's config.Contract in the form the hot path wants.
+type contract struct {
+	numStrings, boolStrings, boolNumbers bool
+	tsUnit                               int64 // microseconds per epoch unit; 0: RFC 3339 strings only
+}
+
+// fieldSet is the tree of JSON object keys a strict table declares: the segments of
+// the column paths. A declared column (col) checks its own nested fields as it shreds.
+type fieldSet struct {
+	col      bool
+	children map[string]*fieldSet
 }
 
 // pathElem is a struct field or map key name, or a list index when name is empty.
@@ -105,13 +128,58 @@ func NewDecoder(s *schema.Schema, t *config.Table, maxRecordBytes int) *Decoder 
 	if t.EventTime.Granularity == "day" {
 		g = 86_400_000_000
 	}
-	return &Decoder{
+	d := &Decoder{
 		s: s, gran: g,
 		notBefore: t.EventTime.NotBefore.UnixMicro(),
 		maxFuture: t.EventTime.MaxFuture.Microseconds(),
 		maxBytes:  maxRecordBytes,
 		Cols:      make([][]parquet.Value, s.NumLeaves),
+		contracts: make([]contract, len(s.Columns)),
+		names:     make([]string, len(s.Columns)),
 	}
+	if t.Strict {
+		d.known = &fieldSet{}
+	}
+	for i, c := range s.Columns {
+		d.names[i] = strings.Join(c.Path, ".")
+		if d.names[i] == "" {
+			d.names[i] = c.Name
+		}
+		for j := range t.Columns {
+			if t.Columns[j].Name == c.Name {
+				d.contracts[i] = contractOf(t.ContractOf(&t.Columns[j]))
+			}
+		}
+		if d.known != nil && len(c.Path) > 0 {
+			fs := d.known
+			for _, seg := range c.Path {
+				next := fs.children[seg]
+				if next == nil {
+					next = &fieldSet{}
+					if fs.children == nil {
+						fs.children = map[string]*fieldSet{}
+					}
+					fs.children[seg] = next
+				}
+				fs = next
+			}
+			fs.col = true
+		}
+	}
+	return d
+}
+
+func contractOf(k config.Contract) contract {
+	c := contract{numStrings: k.NumericStrings, boolStrings: k.BoolStrings, boolNumbers: k.BoolNumbers}
+	switch k.TimestampFormat {
+	case config.TimestampEpochSeconds:
+		c.tsUnit = 1_000_000
+	case config.TimestampEpochMillis, "":
+		c.tsUnit = 1_000
+	case config.TimestampEpochMicros:
+		c.tsUnit = 1
+	}
+	return c
 }
 
 func (d *Decoder) reset() {
@@ -136,7 +204,13 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	if v.Type() != fastjson.TypeObject {
 		return 0, reject(ReasonMalformed, "", "top-level JSON value is a %s, want an object", v.Type())
 	}
-	for _, c := range d.s.Columns {
+	if d.known != nil {
+		d.path = d.path[:0]
+		if err := d.checkKnown(d.known, v); err != nil {
+			return 0, err
+		}
+	}
+	for i, c := range d.s.Columns {
 		switch c {
 		case d.s.Topic:
 			d.emit(c.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0, len(r.Topic))
@@ -147,7 +221,8 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 		case d.s.Timestamp:
 			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0, 8)
 		default:
-			d.path = append(d.path[:0], pathElem{name: c.Name})
+			d.path = append(d.path[:0], pathElem{name: d.names[i]})
+			d.cur = d.contracts[i]
 			if err := d.shred(c, v.Get(c.Path...), 0, 0); err != nil {
 				return 0, err
 			}
@@ -263,6 +338,11 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 		if err != nil {
 			return reject(ReasonWrongType, d.field(), "got %s, want a JSON object for %s", v.Type(), n.Type)
 		}
+		if d.known != nil {
+			if err := d.checkStruct(n, obj); err != nil {
+				return err
+			}
+		}
 		d.path = append(d.path, pathElem{})
 		for _, c := range n.Children {
 			d.path[len(d.path)-1].name = c.Name
@@ -294,43 +374,91 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 		}
 		return parquet.ByteArrayValue(b), len(b), nil
 	case config.KindBool:
-		b, err := v.Bool()
-		if err != nil {
-			return wrong("true or false")
+		switch v.Type() {
+		case fastjson.TypeTrue:
+			return parquet.BooleanValue(true), 1, nil
+		case fastjson.TypeFalse:
+			return parquet.BooleanValue(false), 1, nil
+		case fastjson.TypeString:
+			if d.cur.boolStrings {
+				switch b2s(v.GetStringBytes()) {
+				case "true":
+					return parquet.BooleanValue(true), 1, nil
+				case "false":
+					return parquet.BooleanValue(false), 1, nil
+				}
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not \"true\" or \"false\"", v)
+			}
+		case fastjson.TypeNumber:
+			if d.cur.boolNumbers {
+				switch b2s(d.numberText(v)) {
+				case "1":
+					return parquet.BooleanValue(true), 1, nil
+				case "0":
+					return parquet.BooleanValue(false), 1, nil
+				}
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "number %s is not 0 or 1", v)
+			}
 		}
-		return parquet.BooleanValue(b), 1, nil
-	case config.KindInt32:
-		if v.Type() != fastjson.TypeNumber {
+		return wrong("true or false")
+	case config.KindInt32, config.KindInt64:
+		var i int64
+		var err error
+		switch {
+		case v.Type() == fastjson.TypeNumber:
+			i, err = v.Int64()
+		case v.Type() == fastjson.TypeString && d.cur.numStrings:
+			b := v.GetStringBytes()
+			if !isJSONNumber(b) {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
+			}
+			i, err = fastfloat.ParseInt64(b2s(b))
+		default:
 			return wrong("a number")
 		}
-		i, err := v.Int()
-		if err != nil || i < math.MinInt32 || i > math.MaxInt32 {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int32 range", v)
+		if t.Kind == config.KindInt32 {
+			if err != nil || i < math.MinInt32 || i > math.MaxInt32 {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int32 range", v)
+			}
+			return parquet.Int32Value(int32(i)), 4, nil
 		}
-		return parquet.Int32Value(int32(i)), 4, nil
-	case config.KindInt64:
-		if v.Type() != fastjson.TypeNumber {
-			return wrong("a number")
-		}
-		i, err := v.Int64()
 		if err != nil {
 			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int64 range", v)
 		}
 		return parquet.Int64Value(i), 8, nil
-	case config.KindFloat32:
-		f, err := v.Float64()
-		if err != nil {
+	case config.KindFloat32, config.KindFloat64:
+		var f float64
+		switch {
+		case v.Type() == fastjson.TypeNumber:
+			var err error
+			if f, err = v.Float64(); err != nil {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+			}
+		case v.Type() == fastjson.TypeString && d.cur.numStrings:
+			b := v.GetStringBytes()
+			var err error
+			if !isJSONNumber(b) {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
+			}
+			if f, err = fastfloat.Parse(b2s(b)); err != nil {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+			}
+		default:
 			return wrong("a number")
 		}
-		return parquet.FloatValue(float32(f)), 4, nil
-	case config.KindFloat64:
-		f, err := v.Float64()
-		if err != nil {
-			return wrong("a number")
+		// fastjson reads NaN and Inf, and 1e400 parses as +Inf: none is a JSON number.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+		}
+		if t.Kind == config.KindFloat32 {
+			if math.Abs(f) > math.MaxFloat32 {
+				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is outside the float32 range", v)
+			}
+			return parquet.FloatValue(float32(f)), 4, nil
 		}
 		return parquet.DoubleValue(f), 8, nil
 	case config.KindTimestamp:
-		us, err := parseTimestamp(v)
+		us, err := d.parseTimestamp(v)
 		if err != nil {
 			return parquet.Value{}, 0, reject(ReasonBadTime, d.field(), "%v", err)
 		}
@@ -387,28 +515,154 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 	return parquet.Value{}, 0, reject(ReasonWrongType, d.field(), "unsupported type %s", t)
 }
 
-// parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or a
-// number of milliseconds since the epoch. Sub-microsecond digits are truncated.
-func parseTimestamp(v *fastjson.Value) (int64, error) {
+// parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or, unless the
+// column's format is rfc3339, a number of seconds, milliseconds or microseconds since the
+// epoch (a numeric string too with numeric_strings). Sub-microsecond digits are truncated.
+func (d *Decoder) parseTimestamp(v *fastjson.Value) (int64, error) {
+	unit := d.cur.tsUnit
 	switch v.Type() {
 	case fastjson.TypeString:
-		s := string(v.GetStringBytes())
-		t, err := time.Parse(time.RFC3339Nano, s)
+		b := v.GetStringBytes()
+		if unit != 0 && d.cur.numStrings && isJSONNumber(b) {
+			return epochMicros(b, unit)
+		}
+		// The parsed time is used only for its instant, so it may view the JSON bytes.
+		t, err := time.Parse(time.RFC3339Nano, b2s(b))
 		if err != nil {
-			return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+			return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", b)
 		}
 		return t.UnixMicro(), nil
 	case fastjson.TypeNumber:
-		f, err := v.Float64()
-		if err != nil || math.IsNaN(f) || math.Abs(f) > 9e15 {
-			return 0, fmt.Errorf("%s is not a usable epoch-milliseconds timestamp", v)
+		if unit == 0 {
+			return 0, fmt.Errorf("got JSON number %s, but timestamp format rfc3339 reads only strings", v)
 		}
-		if i, err := v.Int64(); err == nil {
-			return i * 1000, nil
-		}
-		return int64(f * 1000), nil
+		return epochMicros(d.numberText(v), unit)
 	}
-	return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string or epoch milliseconds", v.Type())
+	if unit == 0 {
+		return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string", v.Type())
+	}
+	return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string or %s", v.Type(), unitName(unit))
+}
+
+// maxEpochMicros bounds epoch timestamps (about year 287,000): beyond it the conversion
+// to microseconds would overflow int64.
+const maxEpochMicros = 9e18
+
+// epochMicros converts the text of a JSON number of units since the epoch to microseconds.
+func epochMicros(text []byte, unit int64) (int64, error) {
+	if i, err := fastfloat.ParseInt64(b2s(text)); err == nil {
+		if i > maxEpochMicros/unit || i < -maxEpochMicros/unit {
+			return 0, fmt.Errorf("%s is not a usable %s timestamp", text, unitName(unit))
+		}
+		return i * unit, nil
+	}
+	f, err := fastfloat.Parse(b2s(text))
+	us := f * float64(unit)
+	if err != nil || math.IsNaN(us) || math.Abs(us) > maxEpochMicros {
+		return 0, fmt.Errorf("%s is not a usable %s timestamp", text, unitName(unit))
+	}
+	return int64(us), nil
+}
+
+func unitName(unit int64) string {
+	switch unit {
+	case 1_000_000:
+		return "epoch-seconds"
+	case 1_000:
+		return "epoch-milliseconds"
+	}
+	return "epoch-microseconds"
+}
+
+// numberText returns the text of a JSON number, in scratch space valid until the next call.
+func (d *Decoder) numberText(v *fastjson.Value) []byte {
+	d.num = v.MarshalTo(d.num[:0])
+	return d.num
+}
+
+// isJSONNumber reports whether b is a number in JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? — no spaces, no "+", no NaN or Inf.
+func isJSONNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+// checkKnown rejects the first key of the object v that the strict table does not
+// declare; d.path holds the path of v. A value that is not an object is left to the
+// columns under it.
+func (d *Decoder) checkKnown(fs *fieldSet, v *fastjson.Value) error {
+	obj, err := v.Object()
+	if err != nil {
+		return nil
+	}
+	var ferr error
+	obj.Visit(func(k []byte, val *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		next := fs.children[b2s(k)]
+		if next == nil {
+			d.path = append(d.path, pathElem{name: b2s(k)})
+			ferr = reject(ReasonUnknownField, d.field(), "field %q is not declared by any column of strict table %s", k, d.s.Table)
+			return
+		}
+		if !next.col {
+			d.path = append(d.path, pathElem{name: b2s(k)})
+			ferr = d.checkKnown(next, val)
+			d.path = d.path[:len(d.path)-1]
+		}
+	})
+	return ferr
+}
+
+// checkStruct rejects the first key of a struct value that the struct type does not declare.
+func (d *Decoder) checkStruct(n *schema.Node, obj *fastjson.Object) error {
+	var ferr error
+	obj.Visit(func(k []byte, _ *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		for _, c := range n.Children {
+			if c.Name == b2s(k) {
+				return
+			}
+		}
+		d.path = append(d.path, pathElem{name: b2s(k)})
+		ferr = reject(ReasonUnknownField, d.field(), "field %q is not declared by %s (strict table)", k, n.Type)
+	})
+	return ferr
 }
 
 var ten = big.NewInt(10)
@@ -426,13 +680,24 @@ func parseDecimal(s string, precision, scale int) (*big.Int, error) {
 		exp, s = e, s[:i]
 	}
 	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimLeft(s, "+-")
+	if neg || strings.HasPrefix(s, "+") {
+		s = s[1:]
+	}
 	intPart, frac, _ := strings.Cut(s, ".")
 	digits := intPart + frac
 	if digits == "" || strings.Trim(digits, "0123456789") != "" {
 		return nil, fmt.Errorf("%q is not a decimal number", orig)
 	}
+	// Leading zeros carry nothing; an all-zero value is zero whatever its exponent.
+	// Bounding the digits before scaling keeps "1e999999999" from building a huge power of ten.
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return new(big.Int), nil
+	}
 	shift := scale - len(frac) + exp
+	if shift >= 0 && len(digits)+shift > precision {
+		return nil, fmt.Errorf("%q does not fit decimal(%d,%d)", orig, precision, scale)
+	}
 	if shift < 0 {
 		cut := -shift
 		if cut > len(digits) {

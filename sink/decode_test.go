@@ -186,7 +186,7 @@ func TestDecodeRejections(t *testing.T) {
 		{"absurd past", `{"id":"x","ts":"1970-01-01T00:00:00Z"}`, ReasonTimeRange, "ts"},
 		{"absurd future", `{"id":"x","ts":"2099-01-01T00:00:00Z"}`, ReasonTimeRange, "ts"},
 		{"map value wrong type", `{"id":"x","ts":"2026-11-24T13:00:00Z","attrs":{"ok":1,"bad":"two"}}`, ReasonWrongType, "attrs.bad"},
-		{"nested list in struct", `{"id":"x","ts":"2026-11-24T13:00:00Z","meta":{"nested":{"a":[1,"z"]}}}`, ReasonWrongType, "nested.a[1]"},
+		{"nested list in struct", `{"id":"x","ts":"2026-11-24T13:00:00Z","meta":{"nested":{"a":[1,"z"]}}}`, ReasonWrongType, "meta.nested.a[1]"},
 		{"bad base64", `{"id":"x","ts":"2026-11-24T13:00:00Z","raw":"!!"}`, ReasonBadValue, "raw"},
 		{"bad date", `{"id":"x","ts":"2026-11-24T13:00:00Z","day":"24/11/2026"}`, ReasonBadValue, "day"},
 		{"oversized", `{"id":"` + strings.Repeat("x", 400) + `"}`, ReasonOversized, ""},

@@ -169,6 +169,14 @@ type Table struct {
 	EventTime      EventTime `yaml:"event_time"`
 	SortBy         []string  `yaml:"sort_by"`
 	TargetFileSize ByteSize  `yaml:"target_file_size"`
+	// Strict rejects JSON records carrying a field no column declares (reason
+	// unknown_field), at the top level and inside structs (docs/contracts.md).
+	Strict bool `yaml:"strict,omitempty"`
+	// Coerce lists the JSON coercions every column allows (CoerceNames); none by default.
+	Coerce []string `yaml:"coerce,omitempty"`
+	// TimestampFormat says how timestamp columns read JSON numbers (TimestampFormats);
+	// RFC 3339 strings are read by every format. Default epoch_millis.
+	TimestampFormat string `yaml:"timestamp_format,omitempty"`
 }
 
 // Column declares one column of a table.
@@ -181,6 +189,10 @@ type Column struct {
 	FieldID int `yaml:"field_id,omitempty"`
 	// Dictionary forces dictionary encoding on or off for a string column; unset means on.
 	Dictionary *bool `yaml:"dictionary,omitempty"`
+	// Coerce replaces the table's coerce list for this column; unset inherits it, [] allows none.
+	Coerce []string `yaml:"coerce,omitempty"`
+	// Format replaces the table's timestamp_format for the timestamps of this column.
+	Format string `yaml:"format,omitempty"`
 }
 
 // EventTime says which time partitions a record and how records with absurd times are rejected.

@@ -45,6 +45,13 @@ func walk(n *yaml.Node, t reflect.Type, path string) error {
 		if _, err := time.Parse(time.RFC3339, n.Value); err != nil {
 			return keyErr(orTop(path), "invalid time %q, want RFC 3339 like 2000-01-01T00:00:00Z (line %d)", n.Value, n.Line)
 		}
+	case t.Kind() == reflect.Bool && n.Kind == yaml.ScalarNode && n.ShortTag() != "!!bool":
+		// yaml.v3 still reads YAML 1.1's yes/no/on/off into a bool; anything else names the key here.
+		switch strings.ToLower(n.Value) {
+		case "yes", "no", "on", "off":
+		default:
+			return keyErr(orTop(path), "%q is not a boolean, want true or false (line %d)", n.Value, n.Line)
+		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			if n.Tag == "!!null" {

@@ -211,6 +211,9 @@ func (t *Table) validate(key string) error {
 			ids[c.FieldID] = c.Name
 		}
 	}
+	if err := t.validateContract(key); err != nil {
+		return err
+	}
 	et := &t.EventTime
 	if et.Source == "" {
 		et.Source = "field"
