@@ -21,6 +21,7 @@ type table struct {
 	schema *schema.Schema
 	gran   layout.Granularity
 	dec    *Decoder
+	avro   *avroDecoder // format: avro (avro.go); nil for JSON
 }
 
 type bufKey struct {
@@ -69,6 +70,8 @@ type Engine struct {
 	failed    error // a worker error that needs the process to stop
 	closed    bool
 	wg        sync.WaitGroup
+
+	avro *avroState // schema cache shared by the Avro tables (avro_engine.go)
 }
 
 type tpKey struct {
@@ -92,6 +95,9 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 			return nil, fmt.Errorf("table %s: %w", tc.Name, err)
 		}
 		t := &table{cfg: tc, schema: s, gran: g, dec: NewDecoder(s, tc, int(cfg.Flush.MaxRecordBytes))}
+		if err := e.initAvro(cfg, t); err != nil {
+			return nil, err
+		}
 		for _, topic := range tc.Topics {
 			e.byTopic[topic] = t
 		}
@@ -199,6 +205,9 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	}
 	et, err := e.decode(t, r)
 	if err != nil {
+		if isTransient(err) {
+			return 0, err // transient (schema registry): not handled, never dead-lettered
+		}
 		handled()
 		return Rejected, err
 	}
@@ -272,6 +281,9 @@ func (e *Engine) decode(t *table, r *Record) (et int64, err error) {
 			err = reject(ReasonPanic, "", "decoder panic: %v", p)
 		}
 	}()
+	if t.avro != nil {
+		return t.avro.Decode(r, e.now())
+	}
 	return t.dec.Decode(r, e.now())
 }
 

@@ -236,6 +236,10 @@ func (s *Sink) loop(ctx context.Context) error {
 			s.m.RecordsConsumed.WithLabelValues(r.Topic).Inc()
 			s.m.BytesConsumed.WithLabelValues(r.Topic).Add(float64(len(r.Value)))
 			rec.Topic, rec.Partition, rec.Offset, rec.Timestamp, rec.Value = r.Topic, r.Partition, r.Offset, r.Timestamp, r.Value
+			if err := s.eng.Prepare(ctx, rec); err != nil {
+				perr = err // the schema registry stays unreachable: stop, nothing committed past
+				return
+			}
 			out, err := s.eng.Process(ctx, rec, r.LeaderEpoch)
 			if out == Rejected {
 				dlq = append(dlq, s.deadLetter(r, err))

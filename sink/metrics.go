@@ -27,6 +27,8 @@ type Metrics struct {
 	ConsumerLagRecords  *prometheus.GaugeVec
 	FetchPaused         prometheus.Gauge
 	S3Retries           *prometheus.CounterVec
+	AvroUnknownFields   *prometheus.CounterVec // avro_engine.go
+	RegistryErrors      prometheus.Counter
 }
 
 // NewMetrics registers the sink metrics on reg.
@@ -74,5 +76,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while consumption waits for uploads to free memory budget."}),
 		S3Retries: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "s3_retries_total",
 			Help: "Retried S3 requests, by operation."}, []string{"operation"}),
+		AvroUnknownFields: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "avro_schemas_with_ignored_fields_total",
+			Help: "Avro writer schema ids seen with fields the table has no column for (ignored until the columns change)."}, []string{"table"}),
+		RegistryErrors: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "schema_registry_errors_total",
+			Help: "Failed Schema Registry requests (retried; records wait, never dead-lettered for it)."}),
 	}
 }

@@ -29,6 +29,8 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Catalog    Catalog    `yaml:"catalog"`
 	Compaction Compaction `yaml:"compaction"`
+	// SchemaRegistry is where Avro tables find their writer schemas (registry.go).
+	SchemaRegistry *SchemaRegistry `yaml:"schema_registry,omitempty"`
 }
 
 // Catalog configures the Iceberg catalog the compactor registers tables in.
@@ -169,6 +171,12 @@ type Table struct {
 	EventTime      EventTime `yaml:"event_time"`
 	SortBy         []string  `yaml:"sort_by"`
 	TargetFileSize ByteSize  `yaml:"target_file_size"`
+	// ColumnsFrom "registry" derives the columns from the Avro subject (registry.go).
+	ColumnsFrom string `yaml:"columns_from,omitempty"`
+	// Subject is the registry subject of columns_from: registry; default <topic>-value.
+	Subject string `yaml:"subject,omitempty"`
+	// Derived is set once the columns were filled from the registry.
+	Derived bool `yaml:"-"`
 	// Strict rejects JSON records carrying a field no column declares (reason
 	// unknown_field), at the top level and inside structs (docs/contracts.md).
 	Strict bool `yaml:"strict,omitempty"`
@@ -330,6 +338,7 @@ func Parse(data []byte, env func(string) string) (*Config, error) {
 		cfg.Kafka.SASL.Password = env(cfg.Kafka.SASL.PasswordEnv)
 	}
 	cfg.Catalog.fillSecrets(env)
+	cfg.SchemaRegistry.fillSecrets(env)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -72,6 +72,9 @@ func (c *Config) Validate() error {
 	if err := c.Compaction.validate(); err != nil {
 		return err
 	}
+	if err := c.validateRegistry(); err != nil {
+		return err
+	}
 	return oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 }
 
@@ -174,8 +177,11 @@ func (t *Table) validate(key string) error {
 	if len(t.Topics) == 0 {
 		return keyErr(key+".topics", "at least one topic is required")
 	}
-	if err := oneOf(key+".format", t.Format, "json"); err != nil {
+	if err := oneOf(key+".format", t.Format, "json", "avro"); err != nil {
 		return err
+	}
+	if pending, err := t.validateRegistry(key); err != nil || pending {
+		return err // columns_from: registry: the columns are checked once derived
 	}
 	if len(t.Columns) == 0 {
 		return keyErr(key+".columns", "at least one column is required")
