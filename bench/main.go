@@ -1,9 +1,12 @@
 // Command bench measures lakesink's throughput and memory; `make bench` runs it
 // against the test bed. It prints one table and writes bench-results/bench.json.
 //
-//  1. bound: decode + Parquet encode of the same events in memory (no Kafka, no S3).
-//  2. e2e:   the real `lakesink sink` process draining a pre-filled Kafka topic into
+//  1. bound:   decode + Parquet encode of the same events in memory (no Kafka, no S3).
+//  2. e2e:     the real `lakesink sink` process draining a pre-filled Kafka topic into
 //     Parquet on the S3 server; CPU time and peak RSS come from the child's rusage.
+//  3. compact: the real `lakesink compact` process merging ≥ 1,000 small raw files of
+//     the same events (written to the S3 server by the sink's engine) into an Iceberg
+//     table in a SQLite catalog; MB are raw-file bytes read.
 package main
 
 import (
@@ -52,6 +55,8 @@ func main() {
 	n := flag.Int("events", 1_000_000, "events")
 	bin := flag.String("bin", "bin/lakesink", "lakesink binary")
 	out := flag.String("out", "bench-results/bench.json", "JSON results")
+	profile := flag.String("compact-cpuprofile", "", "write a CPU profile of the compaction run here")
+	files := flag.Int("files", 1200, "small raw files the compaction measure starts from (at least)")
 	flag.Parse()
 	events := make([][]byte, *n)
 	var total int64
@@ -69,11 +74,14 @@ func main() {
 	e2e, err := endToEnd(events, total, *bin)
 	check(err)
 	results = append(results, e2e)
+	comp, err := compact(events, *bin, *files, *profile)
+	check(err)
+	results = append(results, comp)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measure\tevents\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
+	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", r.Name, r.Events, r.EventsPerCPUs, r.MBPerCPUs, r.EventsPerSec, r.MBPerSec, r.PeakRSSMiB)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", r.Name, r.Events, r.Files, r.EventsPerCPUs, r.MBPerCPUs, r.EventsPerSec, r.MBPerSec, r.PeakRSSMiB)
 	}
 	tw.Flush()
 	fmt.Printf("end-to-end / bound (events per CPU-second): %.0f%%\n", 100*e2e.EventsPerCPUs/bound.EventsPerCPUs)

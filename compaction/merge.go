@@ -57,6 +57,14 @@ type Result struct {
 	Empty []RawFile
 }
 
+const (
+	// wholeFileBytes: input files up to this size are read into memory with
+	// one request (inputs are read one at a time, so this bounds the cost).
+	wholeFileBytes = 32 << 20
+	// readBufferBytes: larger inputs are read in pieces of this size.
+	readBufferBytes = 4 << 20
+)
+
 // ErrBadInput marks an input file that cannot be read as Parquet of the table:
 // a human must look at it (the run halts rather than skipping rows).
 var ErrBadInput = errors.New("unreadable input file")
@@ -223,7 +231,20 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter
 		return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
 	}
 	defer obj.Close()
-	f, err := parquet.OpenFile(obj, obj.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	size := obj.Size()
+	var src io.ReaderAt = obj
+	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
+	if size <= wholeFileBytes {
+		// A small file is fetched with one GET: reading it page by page would
+		// cost a request per page of every column.
+		data := make([]byte, size)
+		if _, err := io.ReadFull(obj, data); err != nil {
+			return 0, 0, fmt.Errorf("read %s: %w", st.URI(key), err)
+		}
+		src = bytes.NewReader(data)
+		opts = opts[:2]
+	}
+	f, err := parquet.OpenFile(src, size, opts...)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err)
 	}
@@ -267,9 +288,9 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter
 		rows.Close()
 		// buf's rows were cloned by add; reuse is safe.
 	}
-	res.BytesIn += obj.Size()
+	res.BytesIn += size
 	if m.Progress != nil {
-		m.Progress(obj.Size())
+		m.Progress(size)
 	}
 	return kept, last, nil
 }

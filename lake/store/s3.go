@@ -589,6 +589,11 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 			return n, err
 		}
 		m, err := io.ReadFull(rc, p[n:want])
+		if err == nil {
+			// Reach the body's end, so that the connection goes back to the
+			// pool instead of being closed (a body closed early is not reused).
+			_, _ = io.Copy(io.Discard, io.LimitReader(rc, 1))
+		}
 		_ = rc.Close()
 		n += m
 		if err != nil && (attempt == readAttempts || o.ctx.Err() != nil) {

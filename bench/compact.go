@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
+	"github.com/lakesink/lakesink/sink"
+)
+
+const benchPartitions = 4
+
+// compact fills a raw zone on the S3 server with at least minFiles small files
+// of the events (the sink's own engine writes them, sealing every buffer often),
+// then times one `lakesink compact` run over it into a SQLite-catalog Iceberg table.
+func compact(events [][]byte, bin string, minFiles int, profile string) (Result, error) {
+	ctx := context.Background()
+	name := fmt.Sprintf("bench-compact-%d", time.Now().UnixNano())
+	dir, err := os.MkdirTemp("", name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	s3cfg := store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: name + "/", Region: env("LAKESINK_TEST_S3_REGION"),
+		Endpoint: env("LAKESINK_TEST_S3_ENDPOINT"), PathStyle: true,
+		AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"), SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")}
+	st, err := store.NewS3(ctx, s3cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
+dead_letter: {topic: dlq}
+log: {level: warn}
+flush: {max_file_bytes: 1GiB, memory_budget: 1GiB, max_age: 1h}
+catalog:
+  type: sql
+  namespace: bench
+  warehouse: s3://%s/%s/warehouse
+  sql: {driver: sqlite, dsn: %s}
+compaction: {lateness: 0s}
+tables:
+%s`, s3cfg.Bucket, name, s3cfg.Region, s3cfg.Endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
+	cfgPath := filepath.Join(dir, "lakesink.yaml")
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return Result{}, err
+	}
+	cfg, err := config.Parse([]byte(y), nil)
+	if err != nil {
+		return Result{}, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: writing ≥ %d small raw files under s3://%s/%s/\n", minFiles, s3cfg.Bucket, name)
+	if err := writeSmallFiles(ctx, cfg, st, events, minFiles); err != nil {
+		return Result{}, err
+	}
+	var files int
+	var size int64
+	if err := st.List(ctx, "raw/", func(o store.ObjectInfo) error { files++; size += o.Size; return nil }); err != nil {
+		return Result{}, err
+	}
+	if files < minFiles {
+		return Result{}, fmt.Errorf("the raw zone holds %d files, want ≥ %d", files, minFiles)
+	}
+	fmt.Fprintf(os.Stderr, "bench: compacting %d raw files (%.1f MB) with %s\n", files, float64(size)/1e6, bin)
+	args := []string{"compact", "-c", cfgPath}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey,
+		"AWS_REGION="+s3cfg.Region, "GOMAXPROCS=2")
+	start := time.Now()
+	err = cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return Result{}, fmt.Errorf("compact: %w\n%s", err, out.String())
+	}
+	// The run must have merged every event: the summary line counts the rows.
+	m := regexp.MustCompile(`(\d+) rows, (\d+) duplicates dropped`).FindStringSubmatch(out.String())
+	if m == nil {
+		return Result{}, fmt.Errorf("no summary in the compactor's output:\n%s", out.String())
+	}
+	if rows, _ := strconv.Atoi(m[1]); rows != len(events) {
+		return Result{}, fmt.Errorf("the compactor merged %d rows, want %d:\n%s", rows, len(events), out.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r := result("compact: raw files → Iceberg, 2 cores", len(events), size, wall, cpu, ru.Maxrss)
+	r.Files = files
+	return r, nil
+}
+
+// writeSmallFiles runs the events through the sink's engine over benchPartitions
+// Kafka partitions and seals every open buffer often enough to leave at least
+// minFiles raw files (a buffer is one partition's rows of one hour).
+func writeSmallFiles(ctx context.Context, cfg *config.Config, st store.Store, events [][]byte, minFiles int) error {
+	e, err := sink.NewEngine(cfg, st, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.Start(ectx)
+	defer e.Close()
+	for p := range int32(benchPartitions) {
+		e.Assign("bench", p, -1, "")
+	}
+	// The generator's events move through the hours in order (a few arrive
+	// late): each seal leaves about one file per Kafka partition.
+	seals := minFiles/benchPartitions + minFiles/(10*benchPartitions) + 1
+	every := max(1, len(events)/seals)
+	now := time.Now()
+	rec := &sink.Record{Topic: "bench", Timestamp: now}
+	for i, v := range events {
+		rec.Partition, rec.Offset, rec.Value = int32(i%benchPartitions), int64(i/benchPartitions), v
+		if out, err := e.Process(ctx, rec, 0); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		} else if out != sink.Buffered {
+			return fmt.Errorf("event %d was not buffered (outcome %v)", i, out)
+		}
+		if (i+1)%every == 0 {
+			e.SealPartitions(nil, "bench")
+		}
+	}
+	e.SealPartitions(nil, "bench")
+	return e.WaitDurable(ctx, nil)
+}
