@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/registry"
 	"github.com/lakesink/lakesink/lake/store"
 	"github.com/lakesink/lakesink/sink"
 )
@@ -34,6 +35,12 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config.Config, error) {
 	cfg, err := config.Load(*path, os.Getenv)
 	if err != nil {
 		return nil, &configError{err}
+	}
+	// columns_from: registry: every command sees the columns derived from the subject.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := registry.Derive(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("%s: columns_from: registry: %w", *path, err)
 	}
 	return cfg, nil
 }
