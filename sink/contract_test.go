@@ -42,7 +42,7 @@ tables:
     event_time: {column: ts}
 `
 
-func contractDecoder(t *testing.T, doc string) (*Decoder, *schema.Schema) {
+func contractDecoder(t testing.TB, doc string) (*Decoder, *schema.Schema) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(doc), nil)
 	if err != nil {

@@ -38,7 +38,7 @@ tables:
     event_time: {column: ts}
 `
 
-func testDecoder(t *testing.T) (*Decoder, *schema.Schema) {
+func testDecoder(t testing.TB) (*Decoder, *schema.Schema) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(testTable), nil)
 	if err != nil {

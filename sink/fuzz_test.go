@@ -1,13 +1,23 @@
 package sink
 
 import (
-	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/schema"
 )
 
-// FuzzDecode feeds arbitrary bytes to the JSON decoder: it must never panic, and it
-// either rejects the record with a reason or stages exactly one row.
+// FuzzDecode feeds arbitrary bytes to the JSON decoder under three contracts: the
+// default one (testTable), strict with every coercion (contractTable), and the same
+// without strict. It must never panic; it either rejects the record with a *Rejection
+// carrying a known reason, or stages exactly one well-formed row: every leaf column
+// has at least one value, levels within the schema's maxima, a value present exactly
+// at the maximum definition level. A record a strict table accepts is accepted the
+// same way without strict. Seeds live in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
 		`{"id":"a","ts":"2026-11-24T13:05:00Z","n":7,"price":"12.30","huge":"-1e5","day":"2026-11-24","raw":"aGk=",
@@ -15,26 +25,94 @@ func FuzzDecode(f *testing.F) {
 		`{"id":"b","ts":1764000000000}`, `{"id":null}`, `[]`, `{`, `{"ts":"2026-11-24T13:05:00.123456789+14:00","id":"x"}`,
 		`{"id":"x","ts":"2026-11-24T13:05:00Z","price":1e400}`, `{"id":"x","ts":-1e300}`,
 		`{"id":"x","ts":"2026-11-24T13:05:00Z","lines":[{"qty":2147483648}]}`,
+		`{"id":"x","ts":"1764000000000","user":{"id":"1"},"sec":"1764000000.5","b":1,"s":{"a":"2","inner":{"x":"false"}}}`,
+		`{"id":"x","ts":1764000000000,"user":{"id":1},"m":{"k":{"q":"3"}},"l":[{"k":"v"}],"extra":0}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	now := time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
+	type target struct {
+		d *Decoder
+		s *schema.Schema
+	}
+	def, defS := testDecoder(f)
+	strict, strictS := contractDecoder(f, contractTable)
+	lenient, lenientS := contractDecoder(f, strings.Replace(contractTable, "strict: true", "strict: false", 1))
+	targets := []target{{def, defS}, {strict, strictS}, {lenient, lenientS}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, s := testDecoder(t)
-		_, err := d.Decode(&Record{Topic: "a", Offset: 1, Timestamp: now, Value: data}, now)
-		if err != nil {
-			var rej *Rejection
-			if !errors.As(err, &rej) || rej.Reason == "" {
-				t.Fatalf("error without a rejection reason: %v", err)
+		ok := make([]bool, len(targets))
+		for i, tg := range targets {
+			et, err := tg.d.Decode(&Record{Topic: "a", Offset: 1, Timestamp: now, Value: data}, now)
+			if err != nil {
+				rej, isRej := err.(*Rejection)
+				if !isRej || !knownReason(rej.Reason) {
+					t.Fatalf("decoder %d: error %T %v is not a rejection with a known reason", i, err, err)
+				}
+				continue
 			}
-			return
+			ok[i] = true
+			checkRow(t, tg.d.Cols, tg.s)
+			newColumns(tg.s.Leaves).appendRow(tg.d.Cols)
+			g := layout.Hour
+			if tg.s.Granularity == "day" {
+				g = layout.Day
+			}
+			if key := layout.RawKey(tg.s.Table, g, layout.PeriodOf(g, et), "a", 0, 1); !strings.HasPrefix(key, layout.RawPrefix(tg.s.Table)+"dt=") ||
+				strings.Contains(key, "..") {
+				t.Fatalf("decoder %d: event time %d gives key %q", i, et, key)
+			}
 		}
-		cols := newColumns(s.Leaves)
-		cols.appendRow(d.Cols)
-		for i, vals := range d.Cols {
-			if len(vals) == 0 || vals[0].RepetitionLevel() != 0 {
-				t.Fatalf("column %d staged %d values, first repetition level %d", i, len(vals), vals[0].RepetitionLevel())
+		if ok[1] && !ok[2] {
+			t.Fatalf("strict decoder accepted what the lenient one rejected")
+		}
+		if ok[1] && ok[2] {
+			for leaf := range strict.Cols {
+				a, b := strict.Cols[leaf], lenient.Cols[leaf]
+				if len(a) != len(b) {
+					t.Fatalf("leaf %d: strict staged %d values, lenient %d", leaf, len(a), len(b))
+				}
+				for j := range a {
+					if !parquet.Equal(a[j], b[j]) || a[j].DefinitionLevel() != b[j].DefinitionLevel() || a[j].RepetitionLevel() != b[j].RepetitionLevel() {
+						t.Fatalf("leaf %d value %d: strict %v, lenient %v", leaf, j, a[j], b[j])
+					}
+				}
 			}
 		}
 	})
+}
+
+// checkRow checks that the staged values form exactly one Dremel-shredded row.
+func checkRow(t *testing.T, cols [][]parquet.Value, s *schema.Schema) {
+	t.Helper()
+	if len(cols) != len(s.Leaves) {
+		t.Fatalf("%d staged columns, schema has %d leaves", len(cols), len(s.Leaves))
+	}
+	for i, vals := range cols {
+		lf := s.Leaves[i]
+		if len(vals) == 0 {
+			t.Fatalf("leaf %d staged no value", i)
+		}
+		for j, v := range vals {
+			rep, def := v.RepetitionLevel(), v.DefinitionLevel()
+			switch {
+			case (j == 0) != (rep == 0):
+				t.Fatalf("leaf %d value %d: repetition level %d (a row starts at 0, only there)", i, j, rep)
+			case rep > lf.MaxRep || def > lf.MaxDef || def < 0:
+				t.Fatalf("leaf %d value %d: levels r=%d d=%d beyond max r=%d d=%d", i, j, rep, def, lf.MaxRep, lf.MaxDef)
+			case v.IsNull() != (def < lf.MaxDef):
+				t.Fatalf("leaf %d value %d: null=%v at d=%d (max %d)", i, j, v.IsNull(), def, lf.MaxDef)
+			case v.Column() != i:
+				t.Fatalf("leaf %d value %d: column index %d", i, j, v.Column())
+			}
+		}
+	}
+}
+
+func knownReason(r string) bool {
+	switch r {
+	case ReasonOversized, ReasonMalformed, ReasonMissingField, ReasonWrongType, ReasonBadValue,
+		ReasonBadTime, ReasonTimeRange, ReasonUnknownField:
+		return true
+	}
+	return false
 }
