@@ -51,6 +51,7 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzPartitionDir$$' -fuzztime $(FUZZTIME)
 
 vet:
