@@ -174,6 +174,30 @@ tables:
 		}
 	}
 
+	// Compact into Iceberg (SQLite catalog); PyIceberg and DuckDB read it back exactly,
+	// and DuckDB's iceberg_scan sees the v2 column, null for v1 rows.
+	f := &lakeFixture{b: b, src: b.prefix}
+	sum0 := testbed.DuckDB(t, fmt.Sprintf(`SELECT sha256(string_agg(event_id, chr(10) ORDER BY event_id)) FROM read_parquet('%s')`, glob))
+	f.expect.Count, f.expect.IDSum = n, sum0[0][0].(string)
+	catYAML, uri, wh := sqliteCatalog(t, b, b.prefix)
+	compactCfg := filepath.Join(t.TempDir(), "compact.yaml")
+	if err := os.WriteFile(compactCfg, []byte(y+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.compactRun(t, compactCfg); code != 0 {
+		t.Fatalf("compact exited %d:\n%s", code, out)
+	}
+	reads := readIceberg(t, f, "sql", uri, wh, "lake.events", "")
+	checkExact(t, f, reads)
+	meta := reads[0].Metadata
+	ice := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(*), count(note), count(*) FILTER (WHERE note IS NOT NULL AND (n // 1000) %% 2 = 0),
+	  count(*) FILTER (WHERE note IS NULL AND (n // 1000) %% 2 = 1), min(note) FROM iceberg_scan('%s')`, meta))[0]
+	t.Logf("iceberg (duckdb): %v rows, %v notes, min note %v", ice[0], ice[1], ice[4])
+	if toInt(t, ice[0]) != n || toInt(t, ice[1]) != int64(v2Rows) || toInt(t, ice[2]) != 0 || toInt(t, ice[3]) != 0 || ice[4] != "note-1000" {
+		t.Errorf("iceberg table: rows %v notes %v v1-with-note %v v2-without %v min %v; want %d, %d, 0, 0, note-1000",
+			ice[0], ice[1], ice[2], ice[3], ice[4], n, v2Rows)
+	}
+
 	// The incompatible record is in the dead-letter topic with its reason.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ConsumeTopics(b.dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
