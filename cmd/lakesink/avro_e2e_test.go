@@ -29,6 +29,13 @@ const (
  {"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},
  {"name":"n","type":"long"},
  {"name":"note","type":["null","string"],"default":null}]}`
+	// avroV3 is registered while the sink runs: its new field is ignored until a restart.
+	avroV3 = `{"type":"record","name":"Event","namespace":"e2e","fields":[
+ {"name":"event_id","type":"string"},
+ {"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"n","type":"long"},
+ {"name":"note","type":["null","string"],"default":null},
+ {"name":"added_later","type":["null","string"],"default":null}]}`
 	// avroBad changes n's type: registered under another subject, produced once.
 	avroBad = `{"type":"record","name":"Event","namespace":"e2e","fields":[
  {"name":"event_id","type":"string"},
@@ -40,7 +47,9 @@ const (
 // and v2 (v1 + an optional field) every 1,000 records, through the real sink with
 // columns_from: registry. No loss, one file per (partition, hour) buffer exactly as a
 // single-schema run, the new column present (null for v1 rows), and a record with an
-// incompatible type change dead-lettered with its reason.
+// incompatible type change dead-lettered with its reason. A v3 registered while the
+// sink runs lands too, its new field ignored (logged and counted once). Then the raw
+// zone is compacted and read back from Iceberg by PyIceberg and DuckDB.
 func TestE2EAvroSchemaFlipping(t *testing.T) {
 	const partitions = 2
 	b := newBed(t, partitions)
@@ -144,7 +153,40 @@ tables:
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	// A version with a new field registered while the sink runs: its records land
+	// (the new field ignored, logged once, counted once per schema id), in the same files.
+	id3, _, err := reg.RegisterSchema(subject, sr.Schema{Schema: avroV3, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := mustParse(t, avroV3)
+	const late = 1000
+	for i := n; i < n+late; i++ {
+		rec := map[string]any{"event_id": fmt.Sprintf("ev-%06d", i), "ts": base.Add(time.Duration(i-n) * step), "n": int64(i),
+			"note": nil, "added_later": map[string]any{"string": "x"}}
+		b.cl.Produce(ctx, &kgo.Record{Topic: b.topic, Partition: int32(i % partitions), Value: enc(id3, s3, rec)}, nil)
+		wantSum += int64(i)
+	}
+	if err := b.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := p.metrics(t)
+		if m[`lakesink_records_decoded_total{table="events"}`] == n+late {
+			if got := m[`lakesink_avro_schemas_with_ignored_fields_total{table="events"}`]; got != 1 {
+				t.Errorf("avro_schemas_with_ignored_fields_total = %v, want 1", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("late records not decoded: %v", m[`lakesink_records_decoded_total{table="events"}`])
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	p.stop(t)
+	if logs, _ := os.ReadFile(p.log); strings.Count(string(logs), "added_later") != 1 {
+		t.Errorf("the ignored field is logged %d times, want once", strings.Count(string(logs), "added_later"))
+	}
 	if ok, lag := b.caughtUp(); !ok {
 		t.Fatalf("offsets not committed to the end after shutdown: %s", lag)
 	}
@@ -157,8 +199,8 @@ tables:
 	rows, distinct, sum, notes := toInt(t, row[0]), toInt(t, row[1]), toInt(t, row[2]), toInt(t, row[3])
 	wrongV1, wrongV2, files := toInt(t, row[4]), toInt(t, row[5]), toInt(t, row[6])
 	t.Logf("raw zone: %d rows, %d distinct ids, sum(n) %d, %d notes, %d files", rows, distinct, sum, notes, files)
-	if rows != n || distinct != n || sum != wantSum {
-		t.Errorf("rows %d distinct %d sum %d, want %d, %d, %d", rows, distinct, sum, n, n, wantSum)
+	if rows != n+late || distinct != n+late || sum != wantSum {
+		t.Errorf("rows %d distinct %d sum %d, want %d, %d, %d", rows, distinct, sum, n+late, n+late, wantSum)
 	}
 	if notes != int64(v2Rows) || wrongV1 != 0 || wrongV2 != 0 {
 		t.Errorf("notes %d (want %d), v1 rows with a note %d, v2 rows without %d", notes, v2Rows, wrongV1, wrongV2)
@@ -178,7 +220,7 @@ tables:
 	// and DuckDB's iceberg_scan sees the v2 column, null for v1 rows.
 	f := &lakeFixture{b: b, src: b.prefix}
 	sum0 := testbed.DuckDB(t, fmt.Sprintf(`SELECT sha256(string_agg(event_id, chr(10) ORDER BY event_id)) FROM read_parquet('%s')`, glob))
-	f.expect.Count, f.expect.IDSum = n, sum0[0][0].(string)
+	f.expect.Count, f.expect.IDSum = n+late, sum0[0][0].(string)
 	catYAML, uri, wh := sqliteCatalog(t, b, b.prefix)
 	compactCfg := filepath.Join(t.TempDir(), "compact.yaml")
 	if err := os.WriteFile(compactCfg, []byte(y+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n"), 0o600); err != nil {
@@ -193,9 +235,9 @@ tables:
 	ice := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(*), count(note), count(*) FILTER (WHERE note IS NOT NULL AND (n // 1000) %% 2 = 0),
 	  count(*) FILTER (WHERE note IS NULL AND (n // 1000) %% 2 = 1), min(note) FROM iceberg_scan('%s')`, meta))[0]
 	t.Logf("iceberg (duckdb): %v rows, %v notes, min note %v", ice[0], ice[1], ice[4])
-	if toInt(t, ice[0]) != n || toInt(t, ice[1]) != int64(v2Rows) || toInt(t, ice[2]) != 0 || toInt(t, ice[3]) != 0 || ice[4] != "note-1000" {
+	if toInt(t, ice[0]) != n+late || toInt(t, ice[1]) != int64(v2Rows) || toInt(t, ice[2]) != 0 || toInt(t, ice[3]) != 0 || ice[4] != "note-1000" {
 		t.Errorf("iceberg table: rows %v notes %v v1-with-note %v v2-without %v min %v; want %d, %d, 0, 0, note-1000",
-			ice[0], ice[1], ice[2], ice[3], ice[4], n, v2Rows)
+			ice[0], ice[1], ice[2], ice[3], ice[4], n+late, v2Rows)
 	}
 
 	// The incompatible record is in the dead-letter topic with its reason.
