@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/registry"
@@ -338,5 +341,62 @@ func TestDeriveColumns(t *testing.T) {
 	if _, err := registry.DeriveColumns([]string{v1, strings.Replace(v1, `"name":"old","type":"int"`, `"name":"old","type":"string"`, 1)}); err == nil ||
 		!strings.Contains(err.Error(), "field old is int32 in an earlier version and string in version 2") {
 		t.Errorf("type conflict: err = %v", err)
+	}
+}
+
+// The engine neither buffers nor rejects (dead-letters) a record whose schema the
+// registry cannot deliver, and does not move past it; Prepare retries until it can.
+func TestEngineAvroRegistryOutage(t *testing.T) {
+	cfg, err := config.Parse([]byte(strings.Replace(avroTable, "/tmp/x", t.TempDir(), 1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	e, err := NewEngine(cfg, nil, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSchemas{byID: map[int]string{2: writerMicros}}
+	src.failing.Store(true)
+	e.UseSchemaSource(src)
+	e.avro.maxWait = 300 * time.Millisecond
+	e.Assign("a", 0, -1, "")
+	v := frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
+	e.now = func() time.Time { return now }
+	rec := &Record{Topic: "a", Partition: 0, Offset: 5, Timestamp: now, Value: v}
+	if err := e.Prepare(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "registry unreachable") {
+		t.Fatalf("Prepare during an outage: %v", err)
+	}
+	out, err := e.Process(context.Background(), rec, 0)
+	if out == Rejected || err == nil || !isTransient(err) {
+		t.Fatalf("Process during an outage: outcome %v err %v, want a transient error and no rejection", out, err)
+	}
+	if next := e.Next()["a"][0]; next != 0 {
+		t.Fatalf("next offset moved to %d past a record that was not handled", next)
+	}
+	if got := testutil.ToFloat64(m.RegistryErrors); got < 1 {
+		t.Errorf("schema_registry_errors_total = %v", got)
+	}
+	src.failing.Store(false)
+	if err := e.Prepare(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.Process(context.Background(), rec, 0); out != Buffered || err != nil {
+		t.Fatalf("after the outage: %v %v", out, err)
+	}
+}
+
+// Writer fields the table lacks are reported once per schema id.
+func TestAvroUnknownFieldsReportedOncePerID(t *testing.T) {
+	a, _, _ := testAvroDecoder(t)
+	var calls []string
+	a.onUnknownFields = func(id int, fields []string) { calls = append(calls, fmt.Sprint(id, fields)) }
+	for i := range 3 {
+		if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: frame(t, 1, writerV1, v1Record(i))}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(calls) != "[1 [ignored]]" {
+		t.Errorf("reports %v, want one for id 1", calls)
 	}
 }
