@@ -107,6 +107,8 @@ type avroOp struct {
 	size     int          // fixed size
 	symbols  []string     // enum
 	rescale  int          // decimal: column scale - writer scale
+	mul      *big.Int     // decimal: 10^rescale
+	limit    *big.Int     // decimal: 10^column precision
 	fields   []*avroOp    // record fields in writer order
 	missing  []*schema.Node
 	elem     *avroOp   // array items, map values
@@ -452,6 +454,8 @@ func (c *compiler) project(ws avro.Schema, n *schema.Node, depth int) *avroOp {
 			return rejectOp(n, "writer decimal(%d,%d) has more fractional digits than the %s column", dec.Precision(), dec.Scale(), t)
 		}
 		op.conv, op.rescale = cDecimal, t.Scale-dec.Scale()
+		op.mul = new(big.Int).Exp(bigTen, big.NewInt(int64(op.rescale)), nil)
+		op.limit = new(big.Int).Exp(bigTen, big.NewInt(int64(t.Precision)), nil)
 	default:
 		return wrong()
 	}
@@ -631,8 +635,23 @@ func (a *avroDecoder) value(r *avroReader, op *avroOp, rep, def int) error {
 	if n.Optional {
 		def++
 	}
+	if op.kind == opLeaf {
+		pv, size, err := a.leaf(r, op)
+		if err != nil {
+			return err
+		}
+		d.emit(n.Leaf, pv, rep, def, size)
+		return nil
+	}
 	a.depth++
-	defer func() { a.depth-- }()
+	err := a.nested(r, op, rep, def)
+	a.depth--
+	return err
+}
+
+// nested decodes a record, array or map value (value has applied the node's level).
+func (a *avroDecoder) nested(r *avroReader, op *avroOp, rep, def int) error {
+	d, n := a.d, op.node
 	if a.depth > maxAvroDepth {
 		return a.malformed(r, "nesting too deep")
 	}
@@ -697,12 +716,7 @@ func (a *avroDecoder) value(r *avroReader, op *avroOp, rep, def int) error {
 		}
 		return nil
 	}
-	pv, size, err := a.leaf(r, op)
-	if err != nil {
-		return err
-	}
-	d.emit(n.Leaf, pv, rep, def, size)
-	return nil
+	return reject(ReasonWrongType, d.field(), "unsupported writer value")
 }
 
 var bigTen = big.NewInt(10)
@@ -825,9 +839,9 @@ func (a *avroDecoder) decimal(b []byte, op *avroOp) (parquet.Value, int, error) 
 		u.Sub(u, new(big.Int).Lsh(big.NewInt(1), uint(8*len(b))))
 	}
 	if op.rescale > 0 {
-		u.Mul(u, new(big.Int).Exp(bigTen, big.NewInt(int64(op.rescale)), nil))
+		u.Mul(u, op.mul)
 	}
-	if u.CmpAbs(new(big.Int).Exp(bigTen, big.NewInt(int64(t.Precision)), nil)) >= 0 {
+	if u.CmpAbs(op.limit) >= 0 {
 		return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "decimal value does not fit %s", t)
 	}
 	switch {
