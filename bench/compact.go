@@ -85,8 +85,13 @@ tables:
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey,
 		"AWS_REGION="+s3cfg.Region, "GOMAXPROCS=2")
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	stopRSS := watchRSS(cmd.Process.Pid)
+	err = cmd.Wait()
 	wall := time.Since(start)
+	rss := stopRSS()
 	if err != nil {
 		return Result{}, fmt.Errorf("compact: %w\n%s", err, out.String())
 	}
@@ -100,7 +105,7 @@ tables:
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r := result("compact: raw files → Iceberg, 2 cores", len(events), size, wall, cpu, ru.Maxrss)
+	r := result("compact: raw files → Iceberg, 2 cores", len(events), size, wall, cpu, rss)
 	r.Files = files
 	return r, nil
 }

@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -229,6 +231,8 @@ tables:
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
 	}
+	stopRSS := watchRSS(cmd.Process.Pid)
+	defer stopRSS()
 	// Wait until every event is decoded, then SIGTERM: the shutdown flush, upload and
 	// commit are part of the measured time, which ends when the process exits.
 	for decoded(scrape(port)) < float64(len(events)) {
@@ -239,7 +243,9 @@ tables:
 		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	rss := stopRSS()
+	if err != nil {
 		return Result{}, fmt.Errorf("sink: %w", err)
 	}
 	wall := time.Since(start)
@@ -252,7 +258,7 @@ tables:
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return result("e2e: Kafka → Parquet on S3, 2 cores", len(events), total, wall, cpu, ru.Maxrss), nil
+	return result("e2e: Kafka → Parquet on S3, 2 cores", len(events), total, wall, cpu, rss), nil
 }
 
 func ptr(s string) *string { return &s }
@@ -285,4 +291,46 @@ func decoded(page string) float64 {
 		}
 	}
 	return 0
+}
+
+// watchRSS samples a child's high-water RSS (VmHWM in /proc/PID/status) until
+// stop is called and returns the last value in KiB. The child's rusage
+// ru_maxrss cannot be used: it counts the parent's memory the child inherited
+// before exec, and this process holds every event in memory.
+func watchRSS(pid int) (stop func() int64) {
+	var hwm atomic.Int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	read := func() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				if kib > hwm.Load() {
+					hwm.Store(kib)
+				}
+			}
+		}
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				read()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() int64 {
+		once.Do(func() { close(done); <-finished })
+		return hwm.Load()
+	}
 }

@@ -141,8 +141,10 @@ func sameRecord(a, b *rec) bool {
 	return a.off == b.off && a.part == b.part && bytes.Equal(a.topic, b.topic)
 }
 
+// rowBytes estimates the memory a sorted row holds: its values, their bytes,
+// and the rec around it (slice headers, sort keys, allocation rounding).
 func rowBytes(row parquet.Row) int64 {
-	n := int64(64 + 24*len(row))
+	n := int64(192 + 24*len(row))
 	for _, v := range row {
 		if k := v.Kind(); (k == parquet.ByteArray || k == parquet.FixedLenByteArray) && !v.IsNull() {
 			n += int64(len(v.ByteArray()))

@@ -57,6 +57,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return &configError{err}
 	}
 	log := newLogger(stderr, cfg.Log.Level)
+	setMemoryLimit(int64(cfg.Compaction.MemoryBudget), log)
 	reg := prometheus.NewRegistry()
 	m := compaction.NewMetrics(reg)
 	for _, t := range cfg.Tables {

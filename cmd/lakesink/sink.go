@@ -85,7 +85,7 @@ func cmdSink(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log.Level)
-	setMemoryLimit(cfg, log)
+	setMemoryLimit(int64(cfg.Flush.MemoryBudget), log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := sink.NewMetrics(reg)
@@ -146,13 +146,12 @@ func httpHandler(reg *prometheus.Registry, ready func(context.Context) error) ht
 	return mux
 }
 
-// setMemoryLimit gives the Go runtime a soft limit a little above the buffer budget
-// (unless GOMEMLIMIT is set), so garbage collection keeps RSS near the budget.
-func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
+// setMemoryLimit gives the Go runtime a soft limit a little above a memory
+// budget (unless GOMEMLIMIT is set), so garbage collection keeps RSS near it.
+func setMemoryLimit(budget int64, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	budget := int64(cfg.Flush.MemoryBudget)
 	limit := budget + budget/8 + 64<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
