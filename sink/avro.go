@@ -47,6 +47,7 @@ func newAvroDecoder(d *Decoder, table string, cache *schemaCache, log *slog.Logg
 
 // avroPlan is the compiled projection of one writer schema onto the table.
 type avroPlan struct {
+	err     error // the writer schema cannot be used at all: every record is rejected
 	root    *avroOp
 	missing []*schema.Node // table columns the writer lacks: null, or rejected if required
 	unknown []string       // writer fields the table lacks (ignored)
@@ -196,7 +197,7 @@ func schemaID(v []byte) (int, error) {
 // the engine's Prepare did not already.
 func (a *avroDecoder) plan(ctx context.Context, id int) (*avroPlan, error) {
 	if p := a.plans[id]; p != nil {
-		return p, nil
+		return p, p.err
 	}
 	var ws avro.Schema
 	if e := a.cache.lookup(id); e != nil {
@@ -212,6 +213,7 @@ func (a *avroDecoder) plan(ctx context.Context, id int) (*avroPlan, error) {
 	}
 	p, err := compilePlan(ws, a.d.s)
 	if err != nil {
+		a.plans[id] = &avroPlan{err: err}
 		return nil, err
 	}
 	if len(p.unknown) > 0 {

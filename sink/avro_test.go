@@ -319,31 +319,6 @@ func TestSchemaCacheOneFetchPerID(t *testing.T) {
 	}
 }
 
-func TestDeriveColumns(t *testing.T) {
-	v1 := `{"type":"record","name":"E","fields":[{"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
-	  {"name":"old","type":"int"},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}}]}`
-	v2 := `{"type":"record","name":"E","fields":[{"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
-	  {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},{"name":"note","type":["null","string"],"default":null},
-	  {"name":"tags","type":{"type":"array","items":"string"}},{"name":"m","type":{"type":"map","values":{"type":"record","name":"R","fields":[{"name":"a","type":"double"}]}}},
-	  {"name":"old","type":"long"}]}`
-	cols, err := registry.DeriveColumns([]string{v1, v2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range cols {
-		got = append(got, fmt.Sprintf("%s:%s:%v", c.Name, c.Type, c.Required))
-	}
-	want := "id:string:true ts:timestamp:true old:int64:true amount:decimal(10,2):true note:string:false tags:list<string>:false m:map<string,struct<a:float64>>:false"
-	if strings.Join(got, " ") != want {
-		t.Errorf("derived\n %s\nwant\n %s", strings.Join(got, " "), want)
-	}
-	if _, err := registry.DeriveColumns([]string{v1, strings.Replace(v1, `"name":"old","type":"int"`, `"name":"old","type":"string"`, 1)}); err == nil ||
-		!strings.Contains(err.Error(), "field old is int32 in an earlier version and string in version 2") {
-		t.Errorf("type conflict: err = %v", err)
-	}
-}
-
 // The engine neither buffers nor rejects (dead-letters) a record whose schema the
 // registry cannot deliver, and does not move past it; Prepare retries until it can.
 func TestEngineAvroRegistryOutage(t *testing.T) {
