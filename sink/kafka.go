@@ -81,6 +81,11 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
 		kgo.FetchMaxBytes(int32(cfg.Kafka.FetchMaxBytes)),
+		// Records of aborted transactions (a replay of dead letters that crashed,
+		// see Replay) must never land; control records come through so the commit
+		// point can move past transaction markers.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnOffsetsFetched(s.onFetched),
 		kgo.OnPartitionsRevoked(s.onRevoked),
@@ -231,6 +236,11 @@ func (s *Sink) loop(ctx context.Context) error {
 		var perr error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if perr != nil {
+				return
+			}
+			if r.Attrs.IsControl() {
+				// A transaction marker: nothing to land, but its offset is handled.
+				s.eng.Advance(r.Topic, r.Partition, r.Offset)
 				return
 			}
 			s.m.RecordsConsumed.WithLabelValues(r.Topic).Inc()
