@@ -2,6 +2,7 @@
 //
 //	lakesink sink  -c config.yaml   run the Kafka → Parquet sink (long-running)
 //	lakesink compact -c config.yaml merge closed partitions into Iceberg (CronJob)
+//	lakesink dlq replay -c config.yaml  replay dead letters that the current config decodes
 //	lakesink check -c config.yaml   validate the config and print the effective settings
 //	lakesink demo                   run the whole pipeline embedded and print what landed
 package main
@@ -26,6 +27,9 @@ Usage:
   lakesink compact -c FILE  merge closed partitions into the Iceberg table (--dry-run: plan only)
   lakesink check -c FILE    validate a config file and print the effective configuration
   lakesink athena-ddl -c FILE [--table NAME]  print Athena SQL: Iceberg table, raw-zone table, exactly-once view
+  lakesink dlq replay -c FILE [--reason R] [--table T] [--since T] [--until T] [--dry-run]
+                            produce dead letters that now decode back to their source topic, exactly once
+  lakesink dlq stats -c FILE  count dead letters by table and reason
   lakesink demo [-dir DIR]  run Kafka (in-process), the sink and a report, all embedded
 
 Run 'lakesink COMMAND -h' for the flags of a command.
@@ -65,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCompact(ctx, rest, stdout, stderr)
 	case "athena-ddl":
 		err = cmdAthenaDDL(ctx, rest, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "lakesink: unknown command %q\n\n%s", cmd, usage)
 		return exitConfig
