@@ -445,8 +445,10 @@ func TestE2EBadInputGoesToDeadLetters(t *testing.T) {
 		"oversized":         `{"event_id":"` + strings.Repeat("x", 100<<10) + `","ts":"` + now + `","user_id":1}`,
 	}
 	ctx := context.Background()
+	// An explicit record timestamp an hour back: the dead letter must keep it.
+	origTS := time.UnixMilli(time.Now().Add(-time.Hour).UnixMilli())
 	for reason, v := range bad {
-		r := &kgo.Record{Topic: b.topic, Key: []byte(reason), Value: []byte(v), Headers: []kgo.RecordHeader{{Key: "origin", Value: []byte("test")}}}
+		r := &kgo.Record{Topic: b.topic, Key: []byte(reason), Value: []byte(v), Timestamp: origTS, Headers: []kgo.RecordHeader{{Key: "origin", Value: []byte("test")}}}
 		if err := b.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -486,6 +488,16 @@ func TestE2EBadInputGoesToDeadLetters(t *testing.T) {
 		if h["lakesink.reason"] != reason || h["origin"] != "test" || h["lakesink.source.topic"] != b.topic ||
 			h["lakesink.table"] != "events" || h["lakesink.error"] == "" || string(r.Value) != v {
 			t.Errorf("%s: dead letter headers %v (value kept: %v)", reason, h, string(r.Value) == v)
+		}
+		// Key (looked up above), timestamp and the source coordinates and time are kept.
+		if !r.Timestamp.Equal(origTS) {
+			t.Errorf("%s: dead letter timestamp %v, want the original %v", reason, r.Timestamp, origTS)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, h["lakesink.time"]); err != nil || h["lakesink.source.partition"] != "0" {
+			t.Errorf("%s: lakesink.time %q, lakesink.source.partition %q", reason, h["lakesink.time"], h["lakesink.source.partition"])
+		}
+		if off, err := strconv.ParseInt(h["lakesink.source.offset"], 10, 64); err != nil || off < good || off >= good+int64(len(bad)) {
+			t.Errorf("%s: lakesink.source.offset %q, want one of the bad records' offsets", reason, h["lakesink.source.offset"])
 		}
 		if c := m[`lakesink_records_dead_lettered_total{reason="`+reason+`",table="events"}`]; c != 1 {
 			t.Errorf("metric for %s = %v, want 1", reason, c)
