@@ -13,12 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lakesink/lakesink/lake/config"
-	"github.com/lakesink/lakesink/lake/schema"
 )
 
 // HeaderReplayedFrom is added to a record produced back to its source topic by a
@@ -91,14 +91,15 @@ func (s *ReplaySummary) StillFailing() int64 {
 }
 
 type replayer struct {
-	cfg      *config.Config
-	opt      ReplayOptions
-	dlq      string
-	decoders map[string]*Decoder // source topic -> the current config's decoder
-	adm      *kadm.Client
-	parts    map[string]int // source topic -> partition count (0: missing)
-	now      time.Time
-	reasons  map[string]bool
+	cfg     *config.Config
+	opt     ReplayOptions
+	dlq     string
+	eng     *Engine // the current config's decoders, exactly as the sink runs them (JSON, Avro)
+	fatal   error   // a transient failure (schema registry) that stops the run
+	adm     *kadm.Client
+	parts   map[string]int // source topic -> partition count (0: missing)
+	now     time.Time
+	reasons map[string]bool
 
 	mu      sync.Mutex
 	ledgers map[int32]*replayLedger
@@ -114,7 +115,7 @@ type replayer struct {
 
 // Replay re-reads the dead-letter topic from the replay group's position up to the
 // end offsets seen at start, runs each dead letter through the current config's
-// decoder, and produces those that now decode back to their source topic, with
+// decoders (an Engine's, so JSON and Avro decode exactly as in the sink), and produces those that now decode back to their source topic, with
 // their original key, value, timestamp and headers (minus lakesink.*, plus
 // lakesink.replayed-from). The records produced and the replay group's new position
 // commit in one Kafka transaction, so a record is replayed exactly once even when a
@@ -151,7 +152,7 @@ func newReplayer(ctx context.Context, cfg *config.Config, opt *ReplayOptions) (*
 	if !opt.Since.IsZero() && !opt.Until.IsZero() && !opt.Until.After(opt.Since) {
 		return nil, nil, fmt.Errorf("%w: --until %s is not after --since %s", ErrReplaySetup, opt.Until, opt.Since)
 	}
-	r := &replayer{cfg: cfg, opt: *opt, dlq: cfg.DeadLetter.Topic, decoders: map[string]*Decoder{}, parts: map[string]int{},
+	r := &replayer{cfg: cfg, opt: *opt, dlq: cfg.DeadLetter.Topic, parts: map[string]int{},
 		now: time.Now(), ledgers: map[int32]*replayLedger{}, initial: map[int32]*replayLedger{}, full: map[int32]bool{}, dirty: map[int32]bool{},
 		pos: map[int32]int64{}, starts: map[int32]int64{}, ends: map[int32]int64{},
 		sum: ReplaySummary{Failing: map[string]int64{}, ReplayedByTable: map[string]int64{}}}
@@ -163,16 +164,14 @@ func newReplayer(ctx context.Context, cfg *config.Config, opt *ReplayOptions) (*
 	}
 	found := opt.Table == ""
 	for i := range cfg.Tables {
-		tc := &cfg.Tables[i]
-		found = found || tc.Name == opt.Table
-		s, err := schema.Compile(tc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: table %s: %w", ErrReplaySetup, tc.Name, err)
-		}
-		for _, tp := range tc.Topics {
-			r.decoders[tp] = NewDecoder(s, tc, int(cfg.Flush.MaxRecordBytes))
-		}
+		found = found || cfg.Tables[i].Name == opt.Table
 	}
+	// The engine is only used to decode: no store, no workers, throwaway metrics.
+	eng, err := NewEngine(cfg, nil, NewMetrics(prometheus.NewRegistry()), opt.Log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrReplaySetup, err)
+	}
+	r.eng = eng
 	if !found {
 		// Dead letters may name a table the config dropped; warn, don't refuse.
 		opt.Log.Warn("--table names no table of the config", "table", opt.Table)
@@ -332,8 +331,8 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 	r.sum.Read++
 	r.sum.Replayed++
 	table := ""
-	if d := r.decoders[out.Topic]; d != nil {
-		table = d.s.Table
+	if t := r.eng.byTopic[out.Topic]; t != nil {
+		table = t.cfg.Name
 	}
 	r.sum.ReplayedByTable[table]++
 	return out
@@ -367,18 +366,24 @@ func (r *replayer) rebuild(ctx context.Context, rec *kgo.Record, h map[string]st
 	if src == "" || perr != nil || oerr != nil {
 		return nil, ReasonMalformed, errors.New("dead letter without lakesink.source.* headers")
 	}
-	dec := r.decoders[src]
-	if dec == nil {
+	t := r.eng.byTopic[src]
+	if t == nil {
 		return nil, ReasonNoTable, reject(ReasonNoTable, "", "topic %q feeds no table", src)
 	}
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				err = reject(ReasonPanic, "", "decoder panic: %v", p)
-			}
-		}()
-		_, err = dec.Decode(&Record{Topic: src, Partition: int32(srcPart), Offset: srcOff, Timestamp: rec.Timestamp, Value: rec.Value}, time.Now())
-	}()
+	dr := &Record{Topic: src, Partition: int32(srcPart), Offset: srcOff, Timestamp: rec.Timestamp, Value: rec.Value}
+	if err := r.eng.Prepare(ctx, dr); err != nil {
+		if r.fatal == nil {
+			r.fatal = err
+		}
+		return nil, "transient", err
+	}
+	_, err = r.eng.decode(t, dr) // recovers a decoder panic into a rejection, as the sink does
+	if err != nil && isTransient(err) {
+		if r.fatal == nil {
+			r.fatal = fmt.Errorf("decode %s/%d/%d: %w", r.dlq, rec.Partition, rec.Offset, err)
+		}
+		return nil, "transient", err
+	}
 	if err != nil {
 		reason = "error"
 		var rej *Rejection
@@ -636,6 +641,10 @@ func (r *replayer) run(ctx context.Context) (*ReplaySummary, error) {
 				})
 			}
 		})
+		if r.fatal != nil {
+			_, _ = sess.End(ctx, kgo.TryAbort)
+			return &r.sum, r.fatal
+		}
 		if judged >= r.opt.Batch && r.isDirty() {
 			if err := commit(); err != nil {
 				return &r.sum, err
@@ -748,6 +757,9 @@ func (r *replayer) dryRun(ctx context.Context) (*ReplaySummary, error) {
 		fetches := cl.PollRecords(pctx, r.opt.Batch)
 		cancel()
 		fetches.EachRecord(func(rec *kgo.Record) { r.handle(ctx, rec) })
+		if r.fatal != nil {
+			return &r.sum, r.fatal
+		}
 	}
 	return &r.sum, nil
 }
