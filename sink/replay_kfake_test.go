@@ -1,0 +1,147 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/sink"
+)
+
+// TestReplayFiltersAndLedger runs replays against an in-process Kafka: a filtered
+// replay keeps the other dead letters for later, a dry run changes nothing, a full
+// replay produces each decodable dead letter back once, and a rerun replays nothing.
+func TestReplayFiltersAndLedger(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "src"), kfake.SeedTopics(1, "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	addrs := cluster.ListenAddrs()
+	cfg, err := config.Parse(fmt.Appendf(nil, `kafka: {brokers: [%s], group: g}
+local_dir: %s
+dead_letter: {topic: dlq}
+tables:
+  - name: events
+    topics: [src]
+    columns:
+      - {name: event_id, type: string, required: true}
+      - {name: ts, type: timestamp, required: true}
+      - {name: n, type: string}
+    event_time: {column: ts, granularity: hour}
+`, strings.Join(addrs, ","), t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	now := time.Now().UTC()
+	ts := now.Add(-time.Hour).Format(time.RFC3339)
+	origTS := time.UnixMilli(now.Add(-2 * time.Hour).UnixMilli())
+	dead := func(i int, reason, value string, at time.Time) *kgo.Record {
+		return &kgo.Record{Topic: "dlq", Key: []byte("k" + strconv.Itoa(i)), Value: []byte(value), Timestamp: origTS,
+			Headers: []kgo.RecordHeader{
+				{Key: "origin", Value: []byte("app")},
+				{Key: sink.HeaderReason, Value: []byte(reason)},
+				{Key: sink.HeaderError, Value: []byte("...")},
+				{Key: sink.HeaderTable, Value: []byte("events")},
+				{Key: sink.HeaderTopic, Value: []byte("src")},
+				{Key: sink.HeaderPartition, Value: []byte(strconv.Itoa(i % 2))},
+				{Key: sink.HeaderOffset, Value: []byte(strconv.Itoa(100 + i))},
+				{Key: sink.HeaderTime, Value: []byte(at.Format(time.RFC3339Nano))},
+			}}
+	}
+	good := func(i int) string { return fmt.Sprintf(`{"event_id":"e%d","ts":"%s","n":"x"}`, i, ts) }
+	early, late := now.Add(-3*time.Hour), now.Add(-time.Minute)
+	recs := []*kgo.Record{
+		dead(0, "wrong_type", good(0), early),
+		dead(1, "time_out_of_range", good(1), early),
+		dead(2, "malformed_json", `{"event_id":`, early),
+		dead(3, "wrong_type", good(3), late),
+		dead(4, "time_out_of_range", good(4), late),
+		dead(5, "wrong_type", good(5), late),
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	replay := func(o sink.ReplayOptions) *sink.ReplaySummary {
+		t.Helper()
+		s, err := sink.Replay(ctx, cfg, o)
+		if err != nil {
+			t.Fatalf("replay %+v: %v", o, err)
+		}
+		return s
+	}
+	check := func(name string, s *sink.ReplaySummary, replayed, failing, filtered, already int64) {
+		t.Helper()
+		if s.Replayed != replayed || s.StillFailing() != failing || s.Filtered != filtered || s.AlreadyReplayed != already {
+			t.Fatalf("%s: %+v; want replayed %d, failing %d, filtered %d, already %d", name, s, replayed, failing, filtered, already)
+		}
+	}
+	// wrong_type written before the cut: only dead letter 0.
+	check("filtered", replay(sink.ReplayOptions{Reasons: []string{"wrong_type"}, Until: now.Add(-time.Hour)}), 1, 0, 5, 0)
+	// The position is now dead letter 1 (the first one kept); 0 is not read again.
+	check("dry run", replay(sink.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
+	check("dry run again", replay(sink.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
+	check("since", replay(sink.ReplayOptions{Since: now.Add(-time.Hour), Table: "events"}), 3, 0, 2, 0)
+	check("all", replay(sink.ReplayOptions{}), 1, 1, 0, 3)
+	check("again", replay(sink.ReplayOptions{}), 0, 1, 0, 3)
+
+	// The source topic holds each decodable dead letter once, as it was.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("src"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got := map[string]*kgo.Record{}
+	for len(got) < 5 && ctx.Err() == nil {
+		pctx, c := context.WithTimeout(ctx, 2*time.Second)
+		fs := rd.PollFetches(pctx)
+		c()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			if got[string(r.Key)] != nil {
+				t.Errorf("%s produced back twice", r.Key)
+			}
+			got[string(r.Key)] = r
+		})
+		if n == 0 {
+			break
+		}
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d records produced back, want 5 (all but the malformed one)", len(got))
+	}
+	for i, r := range got {
+		if r.Key == nil || i == "k2" {
+			t.Fatalf("unexpected record %s", i)
+		}
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+			if strings.HasPrefix(x.Key, "lakesink.") && x.Key != sink.HeaderReplayedFrom {
+				t.Errorf("%s: header %s not stripped", i, x.Key)
+			}
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(i, "k"))
+		if h["origin"] != "app" || !strings.HasPrefix(h[sink.HeaderReplayedFrom], "dlq/0/") || !r.Timestamp.Equal(origTS) ||
+			r.Partition != int32(n%2) || string(r.Value) != good(n) {
+			t.Errorf("%s: headers %v, timestamp %v, partition %d", i, h, r.Timestamp, r.Partition)
+		}
+	}
+}
