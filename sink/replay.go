@@ -153,7 +153,7 @@ func newReplayer(ctx context.Context, cfg *config.Config, opt *ReplayOptions) (*
 		return nil, nil, fmt.Errorf("%w: --until %s is not after --since %s", ErrReplaySetup, opt.Until, opt.Since)
 	}
 	r := &replayer{cfg: cfg, opt: *opt, dlq: cfg.DeadLetter.Topic, parts: map[string]int{},
-		now: time.Now(), ledgers: map[int32]*replayLedger{}, initial: map[int32]*replayLedger{}, full: map[int32]bool{}, dirty: map[int32]bool{},
+		ledgers: map[int32]*replayLedger{}, initial: map[int32]*replayLedger{}, full: map[int32]bool{}, dirty: map[int32]bool{},
 		pos: map[int32]int64{}, starts: map[int32]int64{}, ends: map[int32]int64{},
 		sum: ReplaySummary{Failing: map[string]int64{}, ReplayedByTable: map[string]int64{}}}
 	if len(opt.Reasons) > 0 {
