@@ -45,7 +45,9 @@ func (b *bed) lakesink(env []string, args ...string) (code int, stdout, stderr s
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
 	err := cmd.Run()
+	b.t.Logf("lakesink %s: %s", strings.Join(args[:2], " "), time.Since(start).Round(time.Millisecond))
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
