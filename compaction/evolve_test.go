@@ -71,6 +71,18 @@ tables:
 // the sink's engine; note, when set, fills the column of that name.
 func (l *lab) sink(t *testing.T, cfg *config.Config, from, to int, note string) {
 	t.Helper()
+	l.write(t, cfg, from, to, func(i int) int { return i }, note)
+}
+
+// sinkScrambled writes events [from, to) like sink, but event i at second
+// (37·i mod 300) of the hour: offsets and event times in different orders.
+func (l *lab) sinkScrambled(t *testing.T, cfg *config.Config, from, to int) {
+	t.Helper()
+	l.write(t, cfg, from, to, func(i int) int { return 37 * i % 300 }, "")
+}
+
+func (l *lab) write(t *testing.T, cfg *config.Config, from, to int, second func(int) int, note string) {
+	t.Helper()
 	ctx := context.Background()
 	e, err := sink.NewEngine(cfg, l.lake, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -80,7 +92,7 @@ func (l *lab) sink(t *testing.T, cfg *config.Config, from, to int, note string) 
 	defer e.Close()
 	e.Assign("events", 0, int64(from), "")
 	for i := from; i < to; i++ {
-		ts := l.hour.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano)
+		ts := l.hour.Add(time.Duration(second(i)) * time.Second).Format(time.RFC3339Nano)
 		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d`, i, ts, i)
 		if note != "" {
 			v += fmt.Sprintf(`,"note":"%s-%d"`, note, i)

@@ -81,11 +81,14 @@ type keyCols struct {
 	sort             []int // leaf column index of each sort column
 	types            []parquet.Type
 	topic, part, off int
-	need             map[int]int // leaf column -> position in rec.keys
+	pos              []int // leaf column -> position in rec.keys, -1 when not a key
 }
 
 func (m *Merger) keyColumns() (*keyCols, error) {
-	k := &keyCols{need: map[int]int{}}
+	k := &keyCols{pos: make([]int, len(m.Schema.Parquet.Columns()))}
+	for i := range k.pos {
+		k.pos[i] = -1
+	}
 	for i, name := range m.SortBy {
 		lc, ok := m.Schema.Parquet.Lookup(name)
 		if !ok {
@@ -93,7 +96,7 @@ func (m *Merger) keyColumns() (*keyCols, error) {
 		}
 		k.sort = append(k.sort, lc.ColumnIndex)
 		k.types = append(k.types, lc.Node.Type())
-		k.need[lc.ColumnIndex] = i
+		k.pos[lc.ColumnIndex] = i
 		switch name {
 		case schema.ColTopic:
 			k.topic = i
@@ -107,16 +110,22 @@ func (m *Merger) keyColumns() (*keyCols, error) {
 }
 
 func (k *keyCols) fill(row parquet.Row) rec {
-	r := rec{row: row, keys: make([]parquet.Value, len(k.sort))}
+	r := rec{keys: make([]parquet.Value, len(k.sort))}
+	k.fillInto(&r, row)
+	return r
+}
+
+// fillInto points r at row and its sort keys (r.keys must have room for them).
+func (k *keyCols) fillInto(r *rec, row parquet.Row) {
+	r.row = row
 	for _, v := range row {
-		if i, ok := k.need[v.Column()]; ok {
-			r.keys[i] = v
+		if c := v.Column(); c < len(k.pos) && k.pos[c] >= 0 {
+			r.keys[k.pos[c]] = v
 		}
 	}
 	r.topic = r.keys[k.topic].ByteArray()
 	r.part = r.keys[k.part].Int32()
 	r.off = r.keys[k.off].Int64()
-	return r
 }
 
 func (k *keyCols) compare(a, b *rec) int {
@@ -259,13 +268,14 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter
 		last, _ = strconv.ParseInt(v, 10, 64)
 	}
 	buf := make([]parquet.Row, 256)
+	r := rec{keys: make([]parquet.Value, len(s.kc.sort))}
 	for _, rg := range f.RowGroups() {
 		rows := parquet.ConvertRowGroup(rg, conv).Rows()
 		for {
 			n, err := rows.ReadRows(buf)
 			for _, row := range buf[:n] {
 				res.RowsIn++
-				r := s.kc.fill(row)
+				s.kc.fillInto(&r, row)
 				if r.off > last && keep != nil {
 					last = r.off
 				}
@@ -274,7 +284,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter
 					continue
 				}
 				kept++
-				if err := s.add(r); err != nil {
+				if err := s.add(row); err != nil {
 					rows.Close()
 					return 0, 0, err
 				}
@@ -305,11 +315,13 @@ type sorter struct {
 	bytes int64
 	n     int64
 	runs  []*os.File
+	slab  slab
 }
 
-func (s *sorter) add(r rec) error {
-	r.row = r.row.Clone()
-	r = s.kc.fill(r.row)
+// add copies row (its values and bytes into the slab) and holds it.
+func (s *sorter) add(row parquet.Row) error {
+	r := rec{keys: s.slab.values(len(s.kc.sort))}
+	s.kc.fillInto(&r, s.slab.clone(row))
 	s.mem = append(s.mem, r)
 	s.bytes += rowBytes(r.row)
 	s.n++
@@ -349,6 +361,7 @@ func (s *sorter) spill() error {
 	}
 	clear(s.mem)
 	s.mem = s.mem[:0]
+	s.slab = slab{}
 	s.bytes = 0
 	return nil
 }
@@ -611,4 +624,48 @@ func relKey(st store.Store, path string) (string, error) {
 		return path[len(root):], nil
 	}
 	return "", fmt.Errorf("table file %s is outside the warehouse %s", path, root)
+}
+
+// slab hands out values and bytes from large chunks: a sorted row costs no
+// allocation of its own, and the garbage collector scans few objects.
+type slab struct {
+	vals []parquet.Value
+	buf  []byte
+}
+
+const slabValues, slabBytes = 1 << 14, 1 << 20
+
+func (s *slab) values(n int) []parquet.Value {
+	if cap(s.vals)-len(s.vals) < n {
+		s.vals = make([]parquet.Value, 0, max(slabValues, n))
+	}
+	start := len(s.vals)
+	s.vals = s.vals[:start+n]
+	return s.vals[start : start+n : start+n]
+}
+
+func (s *slab) bytes(b []byte) []byte {
+	if cap(s.buf)-len(s.buf) < len(b) {
+		s.buf = make([]byte, 0, max(slabBytes, len(b)))
+	}
+	start := len(s.buf)
+	s.buf = append(s.buf, b...)
+	return s.buf[start:len(s.buf):len(s.buf)]
+}
+
+// clone copies row into the slab (what parquet.Row.Clone does, value by value).
+func (s *slab) clone(row parquet.Row) parquet.Row {
+	out := s.values(len(row))
+	for i, v := range row {
+		if !v.IsNull() {
+			switch v.Kind() {
+			case parquet.ByteArray:
+				v = parquet.ByteArrayValue(s.bytes(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+			case parquet.FixedLenByteArray:
+				v = parquet.FixedLenByteArrayValue(s.bytes(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+			}
+		}
+		out[i] = v
+	}
+	return out
 }

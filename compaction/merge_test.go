@@ -1,0 +1,124 @@
+package compaction_test
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/schema"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// TestMergeSpillsSortsAndDedupes: with a budget of a few rows the merger
+// spills many sorted runs and k-way merges them; the output holds every row
+// once, in sort order, whatever the budget.
+func TestMergeSpillsSortsAndDedupes(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "")
+	// Three raw files of one hour, event times scrambled against offsets, and
+	// the middle one twice under another name.
+	l.sinkScrambled(t, cfg, 0, 100)
+	l.sinkScrambled(t, cfg, 100, 200)
+	l.sinkScrambled(t, cfg, 200, 300)
+	var raw []compaction.RawFile
+	err := l.lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error {
+		k, err := layout.ParseRawKey(layout.Hour, o.Key)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, compaction.RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset, Size: o.Size, Period: k.Period})
+		return nil
+	})
+	if err != nil || len(raw) != 3 {
+		t.Fatalf("raw files %v, %v; want 3", raw, err)
+	}
+	dup := raw[1]
+	dup.Key = layout.RawKey("events", layout.Hour, dup.Period, dup.Topic, dup.Partition, dup.First+1)
+	copyKey(t, l.lake, raw[1].Key, dup.Key)
+	raw = append(raw, dup)
+
+	sch, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gi, budget := range []int64{1 << 30, 4 << 10, 1} {
+		m := &compaction.Merger{Schema: sch, SortBy: []string{"ts", schema.ColTopic, schema.ColPartition, schema.ColOffset},
+			Lake: l.lake, Warehouse: l.lake, Budget: budget, RowGroupSize: 1 << 20, Target: 1 << 30, TempDir: t.TempDir(), Job: "test"}
+		res, err := m.Merge(context.Background(), compaction.Group{Period: raw[0].Period, Raw: raw}, gi, "out", compaction.Coverage{})
+		if err != nil {
+			t.Fatalf("budget %d: %v", budget, err)
+		}
+		if res.RowsIn != 400 || res.Duplicates != 100 || len(res.Outputs) != 1 || res.Outputs[0].Rows != 300 {
+			t.Fatalf("budget %d: %d rows in, %d duplicates, outputs %+v; want 400, 100, one of 300 rows", budget, res.RowsIn, res.Duplicates, res.Outputs)
+		}
+		ns, ts := readColumns(t, l.lake, res.Outputs[0].Key)
+		seen := map[int64]bool{}
+		for i := range ns {
+			if seen[ns[i]] {
+				t.Fatalf("budget %d: n=%d twice", budget, ns[i])
+			}
+			seen[ns[i]] = true
+			if i > 0 && ts[i] < ts[i-1] {
+				t.Fatalf("budget %d: row %d (ts %d) sorts before row %d (ts %d)", budget, i, ts[i], i-1, ts[i-1])
+			}
+		}
+		if len(seen) != 300 {
+			t.Fatalf("budget %d: %d distinct rows, want 300", budget, len(seen))
+		}
+	}
+}
+
+func copyKey(t *testing.T, s store.Store, from, to string) {
+	t.Helper()
+	obj, err := s.Open(context.Background(), from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if err := s.Create(context.Background(), to, obj); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readColumns reads the n and ts columns of a Parquet file in the store.
+func readColumns(t *testing.T, s store.Store, key string) (ns, ts []int64) {
+	t.Helper()
+	obj, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	f, err := parquet.OpenFile(obj, obj.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nCol, _ := f.Schema().Lookup("n")
+	tsCol, _ := f.Schema().Lookup("ts")
+	rows := f.RowGroups()[0].Rows()
+	defer rows.Close()
+	buf := make([]parquet.Row, 64)
+	for {
+		k, err := rows.ReadRows(buf)
+		for _, row := range buf[:k] {
+			for _, v := range row {
+				switch v.Column() {
+				case nCol.ColumnIndex:
+					ns = append(ns, v.Int64())
+				case tsCol.ColumnIndex:
+					ts = append(ts, v.Int64())
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns, ts
+}
