@@ -46,13 +46,14 @@ bench: build
 	  $(BED) up && eval "$$($(BED) env)" && \
 	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000}
 
-## fuzz: every fuzz target for FUZZTIME each (default 60s); findings land in testdata/fuzz
+## fuzz: every fuzz target for FUZZTIME each (default 60s); findings land in testdata/fuzz.
+## New inputs are minimized for at most 5 s (Go's default 60 s can stall a whole run).
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzPartitionDir$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzPartitionDir$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 vet:
 	$(GO) vet ./...

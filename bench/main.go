@@ -86,10 +86,50 @@ func main() {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", r.Name, r.Events, r.Files, r.EventsPerCPUs, r.MBPerCPUs, r.EventsPerSec, r.MBPerSec, r.PeakRSSMiB)
 	}
 	tw.Flush()
-	fmt.Printf("end-to-end / bound (events per CPU-second): %.0f%%\n", 100*e2e.EventsPerCPUs/bound.EventsPerCPUs)
+	fmt.Printf("end-to-end / bound (events per CPU-second): %.0f%%\n\n", 100*e2e.EventsPerCPUs/bound.EventsPerCPUs)
+	targets := []Target{
+		atLeast("sink events per CPU-second", 200_000, e2e.EventsPerCPUs),
+		atLeast("end to end / bound", 0.60, e2e.EventsPerCPUs/bound.EventsPerCPUs),
+		atMost("sink peak RSS MiB (budget 1GiB + 64MiB)", 1024+64, e2e.PeakRSSMiB),
+		atLeast("compactor MB per CPU-second", 100, comp.MBPerCPUs),
+		atMost("compactor peak RSS MiB (budget 512MiB + 64MiB)", 512+64, comp.PeakRSSMiB),
+	}
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tmet\t")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%.2f\t%v\t\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Ratio, t.Met)
+	}
+	tw.Flush()
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
-	data, _ := json.MarshalIndent(map[string]any{"results": results, "ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets,
+		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))
+}
+
+// Target is one figure of the performance issue against what was measured;
+// Ratio > 1 is better than wanted.
+type Target struct {
+	Name     string  `json:"name"`
+	Op       string  `json:"op"`
+	Want     float64 `json:"want"`
+	Measured float64 `json:"measured"`
+	Ratio    float64 `json:"ratio"`
+	Met      bool    `json:"met"`
+}
+
+func atLeast(name string, want, got float64) Target {
+	return Target{Name: name, Op: "≥", Want: want, Measured: got, Ratio: got / want, Met: got >= want}
+}
+
+func atMost(name string, want, got float64) Target {
+	return Target{Name: name, Op: "≤", Want: want, Measured: got, Ratio: want / got, Met: got <= want}
+}
+
+func num(v float64) string {
+	if v < 10 {
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
 func check(err error) {
