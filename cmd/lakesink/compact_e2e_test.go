@@ -214,6 +214,9 @@ props = {"uri": args["uri"], "warehouse": args["warehouse"], "s3.endpoint": args
 if args["type"] == "glue":
     from pyiceberg.catalog.glue import GlueCatalog
     cat = GlueCatalog("lakesink", **{"glue.endpoint": args["glue"], "glue.region": os.environ["AWS_REGION"], **props})
+elif args["type"] == "rest":
+    from pyiceberg.catalog.rest import RestCatalog
+    cat = RestCatalog("lakesink", **props)
 else:
     from pyiceberg.catalog.sql import SqlCatalog
     cat = SqlCatalog("lakesink", **props)
@@ -466,8 +469,9 @@ func TestE2ECompactConcurrent(t *testing.T) {
 }
 
 // TestE2ECompactPostgresAndGlue: the same table through iceberg-go's SQL
-// catalog on Postgres and its Glue catalog on moto, read back by PyIceberg
-// (Glue: PyIceberg's own Glue catalog on the same moto) and DuckDB.
+// catalog on Postgres, its Glue catalog on moto and its REST catalog on the
+// Iceberg REST fixture, read back by PyIceberg (through its own catalog of the
+// same kind, on the same server) and DuckDB.
 func TestE2ECompactPostgresAndGlue(t *testing.T) {
 	f := sinkFixture(t)
 	t.Run("postgres", func(t *testing.T) {
@@ -493,5 +497,22 @@ func TestE2ECompactPostgresAndGlue(t *testing.T) {
 			t.Fatalf("compact exit %d:\n%s", code, out)
 		}
 		checkExact(t, f, readIceberg(t, f, "glue", "", wh, ns+".events", ""))
+	})
+	t.Run("rest", func(t *testing.T) {
+		uri := testbed.REST(t)
+		prefix, _ := f.lakeFor(t)
+		wh := fmt.Sprintf("s3://%s/%swarehouse", f.b.s3.Bucket, prefix)
+		ns := strings.ReplaceAll(testbed.UniqueName(t, "ns"), "-", "_")
+		cat := fmt.Sprintf("  type: rest\n  namespace: %s\n  warehouse: %s\n  rest: {uri: %s}", ns, wh, uri)
+		cfg := f.compactConfig(t, prefix, cat, "")
+		if code, out := f.compactRun(t, cfg); code != 0 {
+			t.Fatalf("compact exit %d:\n%s", code, out)
+		}
+		checkExact(t, f, readIceberg(t, f, "rest", uri, wh, ns+".events", ""))
+		// A second run finds nothing to merge (raw files wait out their grace).
+		if code, out := f.compactRun(t, cfg); code != 4 && code != 0 {
+			t.Fatalf("second compact exit %d:\n%s", code, out)
+		}
+		checkExact(t, f, readIceberg(t, f, "rest", uri, wh, ns+".events", ""))
 	})
 }
