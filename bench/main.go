@@ -59,6 +59,8 @@ func main() {
 	out := flag.String("out", "bench-results/bench.json", "JSON results")
 	profile := flag.String("compact-cpuprofile", "", "write a CPU profile of the compaction run here")
 	files := flag.Int("files", 1200, "small raw files the compaction measure starts from (at least)")
+	latSeconds := flag.Int("latency-seconds", 60, "how long the steady-rate latency measure produces; 0: skip")
+	latRate := flag.Int("latency-rate", 5000, "events per second of the latency measure")
 	flag.Parse()
 	events := make([][]byte, *n)
 	var total int64
@@ -79,6 +81,12 @@ func main() {
 	comp, err := compact(events, *bin, *files, *profile)
 	check(err)
 	results = append(results, comp)
+	var lat *Latency
+	if *latSeconds > 0 {
+		l, err := latency(*bin, *latRate, *latSeconds)
+		check(err)
+		lat = &l
+	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
@@ -94,6 +102,12 @@ func main() {
 		atLeast("compactor MB per CPU-second", 100, comp.MBPerCPUs),
 		atMost("compactor peak RSS MiB (budget 512MiB + 64MiB)", 512+64, comp.PeakRSSMiB),
 	}
+	if lat != nil {
+		limit := lat.MaxAgeSeconds + 5
+		targets = append(targets,
+			atMost(fmt.Sprintf("p99 s produce → visible in S3 at %d/s (max_age + 5 s)", lat.Rate), limit, lat.VisibleP99),
+			atMost(fmt.Sprintf("p99 s produce → committed at %d/s (max_age + 5 s)", lat.Rate), limit, lat.CommitP99))
+	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tmet\t")
 	for _, t := range targets {
@@ -101,7 +115,7 @@ func main() {
 	}
 	tw.Flush()
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
-	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets,
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "latency": lat,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))
 }
