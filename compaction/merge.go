@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
@@ -171,7 +170,11 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	if err != nil {
 		return res, err
 	}
-	s := &sorter{m: m, kc: kc}
+	t, err := newTable(m.Schema, m.SortBy)
+	if err != nil {
+		return res, err
+	}
+	s := &sorter{m: m, kc: kc, t: t, vals: make([]parquet.Value, 1024)}
 	defer s.cleanup()
 	cov := Coverage{}
 	for _, tf := range g.Table {
@@ -185,9 +188,7 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 		}
 	}
 	for _, rf := range g.Raw {
-		kept, last, err := m.read(ctx, m.Lake, rf.Key, s, &res, func(r *rec) bool {
-			return !filter.Holds(string(r.topic), r.part, r.off)
-		})
+		kept, last, err := m.read(ctx, m.Lake, rf.Key, s, &res, filter)
 		if err != nil {
 			return res, err
 		}
@@ -202,11 +203,27 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	if s.n == 0 {
 		return res, nil
 	}
+	w := &outputs{m: m, ctx: ctx, dir: dir, gi: gi, cov: cov}
+	if len(s.runs) == 0 {
+		// Everything fits the budget: sort and dedupe the permutation, write
+		// the columns in its order.
+		perm, dups := t.sorted(s.perm)
+		res.Duplicates += dups
+		if err := w.writeTable(t, perm); err != nil {
+			w.abort(err)
+			return res, err
+		}
+		if err := w.close(); err != nil {
+			return res, err
+		}
+		res.Outputs = w.done
+		return res, nil
+	}
 	src, err := s.finish()
 	if err != nil {
 		return res, err
 	}
-	w := &outputs{m: m, ctx: ctx, dir: dir, gi: gi, cov: cov}
+	res.Duplicates += s.dups
 	var prev *rec
 	for {
 		r, ok, err := src.next()
@@ -234,9 +251,9 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	return res, nil
 }
 
-// read loads one input file's rows into the sorter. keep, when set, filters
-// rows (raw files). It returns the rows kept and the file's last offset.
-func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter, res *Result, keep func(*rec) bool) (int64, int64, error) {
+// read loads one input file's rows into the sorter. filter, when set, drops
+// rows it holds (raw files). It returns the rows kept and the file's last offset.
+func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
 	obj, err := st.Open(ctx, key)
 	if err != nil {
 		return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
@@ -259,110 +276,160 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err)
 	}
-	conv, err := parquet.Convert(m.Schema.Parquet, f.Schema())
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w: schema does not convert to table %s: %v", st.URI(key), ErrBadInput, m.Schema.Table, err)
+	bad := func(err error) error { return fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err) }
+	cols, direct := columnPlan(m.Schema.Parquet, f.Schema())
+	var conv parquet.Conversion
+	convert := func() error {
+		if conv != nil {
+			return nil
+		}
+		conv, err = parquet.Convert(m.Schema.Parquet, f.Schema())
+		if err != nil {
+			return fmt.Errorf("%s: %w: schema does not convert to table %s: %v", st.URI(key), ErrBadInput, m.Schema.Table, err)
+		}
+		return nil
 	}
-	var kept, last int64 = 0, -1
+	if !direct {
+		if err := convert(); err != nil {
+			return 0, 0, err
+		}
+	}
+	in := &input{res: res, filter: filter, last: -1}
 	if v, ok := f.Lookup("lakesink.last_offset"); ok {
-		last, _ = strconv.ParseInt(v, 10, 64)
+		in.last, _ = strconv.ParseInt(v, 10, 64)
 	}
-	buf := make([]parquet.Row, 256)
-	r := rec{keys: make([]parquet.Value, len(s.kc.sort))}
-	for _, rg := range f.RowGroups() {
+	meta := f.Metadata().RowGroups
+	for i, rg := range f.RowGroups() {
+		first := s.t.rows
+		if direct && i < len(meta) && meta[i].TotalByteSize <= s.m.Budget/4 {
+			// Column by column: a row group at most a quarter of the budget.
+			if err := s.t.addRowGroup(rg, cols, s.vals); err != nil {
+				return 0, 0, bad(err)
+			}
+			if err := s.added(first, in); err != nil {
+				return 0, 0, err
+			}
+			continue
+		}
+		// Row by row, through the conversion: the sorter may spill between
+		// any two batches.
+		if err := convert(); err != nil {
+			return 0, 0, err
+		}
+		if s.rows == nil {
+			s.rows = make([]parquet.Row, 256)
+		}
 		rows := parquet.ConvertRowGroup(rg, conv).Rows()
 		for {
-			n, err := rows.ReadRows(buf)
-			for _, row := range buf[:n] {
-				res.RowsIn++
-				s.kc.fillInto(&r, row)
-				if r.off > last && keep != nil {
-					last = r.off
-				}
-				if keep != nil && !keep(&r) {
-					res.Duplicates++
-					continue
-				}
-				kept++
-				if err := s.add(row); err != nil {
+			n, err := rows.ReadRows(s.rows)
+			for _, row := range s.rows[:n] {
+				s.t.addRow(row)
+			}
+			if n > 0 {
+				if err := s.added(first, in); err != nil {
 					rows.Close()
 					return 0, 0, err
 				}
+				first = s.t.rows
 			}
 			if err == io.EOF {
 				break
 			}
 			if err != nil {
 				rows.Close()
-				return 0, 0, fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err)
+				return 0, 0, bad(err)
 			}
 		}
 		rows.Close()
-		// buf's rows were cloned by add; reuse is safe.
 	}
 	res.BytesIn += size
 	if m.Progress != nil {
 		m.Progress(size)
 	}
-	return kept, last, nil
+	return in.kept, in.last, nil
+}
+
+// input is what reading one file counts.
+type input struct {
+	res        *Result
+	filter     Coverage
+	kept, last int64
+	topic      []byte
+	topicStr   string
 }
 
 // sorter holds rows up to the budget, then spills sorted runs to disk.
 type sorter struct {
-	m     *Merger
-	kc    *keyCols
-	mem   []rec
-	bytes int64
-	n     int64
-	runs  []*os.File
-	slab  slab
+	m    *Merger
+	kc   *keyCols
+	t    *colTable
+	perm []uint32 // the rows of t to merge (raw rows already in the table left out)
+	n    int64
+	dups int64 // duplicates dropped while spilling
+	runs []*os.File
+	vals []parquet.Value
+	rows []parquet.Row
 }
 
-// add copies row (its values and bytes into the slab) and holds it.
-func (s *sorter) add(row parquet.Row) error {
-	r := rec{keys: s.slab.values(len(s.kc.sort))}
-	s.kc.fillInto(&r, s.slab.clone(row))
-	s.mem = append(s.mem, r)
-	s.bytes += rowBytes(r.row)
-	s.n++
-	if s.bytes >= s.m.Budget {
+// added takes in the rows of t from first on: counts them, filters them, and
+// spills when the budget is reached.
+func (s *sorter) added(first int, in *input) error {
+	for r := first; r < s.t.rows; r++ {
+		in.res.RowsIn++
+		if in.filter != nil {
+			topic, part, off := s.t.coords(r)
+			if off > in.last {
+				in.last = off
+			}
+			if !bytes.Equal(topic, in.topic) || in.topic == nil {
+				in.topic, in.topicStr = topic, string(topic)
+			}
+			if in.filter.Holds(in.topicStr, part, off) {
+				in.res.Duplicates++
+				continue
+			}
+		}
+		in.kept++
+		s.n++
+		s.perm = append(s.perm, uint32(r))
+	}
+	if s.t.memBytes()+int64(4*cap(s.perm)) >= s.m.Budget {
 		return s.spill()
 	}
 	return nil
 }
 
-func (s *sorter) sortMem() {
-	slices.SortStableFunc(s.mem, func(a, b rec) int { return s.kc.compare(&a, &b) })
-}
-
+// spill writes the held rows, sorted and deduplicated, as a run to TempDir.
 func (s *sorter) spill() error {
-	s.sortMem()
+	if len(s.perm) == 0 {
+		s.t.reset()
+		return nil
+	}
+	perm, dups := s.t.sorted(s.perm)
+	s.dups += dups
 	f, err := os.CreateTemp(s.m.TempDir, "lakesink-run-*.parquet")
 	if err != nil {
 		return fmt.Errorf("spill sorted run: %w", err)
 	}
 	s.runs = append(s.runs, f)
 	w := parquet.NewWriter(f, s.m.Schema.Parquet, parquet.PageBufferSize(1<<20))
-	batch := make([]parquet.Row, 0, 256)
-	for i := range s.mem {
-		batch = append(batch, s.mem[i].row)
-		if len(batch) == cap(batch) {
-			if _, err := w.WriteRows(batch); err != nil {
-				return fmt.Errorf("spill sorted run: %w", err)
-			}
-			batch = batch[:0]
+	// Row groups of about 8 MiB: the writer holds one row group's pages.
+	per := max(1, int(8<<20/s.t.rowBytes()))
+	for len(perm) > 0 {
+		k := min(per, len(perm))
+		if s.vals, err = s.t.writeRows(w, perm[:k], s.vals); err != nil {
+			return fmt.Errorf("spill sorted run: %w", err)
 		}
-	}
-	if _, err := w.WriteRows(batch); err != nil {
-		return fmt.Errorf("spill sorted run: %w", err)
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("spill sorted run: %w", err)
+		}
+		perm = perm[k:]
 	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("spill sorted run: %w", err)
 	}
-	clear(s.mem)
-	s.mem = s.mem[:0]
-	s.slab = slab{}
-	s.bytes = 0
+	s.t.reset()
+	s.perm = s.perm[:0]
 	return nil
 }
 
@@ -373,14 +440,9 @@ func (s *sorter) cleanup() {
 	}
 }
 
-// finish returns the rows in sorted order: from memory alone when nothing
-// spilled, else a k-way merge of the runs.
+// finish spills what is held and returns a k-way merge of the sorted runs.
 func (s *sorter) finish() (source, error) {
-	if len(s.runs) == 0 {
-		s.sortMem()
-		return &memSource{recs: s.mem}, nil
-	}
-	if len(s.mem) > 0 {
+	if len(s.perm) > 0 {
 		if err := s.spill(); err != nil {
 			return nil, err
 		}
@@ -410,19 +472,6 @@ func (s *sorter) finish() (source, error) {
 
 type source interface {
 	next() (rec, bool, error)
-}
-
-type memSource struct {
-	recs []rec
-	i    int
-}
-
-func (m *memSource) next() (rec, bool, error) {
-	if m.i == len(m.recs) {
-		return rec{}, false, nil
-	}
-	m.i++
-	return m.recs[m.i-1], true, nil
 }
 
 type runSource struct {
@@ -509,6 +558,7 @@ type outputs struct {
 	rows    int64
 	rgBytes int64
 	batch   []parquet.Row
+	vals    []parquet.Value
 }
 
 type countWriter struct {
@@ -547,6 +597,35 @@ func (o *outputs) open() error {
 		parquet.KeyValueMetadata(JobKey, o.m.Job),
 	)...)
 	o.rows, o.rgBytes = 0, 0
+	return nil
+}
+
+// writeTable writes the rows perm of t, in that order, in row groups of about
+// RowGroupSize, rolling files near Target.
+func (o *outputs) writeTable(t *colTable, perm []uint32) error {
+	per := max(1, int(o.m.RowGroupSize/t.rowBytes()))
+	var err error
+	for len(perm) > 0 {
+		if o.cur == nil {
+			if err := o.open(); err != nil {
+				return err
+			}
+		}
+		k := min(per, len(perm))
+		if o.vals, err = t.writeRows(o.cur, perm[:k], o.vals); err != nil {
+			return fmt.Errorf("write %s: %w", o.key, err)
+		}
+		o.rows += int64(k)
+		perm = perm[k:]
+		if err := o.cur.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", o.key, err)
+		}
+		if o.cw.n >= o.m.Target {
+			if err := o.finishFile(); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -624,48 +703,4 @@ func relKey(st store.Store, path string) (string, error) {
 		return path[len(root):], nil
 	}
 	return "", fmt.Errorf("table file %s is outside the warehouse %s", path, root)
-}
-
-// slab hands out values and bytes from large chunks: a sorted row costs no
-// allocation of its own, and the garbage collector scans few objects.
-type slab struct {
-	vals []parquet.Value
-	buf  []byte
-}
-
-const slabValues, slabBytes = 1 << 14, 1 << 20
-
-func (s *slab) values(n int) []parquet.Value {
-	if cap(s.vals)-len(s.vals) < n {
-		s.vals = make([]parquet.Value, 0, max(slabValues, n))
-	}
-	start := len(s.vals)
-	s.vals = s.vals[:start+n]
-	return s.vals[start : start+n : start+n]
-}
-
-func (s *slab) bytes(b []byte) []byte {
-	if cap(s.buf)-len(s.buf) < len(b) {
-		s.buf = make([]byte, 0, max(slabBytes, len(b)))
-	}
-	start := len(s.buf)
-	s.buf = append(s.buf, b...)
-	return s.buf[start:len(s.buf):len(s.buf)]
-}
-
-// clone copies row into the slab (what parquet.Row.Clone does, value by value).
-func (s *slab) clone(row parquet.Row) parquet.Row {
-	out := s.values(len(row))
-	for i, v := range row {
-		if !v.IsNull() {
-			switch v.Kind() {
-			case parquet.ByteArray:
-				v = parquet.ByteArrayValue(s.bytes(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-			case parquet.FixedLenByteArray:
-				v = parquet.FixedLenByteArrayValue(s.bytes(v.ByteArray())).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-			}
-		}
-		out[i] = v
-	}
-	return out
 }

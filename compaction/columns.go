@@ -1,0 +1,419 @@
+package compaction
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lakesink/lakesink/lake/schema"
+)
+
+// The merger holds rows column by column, not row by row: each leaf column of
+// the output schema keeps its entries (one per value slot, nulls included) in
+// flat, pointer-free slices, so holding a row costs no allocation and the
+// garbage collector has next to nothing to scan. Sorting moves only a
+// permutation of row numbers, compared on the sort columns alone; outputs are
+// written column by column in permutation order.
+//
+// Inputs are read column chunk by column chunk (page values, no row assembly)
+// when every output column is in the file with the same type and levels, or
+// is a top-level column the file lacks entirely (read as nulls). Any other
+// file (a widened type, a field added inside a struct) goes through
+// parquet.Convert's row reader, whose rows are appended to the same columns.
+
+// column is one leaf column's entries.
+type column struct {
+	kind           parquet.Kind
+	maxDef, maxRep int
+	n              int      // entries
+	def, rep       []byte   // levels, when the column has them
+	num            []uint64 // fixed-size kinds: one per entry
+	data           []byte   // byte-array kinds: the bytes of every entry
+	end            []uint32 // byte-array kinds: end of entry j in data
+	rows           []uint32 // repeated columns: the first entry of each row
+}
+
+func (c *column) isBytes() bool {
+	return c.kind == parquet.ByteArray || c.kind == parquet.FixedLenByteArray
+}
+
+// numRows is how many rows the column holds.
+func (c *column) numRows() int {
+	if c.maxRep > 0 {
+		return len(c.rows)
+	}
+	return c.n
+}
+
+// span returns the entries [from, to) of row r.
+func (c *column) span(r int) (int, int) {
+	if c.maxRep == 0 {
+		return r, r + 1
+	}
+	to := c.n
+	if r+1 < len(c.rows) {
+		to = int(c.rows[r+1])
+	}
+	return int(c.rows[r]), to
+}
+
+func (c *column) add(v parquet.Value) {
+	if c.maxRep > 0 {
+		rl := v.RepetitionLevel()
+		if rl == 0 {
+			c.rows = append(c.rows, uint32(c.n))
+		}
+		c.rep = append(c.rep, byte(rl))
+	}
+	if c.maxDef > 0 {
+		c.def = append(c.def, byte(v.DefinitionLevel()))
+	}
+	switch c.kind {
+	case parquet.ByteArray, parquet.FixedLenByteArray:
+		c.data = append(c.data, v.ByteArray()...)
+		c.end = append(c.end, uint32(len(c.data)))
+	case parquet.Boolean:
+		var b uint64
+		if v.Boolean() {
+			b = 1
+		}
+		c.num = append(c.num, b)
+	case parquet.Int32:
+		c.num = append(c.num, uint64(uint32(v.Int32())))
+	case parquet.Int64:
+		c.num = append(c.num, uint64(v.Int64()))
+	case parquet.Float:
+		c.num = append(c.num, uint64(math.Float32bits(v.Float())))
+	case parquet.Double:
+		c.num = append(c.num, math.Float64bits(v.Double()))
+	}
+	c.n++
+}
+
+// addNulls appends n null rows (top-level optional column missing in a file).
+func (c *column) addNulls(n int) {
+	for range n {
+		c.add(parquet.Value{})
+	}
+}
+
+// null reports whether entry j is null (or an empty/absent nested value).
+func (c *column) null(j int) bool {
+	return c.maxDef > 0 && int(c.def[j]) < c.maxDef
+}
+
+func (c *column) bytesAt(j int) []byte {
+	start := uint32(0)
+	if j > 0 {
+		start = c.end[j-1]
+	}
+	return c.data[start:c.end[j]:c.end[j]]
+}
+
+// value returns entry j as a parquet value of leaf column col.
+func (c *column) value(j, col int) parquet.Value {
+	var rl, dl int
+	if c.maxRep > 0 {
+		rl = int(c.rep[j])
+	}
+	if c.maxDef > 0 {
+		dl = int(c.def[j])
+		if dl < c.maxDef {
+			return parquet.Value{}.Level(rl, dl, col)
+		}
+	}
+	var v parquet.Value
+	switch c.kind {
+	case parquet.ByteArray:
+		v = parquet.ByteArrayValue(c.bytesAt(j))
+	case parquet.FixedLenByteArray:
+		v = parquet.FixedLenByteArrayValue(c.bytesAt(j))
+	case parquet.Boolean:
+		v = parquet.BooleanValue(c.num[j] != 0)
+	case parquet.Int32:
+		v = parquet.Int32Value(int32(c.num[j]))
+	case parquet.Int64:
+		v = parquet.Int64Value(int64(c.num[j]))
+	case parquet.Float:
+		v = parquet.FloatValue(math.Float32frombits(uint32(c.num[j])))
+	case parquet.Double:
+		v = parquet.DoubleValue(math.Float64frombits(c.num[j]))
+	}
+	return v.Level(rl, dl, col)
+}
+
+// memBytes is what the column's slices hold.
+func (c *column) memBytes() int64 {
+	return int64(cap(c.def) + cap(c.rep) + 8*cap(c.num) + cap(c.data) + 4*cap(c.end) + 4*cap(c.rows))
+}
+
+// colTable holds rows of the output schema, column by column.
+type colTable struct {
+	sch              *parquet.Schema
+	cols             []column
+	rows             int
+	topic, part, off int // leaf columns of the Kafka coordinates
+	keys             []func(a, b int) int
+}
+
+func newTable(s *schema.Schema, sortBy []string) (*colTable, error) {
+	t := &colTable{sch: s.Parquet}
+	for _, p := range s.Parquet.Columns() {
+		lc, _ := s.Parquet.Lookup(p...)
+		t.cols = append(t.cols, column{kind: lc.Node.Type().Kind(), maxDef: lc.MaxDefinitionLevel, maxRep: lc.MaxRepetitionLevel})
+	}
+	for _, c := range []struct {
+		name string
+		at   *int
+		kind parquet.Kind
+	}{{schema.ColTopic, &t.topic, parquet.ByteArray}, {schema.ColPartition, &t.part, parquet.Int32}, {schema.ColOffset, &t.off, parquet.Int64}} {
+		lc, ok := s.Parquet.Lookup(c.name)
+		if !ok || lc.MaxRepetitionLevel > 0 || lc.MaxDefinitionLevel > 0 || lc.Node.Type().Kind() != c.kind {
+			return nil, fmt.Errorf("table %s: column %s is not a required %v column", s.Table, c.name, c.kind)
+		}
+		*c.at = lc.ColumnIndex
+	}
+	for _, name := range sortBy {
+		lc, ok := s.Parquet.Lookup(name)
+		if !ok || lc.MaxRepetitionLevel > 0 || len(lc.Path) != 1 {
+			return nil, fmt.Errorf("sort column %s is not a top-level primitive column of table %s", name, s.Table)
+		}
+		t.keys = append(t.keys, t.comparator(lc.ColumnIndex, lc.Node.Type()))
+	}
+	return t, nil
+}
+
+// comparator compares rows a and b on one sort column: nulls first, then as
+// the column's type orders values (signed integers and unsigned-lexicographic
+// bytes compared directly, anything else through the type).
+func (t *colTable) comparator(ci int, typ parquet.Type) func(a, b int) int {
+	c := &t.cols[ci]
+	var vals func(a, b int) int
+	switch {
+	case c.kind == parquet.Int64 && typ.Compare(parquet.Int64Value(-1), parquet.Int64Value(1)) < 0:
+		vals = func(a, b int) int { return cmp.Compare(int64(c.num[a]), int64(c.num[b])) }
+	case c.kind == parquet.Int32 && typ.Compare(parquet.Int32Value(-1), parquet.Int32Value(1)) < 0:
+		vals = func(a, b int) int { return cmp.Compare(int32(c.num[a]), int32(c.num[b])) }
+	case c.kind == parquet.ByteArray && typ.Compare(parquet.ByteArrayValue([]byte{0xff}), parquet.ByteArrayValue([]byte("a"))) > 0 &&
+		typ.Compare(parquet.ByteArrayValue([]byte("ab")), parquet.ByteArrayValue([]byte("b"))) < 0:
+		vals = func(a, b int) int { return bytes.Compare(c.bytesAt(a), c.bytesAt(b)) }
+	default:
+		vals = func(a, b int) int { return typ.Compare(c.value(a, ci), c.value(b, ci)) }
+	}
+	if c.maxDef == 0 {
+		return vals
+	}
+	return func(a, b int) int {
+		switch an, bn := c.null(a), c.null(b); {
+		case an && bn:
+			return 0
+		case an:
+			return -1
+		case bn:
+			return 1
+		}
+		return vals(a, b)
+	}
+}
+
+func (t *colTable) compare(a, b uint32) int {
+	for _, k := range t.keys {
+		if c := k(int(a), int(b)); c != 0 {
+			return c
+		}
+	}
+	// Equal keys keep their input order (table files first, then raw files).
+	return cmp.Compare(a, b)
+}
+
+// sorted sorts the permutation perm and drops every row whose Kafka
+// coordinates equal those of the row before it; it returns what it kept and
+// how many it dropped.
+func (t *colTable) sorted(perm []uint32) ([]uint32, int64) {
+	slices.SortFunc(perm, t.compare)
+	out := perm[:0]
+	var dups int64
+	for i, r := range perm {
+		if i > 0 && len(out) > 0 && t.same(out[len(out)-1], r) {
+			dups++
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, dups
+}
+
+func (t *colTable) same(a, b uint32) bool {
+	o, p := &t.cols[t.off], &t.cols[t.part]
+	return o.num[a] == o.num[b] && p.num[a] == p.num[b] && bytes.Equal(t.cols[t.topic].bytesAt(int(a)), t.cols[t.topic].bytesAt(int(b)))
+}
+
+// coords returns row r's Kafka coordinates.
+func (t *colTable) coords(r int) ([]byte, int32, int64) {
+	return t.cols[t.topic].bytesAt(r), int32(t.cols[t.part].num[r]), int64(t.cols[t.off].num[r])
+}
+
+func (t *colTable) memBytes() int64 {
+	var n int64
+	for i := range t.cols {
+		n += t.cols[i].memBytes()
+	}
+	return n
+}
+
+// rowBytes estimates the average size of a row as the writer's row group
+// threshold counts it (values and their bytes, as rowBytes does for a row).
+func (t *colTable) rowBytes() int64 {
+	if t.rows == 0 {
+		return 1
+	}
+	n := int64(192 * t.rows)
+	for i := range t.cols {
+		n += int64(24*t.cols[i].n + len(t.cols[i].data))
+	}
+	return max(1, n/int64(t.rows))
+}
+
+func (t *colTable) reset() {
+	for i := range t.cols {
+		c := &t.cols[i]
+		*c = column{kind: c.kind, maxDef: c.maxDef, maxRep: c.maxRep}
+	}
+	t.rows = 0
+}
+
+// addRow appends a row of the output schema (values in column order).
+func (t *colTable) addRow(row parquet.Row) {
+	for _, v := range row {
+		t.cols[v.Column()].add(v)
+	}
+	t.rows++
+}
+
+// check verifies every column holds t.rows rows.
+func (t *colTable) check() error {
+	for i := range t.cols {
+		if n := t.cols[i].numRows(); n != t.rows {
+			return fmt.Errorf("column %d holds %d rows, want %d", i, n, t.rows)
+		}
+	}
+	return nil
+}
+
+// columnPlan maps the output's leaf columns onto a file's: src[i] is the file's
+// leaf column of output column i, or -1 for a top-level column the file lacks.
+// ok is false when the file needs parquet.Convert's row reader.
+func columnPlan(out, in *parquet.Schema) (src []int, ok bool) {
+	for _, p := range out.Columns() {
+		oc, _ := out.Lookup(p...)
+		ic, found := in.Lookup(p...)
+		if !found {
+			ot, _ := field(out, p[0])
+			if _, top := field(in, p[0]); top || ot == nil || !ot.Optional() {
+				return nil, false
+			}
+			src = append(src, -1)
+			continue
+		}
+		ot, it := oc.Node.Type(), ic.Node.Type()
+		if ot.Kind() != it.Kind() || ot.Length() != it.Length() || ot.String() != it.String() ||
+			oc.MaxDefinitionLevel != ic.MaxDefinitionLevel || oc.MaxRepetitionLevel != ic.MaxRepetitionLevel {
+			return nil, false
+		}
+		src = append(src, ic.ColumnIndex)
+	}
+	return src, true
+}
+
+// field returns the top-level field of s named name.
+func field(s *parquet.Schema, name string) (parquet.Node, bool) {
+	for _, f := range s.Fields() {
+		if f.Name() == name {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// addRowGroup appends a row group column chunk by column chunk.
+func (t *colTable) addRowGroup(rg parquet.RowGroup, src []int, buf []parquet.Value) error {
+	n := int(rg.NumRows())
+	chunks := rg.ColumnChunks()
+	for i, j := range src {
+		c := &t.cols[i]
+		if j < 0 {
+			c.addNulls(n)
+			continue
+		}
+		if err := c.addChunk(chunks[j], buf); err != nil {
+			return fmt.Errorf("column %d: %w", j, err)
+		}
+	}
+	t.rows += n
+	return t.check()
+}
+
+func (c *column) addChunk(chunk parquet.ColumnChunk, buf []parquet.Value) error {
+	pages := chunk.Pages()
+	defer pages.Close()
+	for {
+		p, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		vr := p.Values()
+		for {
+			k, err := vr.ReadValues(buf)
+			for _, v := range buf[:k] {
+				c.add(v)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return err
+			}
+		}
+		parquet.Release(p)
+	}
+}
+
+// writeRows writes the rows perm, in that order, into w's current row group,
+// column by column (whole rows per batch: a row never spans two pages).
+func (t *colTable) writeRows(w *parquet.Writer, perm []uint32, batch []parquet.Value) ([]parquet.Value, error) {
+	cws := w.ColumnWriters()
+	if len(cws) != len(t.cols) {
+		return batch, fmt.Errorf("writer has %d columns, rows %d", len(cws), len(t.cols))
+	}
+	for i := range t.cols {
+		c := &t.cols[i]
+		batch = batch[:0]
+		for _, r := range perm {
+			if len(batch) >= 4096 {
+				if _, err := cws[i].WriteRowValues(batch); err != nil {
+					return batch, err
+				}
+				batch = batch[:0]
+			}
+			from, to := c.span(int(r))
+			for j := from; j < to; j++ {
+				batch = append(batch, c.value(j, i))
+			}
+		}
+		if len(batch) > 0 {
+			if _, err := cws[i].WriteRowValues(batch); err != nil {
+				return batch, err
+			}
+		}
+	}
+	return batch, nil
+}
