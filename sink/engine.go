@@ -30,6 +30,12 @@ type bufKey struct {
 	period int64
 }
 
+// bufferOverhead is the memory of a buffer besides its columns and offsets: the
+// buffer and columns structs and its entries in the engine's open map and its
+// partition's live set. It is counted in the budget: with thousands of small open
+// buffers it adds up.
+const bufferOverhead = 512
+
 // buffer holds the records of one topic-partition for one table and period, in columnar form.
 type buffer struct {
 	bufKey
@@ -72,6 +78,19 @@ type Engine struct {
 	wg        sync.WaitGroup
 
 	avro *avroState // schema cache shared by the Avro tables (avro_engine.go)
+
+	zstd *zstdCodec // page compression of the raw files, encoders kept across files (codec.go)
+
+	// bufferBudget is the share of flush.memory_budget the buffers and the uploads in
+	// flight may hold: the budget less the Kafka client's fetches and the rest of
+	// the process (memory.go).
+	bufferBudget int64
+	// inflight is the memory uploads in flight hold besides their buffers (Parquet
+	// pages, compressor, the store's part buffers), estimated by uploadCost.
+	inflight int64
+	// writerFixed and the store's part size and concurrency size uploadCost.
+	writerFixed             int64
+	partSize, partsInFlight int64
 }
 
 type tpKey struct {
@@ -82,7 +101,8 @@ type tpKey struct {
 // NewEngine compiles the tables of cfg and returns an engine writing to st.
 func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger) (*Engine, error) {
 	e := &Engine{log: log, st: st, m: m, flush: cfg.Flush, byTopic: map[string]*table{}, now: time.Now,
-		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{}}
+		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{},
+		zstd: newZstdCodec(cfg.Flush.Workers + 2)}
 	e.cond = sync.NewCond(&e.mu)
 	for i := range cfg.Tables {
 		tc := &cfg.Tables[i]
@@ -103,6 +123,15 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 		}
 	}
 	m.BufferBudgetBytes.Set(float64(cfg.Flush.MemoryBudget))
+	cols := 0
+	for _, t := range e.byTopic {
+		cols = max(cols, len(t.schema.Leaves))
+	}
+	e.writerFixed = writerFixed(cols)
+	if cfg.LocalDir == "" {
+		e.partSize, e.partsInFlight = int64(cfg.S3.PartSize), int64(cfg.S3.UploadConcurrency)+1
+	}
+	e.bufferBudget = bufferBudget(cfg, log)
 	return e, nil
 }
 
@@ -228,7 +257,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		// Reserve exactly what appending the row allocates (and a new buffer's header).
 		need := b.rows.growth(t.dec.Cols) + int64(newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
 		if fresh {
-			need += b.rows.size()
+			need += b.rows.size() + bufferOverhead
 		}
 		if err := e.reserve(ctx, need); err != nil {
 			return 0, err
@@ -238,7 +267,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		}
 		if fresh {
 			b.created = e.now()
-			b.bytes = b.rows.size()
+			b.bytes = b.rows.size() + bufferOverhead
 			e.buffered += b.bytes
 			e.open[key] = b
 			st.live[b] = struct{}{}
@@ -300,7 +329,7 @@ func (e *Engine) Advance(topic string, partition int32, offset int64) {
 // reserve makes room for n more bytes within the memory budget: it seals the largest
 // open buffers, then waits for uploads. Called with e.mu held.
 func (e *Engine) reserve(ctx context.Context, n int64) error {
-	budget := int64(e.flush.MemoryBudget)
+	budget := e.bufferBudget - e.inflight
 	if e.buffered+n <= budget {
 		return nil
 	}
@@ -332,13 +361,13 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 		e.mu.Unlock()
 	})
 	defer stop()
-	for e.buffered+n > budget && e.failed == nil {
+	for e.buffered+n > e.bufferBudget-e.inflight && e.failed == nil {
 		if e.sealedN == 0 {
 			// Everything is open but small: seal it all.
 			for _, b := range e.open {
 				e.seal(b, "memory")
 			}
-			if len(e.queue) == 0 {
+			if len(e.queue) == 0 && e.inflight == 0 {
 				break // nothing left to free: a single record larger than the budget
 			}
 		}

@@ -80,7 +80,8 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
-		kgo.FetchMaxBytes(int32(cfg.Kafka.FetchMaxBytes)),
+		kgo.FetchMaxBytes(int32(fetchMaxBytes(cfg))), // capped by the memory budget (memory.go)
+		kgo.FetchMaxPartitionBytes(int32(min(fetchMaxBytes(cfg), 1<<20))),
 		// Records of aborted transactions (a replay of dead letters that crashed,
 		// see Replay) must never land; control records come through so the commit
 		// point can move past transaction markers.

@@ -36,12 +36,15 @@ func (e *Engine) worker(ctx context.Context) {
 		}
 		e.uploading[b.bufKey] = true
 		dropped := b.dropped
+		cost := e.uploadCost(b)
+		e.inflight += cost
 		e.mu.Unlock()
 		var err error
 		if !dropped {
 			err = e.upload(ctx, b)
 		}
 		e.mu.Lock()
+		e.inflight -= cost
 		delete(e.uploading, b.bufKey)
 		if err != nil && e.failed == nil {
 			e.failed = err
@@ -194,7 +197,7 @@ func (e *Engine) writeFile(ctx context.Context, key string, b *buffer, keep []bo
 	}
 	done := make(chan result, 1)
 	go func() {
-		rows, err := encode(cw, b, keep, first)
+		rows, err := encode(cw, b, keep, first, e.zstd)
 		pw.CloseWithError(err)
 		done <- result{rows, err}
 	}()
@@ -210,9 +213,10 @@ func (e *Engine) writeFile(ctx context.Context, key string, b *buffer, keep []bo
 	return cw.n, res.rows, nil
 }
 
-func encode(w io.Writer, b *buffer, keep []bool, first int64) (int, error) {
+func encode(w io.Writer, b *buffer, keep []bool, first int64, codec *zstdCodec) (int, error) {
 	s := b.table.schema
 	pw := parquet.NewWriter(w, s.WriterOptions(
+		parquet.Compression(codec), // the lake's zstd, with encoders reused across files (codec.go)
 		parquet.KeyValueMetadata(MetaFirstOffset, strconv.FormatInt(first, 10)),
 		parquet.KeyValueMetadata(MetaLastOffset, strconv.FormatInt(b.last, 10)),
 		parquet.KeyValueMetadata(MetaTopic, b.tp.topic),

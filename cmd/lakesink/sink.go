@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"time"
@@ -107,7 +108,12 @@ func cmdSink(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return &configError{fmt.Errorf("http.listen: %w", err)}
 	}
-	srv := &http.Server{Handler: httpHandler(reg, sk.Ready), ReadHeaderTimeout: 5 * time.Second}
+	h := httpHandler(reg, sk.Ready)
+	if os.Getenv("LAKESINK_PPROF") == "1" {
+		h = withPprof(h)
+		log.Info("serving /debug/pprof/ (LAKESINK_PPROF=1)", "listen", ln.Addr().String())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("lakesink sink starting", "listen", ln.Addr().String(), "tables", len(cfg.Tables), "group", cfg.Kafka.Group)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -146,13 +152,31 @@ func httpHandler(reg *prometheus.Registry, ready func(context.Context) error) ht
 	return mux
 }
 
-// setMemoryLimit gives the Go runtime a soft limit a little above a memory
-// budget (unless GOMEMLIMIT is set), so garbage collection keeps RSS near it.
+// withPprof adds Go's profiling endpoints under /debug/pprof/ to h. It is opt-in
+// (LAKESINK_PPROF=1): profiles reveal internals and cost CPU, so the listener that
+// serves /metrics only carries them when an operator asks.
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// setMemoryLimit gives the Go runtime a soft limit equal to the memory budget
+// (unless GOMEMLIMIT is set): the budget counts the buffers, the uploads in
+// flight, the fetches, the rest of the heap and room for garbage between
+// collections (sink/memory.go), so garbage collection keeps Go's memory within it.
+// The binary's code and data pages, which the limit does not count, come on top
+// (~64 MiB resident, docs/performance.md).
 func setMemoryLimit(budget int64, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := budget + budget/8 + 64<<20
+	limit := budget
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
 }
