@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"slices"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 
 	"github.com/lakesink/lakesink/lake/schema"
 )
@@ -369,6 +371,10 @@ func (c *column) addChunk(chunk parquet.ColumnChunk, buf []parquet.Value) error 
 		if err != nil {
 			return err
 		}
+		if c.addPage(p) {
+			parquet.Release(p)
+			continue
+		}
 		vr := p.Values()
 		for {
 			k, err := vr.ReadValues(buf)
@@ -385,6 +391,161 @@ func (c *column) addChunk(chunk parquet.ColumnChunk, buf []parquet.Value) error 
 		}
 		parquet.Release(p)
 	}
+}
+
+// addPage appends a page's entries from its typed buffers: levels copied in
+// bulk, values (or dictionary indexes) read as Go slices, no parquet.Value per
+// entry. It appends nothing and returns false for a page it cannot read that
+// way (the caller reads its values one by one).
+func (c *column) addPage(p parquet.Page) bool {
+	n := int(p.NumValues())
+	var def, rep []byte
+	if c.maxDef > 0 {
+		if def = p.DefinitionLevels(); len(def) != n {
+			return false
+		}
+	}
+	if c.maxRep > 0 {
+		if rep = p.RepetitionLevels(); len(rep) != n {
+			return false
+		}
+	}
+	data := p.Data()
+	var idx []int32
+	vals := data
+	if d := p.Dictionary(); d != nil {
+		if data.Kind() != encoding.Int32 {
+			return false
+		}
+		idx = data.Int32()
+		vals = d.Page().Data()
+	}
+	var want encoding.Kind
+	switch c.kind {
+	case parquet.Int32:
+		want = encoding.Int32
+	case parquet.Int64:
+		want = encoding.Int64
+	case parquet.Float:
+		want = encoding.Float
+	case parquet.Double:
+		want = encoding.Double
+	case parquet.ByteArray:
+		want = encoding.ByteArray
+	default:
+		return false
+	}
+	if vals.Kind() != want {
+		return false
+	}
+	defined := n
+	if def != nil {
+		defined = 0
+		for _, d := range def {
+			if int(d) == c.maxDef {
+				defined++
+			}
+		}
+	}
+	var num []uint64
+	var bdata []byte
+	var boffs []uint32
+	switch c.kind {
+	case parquet.Int32:
+		for _, v := range vals.Int32() {
+			num = append(num, uint64(uint32(v)))
+		}
+	case parquet.Int64:
+		num = unsafeUint64s(vals.Int64())
+	case parquet.Float:
+		for _, v := range vals.Float() {
+			num = append(num, uint64(math.Float32bits(v)))
+		}
+	case parquet.Double:
+		for _, v := range vals.Double() {
+			num = append(num, math.Float64bits(v))
+		}
+	case parquet.ByteArray:
+		bdata, boffs = vals.ByteArray()
+		if len(boffs) == 0 {
+			boffs = []uint32{0}
+		}
+	}
+	size := len(num)
+	if c.kind == parquet.ByteArray {
+		size = len(boffs) - 1
+	}
+	if idx == nil && size != defined || idx != nil && len(idx) != defined {
+		return false
+	}
+	for _, k := range idx {
+		if k < 0 || int(k) >= size {
+			return false
+		}
+	}
+	if rep != nil {
+		for e, r := range rep {
+			if r == 0 {
+				c.rows = append(c.rows, uint32(c.n+e))
+			}
+		}
+		c.rep = append(c.rep, rep...)
+	}
+	if def != nil {
+		c.def = append(c.def, def...)
+	}
+	vi := 0
+	if c.kind == parquet.ByteArray {
+		if idx == nil && def == nil {
+			// Required plain bytes: copy them whole, shift the offsets.
+			base := uint32(len(c.data)) - boffs[0]
+			c.data = append(c.data, bdata[boffs[0]:boffs[len(boffs)-1]]...)
+			for _, o := range boffs[1:] {
+				c.end = append(c.end, o+base)
+			}
+			c.n += n
+			return true
+		}
+		for e := range n {
+			if def == nil || int(def[e]) == c.maxDef {
+				k := vi
+				if idx != nil {
+					k = int(idx[vi])
+				}
+				vi++
+				c.data = append(c.data, bdata[boffs[k]:boffs[k+1]]...)
+			}
+			c.end = append(c.end, uint32(len(c.data)))
+		}
+		c.n += n
+		return true
+	}
+	if idx == nil && def == nil {
+		c.num = append(c.num, num...)
+		c.n += n
+		return true
+	}
+	for e := range n {
+		var v uint64
+		if def == nil || int(def[e]) == c.maxDef {
+			k := vi
+			if idx != nil {
+				k = int(idx[vi])
+			}
+			vi++
+			v = num[k]
+		}
+		c.num = append(c.num, v)
+	}
+	c.n += n
+	return true
+}
+
+func unsafeUint64s(s []int64) []uint64 {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&s[0])), len(s))
 }
 
 // writeRows writes the rows perm, in that order, into w's current row group,
