@@ -40,11 +40,21 @@ bed-up:
 bed-down:
 	$(BED) down
 
-## bench: end-to-end and encode-only throughput against the test bed
+## bench: every performance measure against the test bed (encode-only bound, sink end to end,
+## compaction, steady-rate latency, 10/1000/5000 open hour partitions): a table of targets,
+## bench-results/bench.json and bench-results/partitions.png
 bench: build
 	@trap '$(BED) down' EXIT; \
 	  $(BED) up && eval "$$($(BED) env)" && \
-	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000}
+	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000} && \
+	  .bed/venv/bin/python bench/plot_partitions.py bench-results/bench.json bench-results/partitions.png
+
+## bench-plot: draw the partitions measure of bench-results/bench.json (throughput and peak
+## RSS against open hour partitions) into bench-results/partitions.png, with the venv's matplotlib
+.PHONY: bench-plot
+bench-plot:
+	deploy/local/venv.sh install
+	.bed/venv/bin/python bench/plot_partitions.py bench-results/bench.json bench-results/partitions.png
 
 ## fuzz: every fuzz target for FUZZTIME each (default 60s); findings land in testdata/fuzz.
 ## New inputs are minimized for at most 5 s (Go's default 60 s can stall a whole run).

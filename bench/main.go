@@ -61,7 +61,14 @@ func main() {
 	files := flag.Int("files", 1200, "small raw files the compaction measure starts from (at least)")
 	latSeconds := flag.Int("latency-seconds", 60, "how long the steady-rate latency measure produces; 0: skip")
 	latRate := flag.Int("latency-rate", 5000, "events per second of the latency measure")
+	hours := flag.String("partitions", "10,1000,5000", "open hour partitions of each partitions measure (bench/partitions.go); empty: skip")
+	partsOnly := flag.Bool("partitions-only", false, "run only the partitions measure (into -out)")
+	partsBudget := flag.Int("partitions-budget", 512, "flush.memory_budget in MiB of the partitions measure")
 	flag.Parse()
+	if *partsOnly {
+		check(partitionsOnly(*bin, *hours, *partsBudget, *out))
+		return
+	}
 	events := make([][]byte, *n)
 	var total int64
 	g := gen.New(99, time.Now().UTC().Truncate(time.Hour).Add(-6*time.Hour), 6*time.Hour)
@@ -87,6 +94,8 @@ func main() {
 		check(err)
 		lat = &l
 	}
+	parts, err := runPartitions(*bin, *hours, *partsBudget)
+	check(err)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
@@ -108,14 +117,25 @@ func main() {
 			atMost(fmt.Sprintf("p99 s produce → visible in S3 at %d/s (max_age + 5 s)", lat.Rate), limit, lat.VisibleP99),
 			atMost(fmt.Sprintf("p99 s produce → committed at %d/s (max_age + 5 s)", lat.Rate), limit, lat.CommitP99))
 	}
+	for _, p := range parts {
+		targets = append(targets, atMost(fmt.Sprintf("sink peak RSS MiB, %d open hours (budget %dMiB + 64MiB)", p.Hours, p.BudgetMiB),
+			float64(p.BudgetMiB+64), p.PeakRSSMiB))
+		if p.Hours != parts[0].Hours {
+			targets = append(targets, atLeast(fmt.Sprintf("sink events/CPU-s, %d open hours / %d", p.Hours, parts[0].Hours),
+				0.90, p.ThroughputRel))
+		}
+	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tmet\t")
 	for _, t := range targets {
 		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%.2f\t%v\t\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Ratio, t.Met)
 	}
 	tw.Flush()
+	if len(parts) > 0 {
+		printPartitions(parts)
+	}
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
-	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "latency": lat,
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "latency": lat,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))
 }

@@ -1,0 +1,265 @@
+package main
+
+// The partitions measure: the real `lakesink sink` process draining the same number
+// of events spread over 10, 1,000 or 5,000 hours of event time (months), at a fixed
+// memory budget. Events come in random hour order and each hour lives in one Kafka
+// partition, so about as many (table, hour, partition) buffers are open at once as
+// there are hours. Throughput is events per CPU-second of the child (rusage);
+// peak RSS is the child's VmHWM (watchRSS).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// PartitionsResult is one run of the partitions measure.
+type PartitionsResult struct {
+	Result
+	Hours          int     `json:"hours"`
+	PeakOpen       int     `json:"peak_open_partitions"`
+	BudgetMiB      int     `json:"budget_mib"`
+	PeakBufferMiB  float64 `json:"peak_buffered_mib"`
+	Flushes        float64 `json:"flushes"`
+	MemoryFlushes  float64 `json:"memory_flushes"`
+	ThroughputRel  float64 `json:"throughput_vs_first"` // events/CPU-s relative to the first (fewest hours) run
+	RSSOverBudget  float64 `json:"rss_over_budget_mib"`
+	RSSWithinLimit bool    `json:"rss_within_budget_plus_64mib"`
+}
+
+// parseHours reads the -partitions flag ("10,1000,5000"); empty means none.
+func parseHours(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-partitions: %q is not a positive number of hours", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// partitions runs the measure once per entry of hours, n events each.
+func partitions(bin string, n int, hours []int, budgetMiB int) ([]PartitionsResult, error) {
+	var out []PartitionsResult
+	for _, h := range hours {
+		r, err := partitionsRun(bin, n, h, budgetMiB)
+		if err != nil {
+			return nil, fmt.Errorf("%d hours: %w", h, err)
+		}
+		if len(out) > 0 {
+			r.ThroughputRel = r.EventsPerCPUs / out[0].EventsPerCPUs
+		} else {
+			r.ThroughputRel = 1
+		}
+		out = append(out, r)
+		fmt.Fprintf(os.Stderr, "bench: %d hours: %d files, %.0f events/CPU-s (%.2f of the first), peak RSS %.0f MiB, peak buffered %.1f MiB\n",
+			h, r.Files, r.EventsPerCPUs, r.ThroughputRel, r.PeakRSSMiB, r.PeakBufferMiB)
+	}
+	return out, nil
+}
+
+func printPartitions(rs []PartitionsResult) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "open hours\tpeak open buffers\tevents\tfiles\tmemory flushes\tevents/CPU-s\tvs first\tpeak buffered MiB\tpeak RSS MiB\tRSS ≤ budget+64MiB\t\n")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.0f\t%v\t\n", r.Hours, r.PeakOpen, r.Events, r.Flushes, r.MemoryFlushes,
+			r.EventsPerCPUs, r.ThroughputRel, r.PeakBufferMiB, r.PeakRSSMiB, r.RSSWithinLimit)
+	}
+	tw.Flush()
+	fmt.Printf("(budget %d MiB; target: peak RSS ≤ budget + 64 MiB and events/CPU-s ≥ 0.90 × the first run)\n\n", rs[0].BudgetMiB)
+}
+
+func partitionsRun(bin string, n, hours, budgetMiB int) (PartitionsResult, error) {
+	ctx := context.Background()
+	brokers := strings.Split(env("LAKESINK_TEST_KAFKA_BROKERS"), ",")
+	name := fmt.Sprintf("bench-parts%d-%d", hours, time.Now().UnixNano())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(20*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	if err != nil {
+		return PartitionsResult{}, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const parts = 6
+	if _, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{"retention.ms": ptr("-1")}, name); err != nil {
+		return PartitionsResult{}, err
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, name+"-dlq"); err != nil {
+		return PartitionsResult{}, err
+	}
+	defer adm.DeleteTopics(context.Background(), name, name+"-dlq")
+
+	// Event k is generated as event perm[k] of n: its time falls in a random hour of the
+	// span, and its hour picks the Kafka partition. No late events: every hour is one buffer.
+	start := time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours) * time.Hour)
+	g := gen.New(uint64(hours), start, time.Duration(hours)*time.Hour)
+	g.LateFraction = 0
+	perm := rand.New(rand.NewPCG(7, uint64(hours))).Perm(n)
+	var total int64
+	fmt.Fprintf(os.Stderr, "bench: pre-filling topic %s (%d events over %d hours)\n", name, n, hours)
+	for _, i := range perm {
+		v, ts := g.Event(i, n)
+		total += int64(len(v))
+		h := int32(ts.Sub(start) / time.Hour)
+		cl.Produce(ctx, &kgo.Record{Topic: name, Partition: h % parts, Value: append([]byte(nil), v...)}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return PartitionsResult{}, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return PartitionsResult{}, err
+	}
+	cfgPath := filepath.Join(os.TempDir(), name+".yaml")
+	y := fmt.Sprintf(`kafka: {brokers: [%s], group: %s, commit_interval: 1s}
+s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
+dead_letter: {topic: %s-dlq}
+http: {listen: "127.0.0.1:%d"}
+log: {level: warn}
+flush: {max_file_bytes: 64MiB, memory_budget: %dMiB, max_age: 5m, max_open_partitions: 20000}
+tables:
+%s`, strings.Join(brokers, ","), name, env("LAKESINK_TEST_S3_BUCKET"), name, env("LAKESINK_TEST_S3_REGION"),
+		env("LAKESINK_TEST_S3_ENDPOINT"), name, port, budgetMiB, gen.TableYAML("events", name))
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return PartitionsResult{}, err
+	}
+	defer os.Remove(cfgPath)
+	cmd := exec.Command(bin, "sink", "-c", cfgPath)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+env("LAKESINK_TEST_S3_ACCESS_KEY"),
+		"AWS_SECRET_ACCESS_KEY="+env("LAKESINK_TEST_S3_SECRET_KEY"), "GOMAXPROCS=2")
+	fmt.Fprintf(os.Stderr, "bench: draining %d events over %d hours with %s\n", n, hours, bin)
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return PartitionsResult{}, err
+	}
+	stopRSS := watchRSS(cmd.Process.Pid)
+	defer stopRSS()
+	var peakOpen, peakBuffered, flushes, memFlushes float64
+	for {
+		page := scrape(port)
+		peakOpen = max(peakOpen, metric(page, "lakesink_open_partitions "))
+		peakBuffered = max(peakBuffered, metric(page, "lakesink_buffered_bytes "))
+		if decoded(page) >= float64(n) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+		if time.Since(began) > 30*time.Minute {
+			_ = cmd.Process.Kill()
+			return PartitionsResult{}, fmt.Errorf("not drained in 30 minutes")
+		}
+	}
+	page := scrape(port)
+	memFlushes = metric(page, `lakesink_flushes_total{trigger="memory"} `)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	rss := stopRSS()
+	if err != nil {
+		return PartitionsResult{}, fmt.Errorf("sink: %w", err)
+	}
+	wall := time.Since(began)
+	lag, err := adm.Lag(ctx, name)
+	if err != nil {
+		return PartitionsResult{}, err
+	}
+	if l := lag[name]; l.Error() != nil || l.Lag.Total() != 0 {
+		return PartitionsResult{}, fmt.Errorf("after the run the group still lags by %d records (%v)", l.Lag.Total(), l.Error())
+	}
+	// Every flush is one file; the shutdown flush is not counted by the last scrape,
+	// so count the files written.
+	files, err := countObjects(name + "/")
+	if err == nil {
+		flushes = float64(files)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r := PartitionsResult{Result: result(fmt.Sprintf("partitions: %d open hours, budget %d MiB", hours, budgetMiB), n, total, wall, cpu, rss),
+		Hours: hours, PeakOpen: int(peakOpen), BudgetMiB: budgetMiB, PeakBufferMiB: peakBuffered / (1 << 20),
+		Flushes: flushes, MemoryFlushes: memFlushes}
+	r.Files = int(flushes)
+	r.RSSOverBudget = r.PeakRSSMiB - float64(budgetMiB)
+	r.RSSWithinLimit = r.PeakRSSMiB <= float64(budgetMiB+64)
+	return r, nil
+}
+
+// metric reads one sample (prefix: name and labels and a space) from a metrics page.
+func metric(page, prefix string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// countObjects counts the objects under prefix in the test bed's bucket.
+func countObjects(prefix string) (int, error) {
+	ctx := context.Background()
+	st, err := store.NewS3(ctx, store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: prefix, Region: env("LAKESINK_TEST_S3_REGION"),
+		Endpoint: env("LAKESINK_TEST_S3_ENDPOINT"), PathStyle: true, AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"),
+		SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = st.List(ctx, "raw/", func(store.ObjectInfo) error { n++; return nil })
+	return n, err
+}
+
+// partitionEvents is the number of events of each partitions run (PARTITION_EVENTS).
+func partitionEvents() int {
+	if n, err := strconv.Atoi(os.Getenv("PARTITION_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 500_000
+}
+
+// runPartitions runs the partitions measure for the -partitions flag and prints its table.
+func runPartitions(bin, flagValue string, budgetMiB int) ([]PartitionsResult, error) {
+	hours, err := parseHours(flagValue)
+	if err != nil || len(hours) == 0 {
+		return nil, err
+	}
+	return partitions(bin, partitionEvents(), hours, budgetMiB)
+}
+
+// partitionsOnly runs only the partitions measure and stores it under "partitions" in
+// the JSON results at out, keeping the other measures already there.
+func partitionsOnly(bin, flagValue string, budgetMiB int, out string) error {
+	rs, err := runPartitions(bin, flagValue, budgetMiB)
+	if err != nil {
+		return err
+	}
+	printPartitions(rs)
+	doc := map[string]any{}
+	if data, err := os.ReadFile(out); err == nil {
+		_ = json.Unmarshal(data, &doc)
+	}
+	doc["partitions"] = rs
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(doc, "", "  ")
+	return os.WriteFile(out, data, 0o644)
+}
