@@ -122,7 +122,6 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 			e.byTopic[topic] = t
 		}
 	}
-	m.BufferBudgetBytes.Set(float64(cfg.Flush.MemoryBudget))
 	cols := 0
 	for _, t := range e.byTopic {
 		cols = max(cols, len(t.schema.Leaves))
@@ -132,6 +131,9 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 		e.partSize, e.partsInFlight = int64(cfg.S3.PartSize), int64(cfg.S3.UploadConcurrency)+1
 	}
 	e.bufferBudget = bufferBudget(cfg, log)
+	// What buffered_bytes is held under: the alert on buffered/budget and the
+	// dashboard compare against it, not against the whole flush.memory_budget.
+	m.BufferBudgetBytes.Set(float64(e.bufferBudget))
 	return e, nil
 }
 

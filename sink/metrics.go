@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BufferedBytes: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffered_bytes",
 			Help: "Bytes held in partition buffers, including sealed buffers not yet uploaded."}),
 		BufferBudgetBytes: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "buffer_budget_bytes",
-			Help: "The configured memory budget (flush.memory_budget)."}),
+			Help: "The share of flush.memory_budget left for buffers and uploads in flight, which lakesink_buffered_bytes stays under."}),
 		OpenPartitions: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "open_partitions",
 			Help: "Open partition buffers (table, period, topic-partition)."}),
 		Flushes: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "flushes_total",
