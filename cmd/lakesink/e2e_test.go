@@ -512,13 +512,17 @@ func TestE2EMemoryBudgetWithThousandOpenPartitions(t *testing.T) {
 	b.produce(n, hours, 8, parts)
 	cfg := b.config("flush: {max_age: 20s, max_file_bytes: 8MiB, memory_budget: 64MiB, max_open_partitions: 10000, shutdown_timeout: 30s}")
 	p := b.start(cfg)
-	var maxBuffered, maxRSS float64
+	var maxBuffered, maxRSS, share float64
 	samples := 0
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		if m := p.metrics(t); m != nil {
 			samples++
 			maxBuffered = max(maxBuffered, m["lakesink_buffered_bytes"])
+			share = m["lakesink_buffer_budget_bytes"]
+			if m["lakesink_buffered_bytes"] > share {
+				t.Errorf("buffered %.0f bytes, over the buffers' share %.0f of the budget", m["lakesink_buffered_bytes"], share)
+			}
 			maxRSS = max(maxRSS, m["process_resident_memory_bytes"])
 			if maxOpen := m["lakesink_open_partitions"]; maxOpen > 0 && samples%50 == 0 {
 				t.Logf("open partitions %v, buffered %.1f MiB, rss %.1f MiB", maxOpen, m["lakesink_buffered_bytes"]/(1<<20), m["process_resident_memory_bytes"]/(1<<20))
@@ -538,13 +542,17 @@ func TestE2EMemoryBudgetWithThousandOpenPartitions(t *testing.T) {
 	if samples < 10 {
 		t.Fatalf("only %d metric samples", samples)
 	}
+	if share <= 0 || share >= budget {
+		t.Fatalf("lakesink_buffer_budget_bytes %.0f: want the buffers' share of the %d budget", share, budget)
+	}
 	if maxBuffered > budget {
 		t.Fatalf("buffered bytes peaked at %.0f, over the %d budget", maxBuffered, budget)
 	}
-	// The budget covers buffers; fetch buffers, encoders and the runtime come on top.
-	// parquet-go buffers reached 913 MiB here; the compact store stays under 200.
-	if maxRSS > 4*budget {
-		t.Fatalf("peak RSS %.1f MiB is far above the 64 MiB budget", maxRSS/(1<<20))
+	// The budget covers the Go heap (sink/memory.go); the binary's pages (~64 MiB) and
+	// GC timing come on top. Measured 126–139 MiB; before the whole-process accounting
+	// it was 212 MiB, and with parquet-go's buffers 913 MiB.
+	if maxRSS > budget+112<<20 {
+		t.Fatalf("peak RSS %.1f MiB, over the 64 MiB budget + 112 MiB", maxRSS/(1<<20))
 	}
 	rows, distinct, misplaced := b.lakeCounts()
 	if rows != n || distinct != n || misplaced != 0 {
