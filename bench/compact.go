@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,12 +27,15 @@ const benchPartitions = 4
 // compact fills a raw zone on the S3 server with at least minFiles small files
 // of the events (the sink's own engine writes them, sealing every buffer often),
 // then times one `lakesink compact` run over it into a SQLite-catalog Iceberg table.
-func compact(events [][]byte, bin string, minFiles int, profile string) (Result, error) {
+//
+// It then measures pruning (Scan): the data-file bytes PyIceberg plans for a one-hour
+// predicate against those of a full scan of the compacted table.
+func compact(events [][]byte, bin string, minFiles int, profile string, hour time.Time) (Result, *Scan, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-compact-%d", time.Now().UnixNano())
 	dir, err := os.MkdirTemp("", name)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	defer os.RemoveAll(dir)
 	s3cfg := store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: name + "/", Region: env("LAKESINK_TEST_S3_REGION"),
@@ -39,7 +43,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string) (Result,
 		AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"), SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")}
 	st, err := store.NewS3(ctx, s3cfg)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
 s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
@@ -56,23 +60,23 @@ tables:
 %s`, s3cfg.Bucket, name, s3cfg.Region, s3cfg.Endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
 	cfgPath := filepath.Join(dir, "lakesink.yaml")
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	cfg, err := config.Parse([]byte(y), nil)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "bench: writing ≥ %d small raw files under s3://%s/%s/\n", minFiles, s3cfg.Bucket, name)
 	if err := writeSmallFiles(ctx, cfg, st, events, minFiles); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	var files int
 	var size int64
 	if err := st.List(ctx, "raw/", func(o store.ObjectInfo) error { files++; size += o.Size; return nil }); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	if files < minFiles {
-		return Result{}, fmt.Errorf("the raw zone holds %d files, want ≥ %d", files, minFiles)
+		return Result{}, nil, fmt.Errorf("the raw zone holds %d files, want ≥ %d", files, minFiles)
 	}
 	fmt.Fprintf(os.Stderr, "bench: compacting %d raw files (%.1f MB) with %s\n", files, float64(size)/1e6, bin)
 	args := []string{"compact", "-c", cfgPath}
@@ -86,28 +90,75 @@ tables:
 		"AWS_REGION="+s3cfg.Region, "GOMAXPROCS=2")
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	stopRSS := watchRSS(cmd.Process.Pid)
 	err = cmd.Wait()
 	wall := time.Since(start)
 	rss := stopRSS()
 	if err != nil {
-		return Result{}, fmt.Errorf("compact: %w\n%s", err, out.String())
+		return Result{}, nil, fmt.Errorf("compact: %w\n%s", err, out.String())
 	}
 	// The run must have merged every event: the summary line counts the rows.
 	m := regexp.MustCompile(`(\d+) rows, (\d+) duplicates dropped`).FindStringSubmatch(out.String())
 	if m == nil {
-		return Result{}, fmt.Errorf("no summary in the compactor's output:\n%s", out.String())
+		return Result{}, nil, fmt.Errorf("no summary in the compactor's output:\n%s", out.String())
 	}
 	if rows, _ := strconv.Atoi(m[1]); rows != len(events) {
-		return Result{}, fmt.Errorf("the compactor merged %d rows, want %d:\n%s", rows, len(events), out.String())
+		return Result{}, nil, fmt.Errorf("the compactor merged %d rows, want %d:\n%s", rows, len(events), out.String())
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	r := result("compact: raw files → Iceberg, 2 cores", len(events), size, wall, cpu, rss)
 	r.Files = files
-	return r, nil
+	sc, err := scan(s3cfg, "sqlite:///"+filepath.Join(dir, "catalog.db"), fmt.Sprintf("s3://%s/%s/warehouse", s3cfg.Bucket, name), hour)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	return r, sc, nil
+}
+
+// Scan is the pruning measure: what a one-hour predicate on the event time plans
+// to read from the compacted table, against a full scan, as PyIceberg plans it
+// (deploy/local/icebergq.py: an independent reader, not lakesink's code).
+type Scan struct {
+	Hour         string  `json:"hour"`
+	FilesPlanned int64   `json:"files_planned"`
+	FilesTotal   int64   `json:"files_total"`
+	BytesPlanned int64   `json:"bytes_planned"`
+	BytesTotal   int64   `json:"bytes_total"`
+	Ratio        float64 `json:"bytes_ratio"`
+}
+
+func scan(s3cfg store.S3Config, uri, warehouse string, hour time.Time) (*Scan, error) {
+	h := hour.UTC().Format("2006-01-02T15")
+	cmd := exec.Command(env("LAKESINK_TEST_PYTHON"), env("LAKESINK_TEST_ICEBERGQ"), "--catalog", "sql", "--uri", uri,
+		"--warehouse", warehouse, "--table", "bench.events", "--id-column", "event_id", "--time-column", "ts",
+		"--filter-hour", h, "--s3-endpoint", s3cfg.Endpoint)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey,
+		"AWS_REGION="+s3cfg.Region)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("icebergq.py: %w\n%s", err, stderr.String())
+	}
+	var q struct {
+		Count        int64 `json:"count"`
+		FilesPlanned int64 `json:"files_planned"`
+		FilesTotal   int64 `json:"files_total"`
+		BytesPlanned int64 `json:"bytes_planned"`
+		BytesTotal   int64 `json:"bytes_total"`
+	}
+	if err := json.Unmarshal(out, &q); err != nil {
+		return nil, fmt.Errorf("icebergq.py output %q: %w", out, err)
+	}
+	if q.Count == 0 || q.BytesTotal == 0 {
+		return nil, fmt.Errorf("hour %s of the compacted table read %d rows of %d bytes: nothing to measure", h, q.Count, q.BytesTotal)
+	}
+	fmt.Fprintf(os.Stderr, "bench: one-hour scan (%s) plans %d of %d files, %d of %d bytes\n", h, q.FilesPlanned, q.FilesTotal, q.BytesPlanned, q.BytesTotal)
+	return &Scan{Hour: h, FilesPlanned: q.FilesPlanned, FilesTotal: q.FilesTotal, BytesPlanned: q.BytesPlanned,
+		BytesTotal: q.BytesTotal, Ratio: float64(q.BytesPlanned) / float64(q.BytesTotal)}, nil
 }
 
 // writeSmallFiles runs the events through the sink's engine over benchPartitions

@@ -37,6 +37,8 @@ Output, one JSON object on stdout:
   files_total    data files of the current snapshot (pyiceberg engine), else null
   files_per_partition  {"ts_hour=2026-11-24-13": files} over the whole snapshot, keyed by the
                  partition path ("" when unpartitioned) (pyiceberg engine), else null
+  bytes_planned  total size of the data files planned for the filter (pyiceberg engine), else null
+  bytes_total    total size of the current snapshot's data files (pyiceberg engine), else null
   schema         the table's top-level column names, in order
   plus engine, metadata_location, snapshot_id.
 --filter-hour H keeps rows with H <= time < H+1h (UTC).
@@ -138,13 +140,16 @@ def read_pyiceberg(table, a, columns, hour):
         # Integer literals bind to timestamp and timestamptz fields as microseconds (UTC).
         row_filter = And(GreaterThanOrEqual(a.time_column, lo), LessThan(a.time_column, lo + HOUR_US))
     scan = table.scan(row_filter=row_filter, selected_fields=tuple(columns))
-    files = len(list(scan.plan_files()))
+    planned = list(scan.plan_files())
+    files = len(planned)
     # every data file of the snapshot, by partition
-    spec, schema, per_part = table.spec(), table.schema(), {}
+    spec, schema, per_part, total_bytes = table.spec(), table.schema(), {}, 0
     for task in table.scan().plan_files():
         key = spec.partition_to_path(task.file.partition, schema) if spec.fields else ""
         per_part[key] = per_part.get(key, 0) + 1
-    return scan.to_arrow(), files, dict(sorted(per_part.items()))
+        total_bytes += task.file.file_size_in_bytes
+    planned_bytes = sum(task.file.file_size_in_bytes for task in planned)
+    return scan.to_arrow(), files, dict(sorted(per_part.items())), planned_bytes, total_bytes
 
 
 def duckdb_path(location):
@@ -231,15 +236,16 @@ def query(a):
             raise SystemExit("icebergq: column %r is not in the table (columns: %s)" % (c, ", ".join(schema)))
     columns = [a.id_column] + [c for c in (a.time_column,) + KAFKA_KEY if c in schema and c != a.id_column]
     hour = parse_hour(a.filter_hour) if a.filter_hour else None
-    files = files_total = per_part = None
+    files = files_total = per_part = bytes_planned = bytes_total = None
     if a.engine == "pyiceberg":
-        tbl, files, per_part = read_pyiceberg(table, a, columns, hour)
+        tbl, files, per_part, bytes_planned, bytes_total = read_pyiceberg(table, a, columns, hour)
         files_total = sum(per_part.values())
     else:
         tbl, schema = read_duckdb(table, a, columns, hour)
     out = summarize(tbl, a)
     snap = table.current_snapshot()
-    out.update(files_planned=files, files_total=files_total, files_per_partition=per_part, schema=schema, engine=a.engine,
+    out.update(files_planned=files, files_total=files_total, files_per_partition=per_part,
+               bytes_planned=bytes_planned, bytes_total=bytes_total, schema=schema, engine=a.engine,
                metadata_location=table.metadata_location, snapshot_id=snap.snapshot_id if snap else None)
     return out
 

@@ -284,6 +284,9 @@ type IcebergSummary struct {
 	FilesPlanned      *int64           `json:"files_planned"`
 	FilesTotal        *int64           `json:"files_total"`
 	FilesPerPartition map[string]int64 `json:"files_per_partition"`
+	// BytesPlanned and BytesTotal are the sizes of those planned files and of all of them.
+	BytesPlanned *int64 `json:"bytes_planned"`
+	BytesTotal   *int64 `json:"bytes_total"`
 	// Schema is the table's top-level column names in order.
 	Schema           []string `json:"schema"`
 	Engine           string   `json:"engine"`

@@ -227,6 +227,9 @@ func TestIcebergQ(t *testing.T) {
 				*got.DupKeys != 1 || (engine == "pyiceberg" && (got.FilesPlanned == nil || *got.FilesPlanned != 2)) {
 				t.Errorf("%s read hour 13 as %v\nwant count 6, id_checksum %s, 1 dup key, 2 files planned", engine, got, want13.IDChecksum)
 			}
+			if engine == "pyiceberg" && (got.BytesPlanned == nil || got.BytesTotal == nil || *got.BytesPlanned <= 0 || *got.BytesPlanned >= *got.BytesTotal) {
+				t.Errorf("pyiceberg hour 13: bytes planned %v of %v, want some but not all", got.BytesPlanned, got.BytesTotal)
+			}
 		}
 	}
 	write := func(t *testing.T, q IcebergQuery) {
