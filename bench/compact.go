@@ -38,9 +38,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 		return Result{}, nil, err
 	}
 	defer os.RemoveAll(dir)
-	s3cfg := store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: name + "/", Region: env("LAKESINK_TEST_S3_REGION"),
-		Endpoint: env("LAKESINK_TEST_S3_ENDPOINT"), PathStyle: true,
-		AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"), SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")}
+	s3cfg := benchS3(name + "/")
 	st, err := store.NewS3(ctx, s3cfg)
 	if err != nil {
 		return Result{}, nil, err

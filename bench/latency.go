@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -44,54 +41,23 @@ const latencyMaxAge = 10 * time.Second
 // rate for the given time, and watches the bucket and the group's commits.
 func latency(bin string, rate, seconds int) (Latency, error) {
 	ctx := context.Background()
-	brokers := strings.Split(env("LAKESINK_TEST_KAFKA_BROKERS"), ",")
 	name := fmt.Sprintf("bench-latency-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		return Latency{}, err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	const parts = 6
-	if _, err := adm.CreateTopic(ctx, parts, 1, nil, name); err != nil {
-		return Latency{}, err
-	}
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, name+"-dlq"); err != nil {
-		return Latency{}, err
-	}
-	defer adm.DeleteTopics(context.Background(), name, name+"-dlq")
-	s3cfg := store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: name + "/", Region: env("LAKESINK_TEST_S3_REGION"),
-		Endpoint: env("LAKESINK_TEST_S3_ENDPOINT"), PathStyle: true,
-		AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"), SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")}
-	st, err := store.NewS3(ctx, s3cfg)
+	cl, adm, done, err := benchTopic(ctx, name, parts, nil, kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return Latency{}, err
 	}
-	port, err := freePort()
+	defer done()
+	st, err := store.NewS3(ctx, benchS3(name+"/"))
 	if err != nil {
 		return Latency{}, err
 	}
-	cfgPath := filepath.Join(os.TempDir(), name+".yaml")
-	y := fmt.Sprintf(`kafka: {brokers: [%s], group: %s, commit_interval: 1s}
-s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
-dead_letter: {topic: %s-dlq}
-http: {listen: "127.0.0.1:%d"}
-log: {level: warn}
-flush: {max_file_bytes: 128MiB, memory_budget: 256MiB, max_age: %s}
-tables:
-%s`, strings.Join(brokers, ","), name, s3cfg.Bucket, name, s3cfg.Region, s3cfg.Endpoint, name, port, latencyMaxAge, gen.TableYAML("events", name))
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+	sk, err := startSink(bin, name, fmt.Sprintf("{max_file_bytes: 128MiB, memory_budget: 256MiB, max_age: %s}", latencyMaxAge))
+	if err != nil {
 		return Latency{}, err
 	}
-	defer os.Remove(cfgPath)
-	cmd := exec.Command(bin, "sink", "-c", cfgPath)
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey, "GOMAXPROCS=2")
-	if err := cmd.Start(); err != nil {
-		return Latency{}, err
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	for !strings.Contains(scrape(port), "lakesink_") {
+	defer sk.stop()
+	for !strings.Contains(scrape(sk.port), "lakesink_") {
 		time.Sleep(50 * time.Millisecond)
 	}
 

@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,7 +28,6 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/gen"
@@ -264,23 +262,13 @@ func env(k string) string {
 
 func endToEnd(events [][]byte, total int64, bin string) (Result, error) {
 	ctx := context.Background()
-	brokers := strings.Split(env("LAKESINK_TEST_KAFKA_BROKERS"), ",")
 	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(20*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	const parts = 6
+	cl, adm, done, err := benchTopic(ctx, name, parts, map[string]*string{"retention.ms": ptr("-1")}, bulkProducer...)
 	if err != nil {
 		return Result{}, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	const parts = 6
-	if _, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{"retention.ms": ptr("-1")}, name); err != nil {
-		return Result{}, err
-	}
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, name+"-dlq"); err != nil {
-		return Result{}, err
-	}
-	defer adm.DeleteTopics(context.Background(), name, name+"-dlq")
+	defer done()
 	fmt.Fprintf(os.Stderr, "bench: pre-filling topic %s\n", name)
 	for i, v := range events {
 		cl.Produce(ctx, &kgo.Record{Topic: name, Partition: int32(i % parts), Value: v}, nil)
@@ -288,60 +276,16 @@ func endToEnd(events [][]byte, total int64, bin string) (Result, error) {
 	if err := cl.Flush(ctx); err != nil {
 		return Result{}, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return Result{}, err
-	}
-	cfgPath := filepath.Join(os.TempDir(), name+".yaml")
-	y := fmt.Sprintf(`kafka: {brokers: [%s], group: %s, commit_interval: 1s}
-s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
-dead_letter: {topic: %s-dlq}
-http: {listen: "127.0.0.1:%d"}
-log: {level: warn}
-flush: {max_file_bytes: 128MiB, memory_budget: 1GiB, max_age: 5m}
-tables:
-%s`, strings.Join(brokers, ","), name, env("LAKESINK_TEST_S3_BUCKET"), name, env("LAKESINK_TEST_S3_REGION"),
-		env("LAKESINK_TEST_S3_ENDPOINT"), name, port, gen.TableYAML("events", name))
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		return Result{}, err
-	}
-	defer os.Remove(cfgPath)
-	cmd := exec.Command(bin, "sink", "-c", cfgPath)
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+env("LAKESINK_TEST_S3_ACCESS_KEY"),
-		"AWS_SECRET_ACCESS_KEY="+env("LAKESINK_TEST_S3_SECRET_KEY"), "GOMAXPROCS=2")
 	fmt.Fprintf(os.Stderr, "bench: draining %d events with %s\n", len(events), bin)
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return Result{}, err
-	}
-	stopRSS := watchRSS(cmd.Process.Pid)
-	defer stopRSS()
-	// Wait until every event is decoded, then SIGTERM: the shutdown flush, upload and
-	// commit are part of the measured time, which ends when the process exits.
-	for decoded(scrape(port)) < float64(len(events)) {
-		time.Sleep(20 * time.Millisecond)
-		if time.Since(start) > 30*time.Minute {
-			_ = cmd.Process.Kill()
-			return Result{}, fmt.Errorf("not drained in 30 minutes")
-		}
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
-	rss := stopRSS()
-	if err != nil {
-		return Result{}, fmt.Errorf("sink: %w", err)
-	}
-	wall := time.Since(start)
-	lag, err := adm.Lag(ctx, name)
+	sk, err := startSink(bin, name, "{max_file_bytes: 128MiB, memory_budget: 1GiB, max_age: 5m}")
 	if err != nil {
 		return Result{}, err
 	}
-	if l := lag[name]; l.Error() != nil || l.Lag.Total() != 0 {
-		return Result{}, fmt.Errorf("after the run the group still lags by %d records (%v)", l.Lag.Total(), l.Error())
+	defer sk.stop()
+	wall, cpu, rss, err := sk.drain(ctx, adm, name, len(events), nil)
+	if err != nil {
+		return Result{}, err
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return result("e2e: Kafka → Parquet on S3, 2 cores", len(events), total, wall, cpu, rss), nil
 }
 
@@ -368,8 +312,13 @@ func scrape(port int) string {
 
 // decoded reads lakesink_records_decoded_total from a metrics page.
 func decoded(page string) float64 {
+	return metric(page, `lakesink_records_decoded_total{table="events"} `)
+}
+
+// metric reads one sample (prefix: name and labels and a space) from a metrics page.
+func metric(page, prefix string) float64 {
 	for _, line := range strings.Split(page, "\n") {
-		if v, ok := strings.CutPrefix(line, `lakesink_records_decoded_total{table="events"} `); ok {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return f
 		}

@@ -13,15 +13,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/gen"
@@ -91,23 +88,14 @@ func printPartitions(rs []PartitionsResult) {
 
 func partitionsRun(bin string, n, hours, budgetMiB int) (PartitionsResult, error) {
 	ctx := context.Background()
-	brokers := strings.Split(env("LAKESINK_TEST_KAFKA_BROKERS"), ",")
 	name := fmt.Sprintf("bench-parts%d-%d", hours, time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(20*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	const parts = 6
+	cl, adm, done, err := benchTopic(ctx, name, parts, map[string]*string{"retention.ms": ptr("-1")},
+		append([]kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner())}, bulkProducer...)...)
 	if err != nil {
 		return PartitionsResult{}, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	const parts = 6
-	if _, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{"retention.ms": ptr("-1")}, name); err != nil {
-		return PartitionsResult{}, err
-	}
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, name+"-dlq"); err != nil {
-		return PartitionsResult{}, err
-	}
-	defer adm.DeleteTopics(context.Background(), name, name+"-dlq")
+	defer done()
 
 	// Event k is generated as event perm[k] of n: its time falls in a random hour of the
 	// span, and its hour picks the Kafka partition. No late events: every hour is one buffer.
@@ -126,73 +114,28 @@ func partitionsRun(bin string, n, hours, budgetMiB int) (PartitionsResult, error
 	if err := cl.Flush(ctx); err != nil {
 		return PartitionsResult{}, err
 	}
-	port, err := freePort()
+	fmt.Fprintf(os.Stderr, "bench: draining %d events over %d hours with %s\n", n, hours, bin)
+	sk, err := startSink(bin, name,
+		fmt.Sprintf("{max_file_bytes: 64MiB, memory_budget: %dMiB, max_age: 5m, max_open_partitions: 20000}", budgetMiB))
 	if err != nil {
 		return PartitionsResult{}, err
 	}
-	cfgPath := filepath.Join(os.TempDir(), name+".yaml")
-	y := fmt.Sprintf(`kafka: {brokers: [%s], group: %s, commit_interval: 1s}
-s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
-dead_letter: {topic: %s-dlq}
-http: {listen: "127.0.0.1:%d"}
-log: {level: warn}
-flush: {max_file_bytes: 64MiB, memory_budget: %dMiB, max_age: 5m, max_open_partitions: 20000}
-tables:
-%s`, strings.Join(brokers, ","), name, env("LAKESINK_TEST_S3_BUCKET"), name, env("LAKESINK_TEST_S3_REGION"),
-		env("LAKESINK_TEST_S3_ENDPOINT"), name, port, budgetMiB, gen.TableYAML("events", name))
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		return PartitionsResult{}, err
-	}
-	defer os.Remove(cfgPath)
-	cmd := exec.Command(bin, "sink", "-c", cfgPath)
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+env("LAKESINK_TEST_S3_ACCESS_KEY"),
-		"AWS_SECRET_ACCESS_KEY="+env("LAKESINK_TEST_S3_SECRET_KEY"), "GOMAXPROCS=2")
-	fmt.Fprintf(os.Stderr, "bench: draining %d events over %d hours with %s\n", n, hours, bin)
-	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		return PartitionsResult{}, err
-	}
-	stopRSS := watchRSS(cmd.Process.Pid)
-	defer stopRSS()
-	var peakOpen, peakBuffered, flushes, memFlushes float64
-	for {
-		page := scrape(port)
+	defer sk.stop()
+	var peakOpen, peakBuffered, memFlushes float64
+	wall, cpu, rss, err := sk.drain(ctx, adm, name, n, func(page string) {
 		peakOpen = max(peakOpen, metric(page, "lakesink_open_partitions "))
 		peakBuffered = max(peakBuffered, metric(page, "lakesink_buffered_bytes "))
-		if decoded(page) >= float64(n) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-		if time.Since(began) > 30*time.Minute {
-			_ = cmd.Process.Kill()
-			return PartitionsResult{}, fmt.Errorf("not drained in 30 minutes")
-		}
-	}
-	page := scrape(port)
-	memFlushes = metric(page, `lakesink_flushes_total{trigger="memory"} `)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
-	rss := stopRSS()
-	if err != nil {
-		return PartitionsResult{}, fmt.Errorf("sink: %w", err)
-	}
-	wall := time.Since(began)
-	lag, err := adm.Lag(ctx, name)
+		memFlushes = max(memFlushes, metric(page, `lakesink_flushes_total{trigger="memory"} `))
+	})
 	if err != nil {
 		return PartitionsResult{}, err
-	}
-	if l := lag[name]; l.Error() != nil || l.Lag.Total() != 0 {
-		return PartitionsResult{}, fmt.Errorf("after the run the group still lags by %d records (%v)", l.Lag.Total(), l.Error())
 	}
 	// Every flush is one file; the shutdown flush is not counted by the last scrape,
 	// so count the files written.
-	files, err := countObjects(name + "/")
-	if err == nil {
+	var flushes float64
+	if files, err := countObjects(name + "/"); err == nil {
 		flushes = float64(files)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	r := PartitionsResult{Result: result(fmt.Sprintf("partitions: %d open hours, budget %d MiB", hours, budgetMiB), n, total, wall, cpu, rss),
 		Hours: hours, PeakOpen: int(peakOpen), BudgetMiB: budgetMiB, PeakBufferMiB: peakBuffered / (1 << 20),
 		Flushes: flushes, MemoryFlushes: memFlushes}
@@ -202,23 +145,10 @@ tables:
 	return r, nil
 }
 
-// metric reads one sample (prefix: name and labels and a space) from a metrics page.
-func metric(page, prefix string) float64 {
-	for _, line := range strings.Split(page, "\n") {
-		if v, ok := strings.CutPrefix(line, prefix); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
-
 // countObjects counts the objects under prefix in the test bed's bucket.
 func countObjects(prefix string) (int, error) {
 	ctx := context.Background()
-	st, err := store.NewS3(ctx, store.S3Config{Bucket: env("LAKESINK_TEST_S3_BUCKET"), Prefix: prefix, Region: env("LAKESINK_TEST_S3_REGION"),
-		Endpoint: env("LAKESINK_TEST_S3_ENDPOINT"), PathStyle: true, AccessKeyID: env("LAKESINK_TEST_S3_ACCESS_KEY"),
-		SecretAccessKey: env("LAKESINK_TEST_S3_SECRET_KEY")})
+	st, err := store.NewS3(ctx, benchS3(prefix))
 	if err != nil {
 		return 0, err
 	}

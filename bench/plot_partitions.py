@@ -12,6 +12,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def panel(ax, xs, ys, color, label, ylabel, title, fmt, lines, top):
+    """One measure against open partitions (log x), with reference lines and value labels."""
+    ax.plot(xs, ys, "o-", color=color, label=label)
+    for y, c, ls, text in lines:
+        ax.axhline(y, color=c, ls=ls, label=text)
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0, top=top)
+    ax.set_xlabel("open hour partitions")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    for x, y in zip(xs, ys):
+        ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+
+
 def main(src, dst):
     with open(src) as f:
         runs = json.load(f).get("partitions") or []
@@ -23,28 +38,12 @@ def main(src, dst):
     budget = runs[0]["budget_mib"]
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    a.plot(hours, eps, "o-", color="tab:blue", label="measured")
-    a.axhline(0.9 * eps[0], color="tab:gray", ls="--", label=f"90 % of {hours[0]} partitions")
-    a.set_xscale("log")
-    a.set_ylim(bottom=0)
-    a.set_xlabel("open hour partitions")
-    a.set_ylabel("events per CPU-second")
-    a.set_title("sink throughput")
-    a.legend(loc="lower left")
-    for x, y in zip(hours, eps):
-        a.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-
-    b.plot(hours, rss, "o-", color="tab:red", label="peak RSS (VmHWM)")
-    b.axhline(budget, color="tab:green", ls=":", label=f"memory budget {budget} MiB")
-    b.axhline(budget + 64, color="tab:gray", ls="--", label="target: budget + 64 MiB")
-    b.set_xscale("log")
-    b.set_ylim(bottom=0, top=max(max(rss), budget + 64) * 1.15)
-    b.set_xlabel("open hour partitions")
-    b.set_ylabel("MiB")
-    b.set_title("sink peak RSS")
-    b.legend(loc="lower left")
-    for x, y in zip(hours, rss):
-        b.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    panel(a, hours, eps, "tab:blue", "measured", "events per CPU-second", "sink throughput", "{:,.0f}",
+          [(0.9 * eps[0], "tab:gray", "--", f"90 % of {hours[0]} partitions")], top=None)
+    panel(b, hours, rss, "tab:red", "peak RSS (VmHWM)", "MiB", "sink peak RSS", "{:.0f}",
+          [(budget, "tab:green", ":", f"memory budget {budget} MiB"),
+           (budget + 64, "tab:gray", "--", "target: budget + 64 MiB")],
+          top=max(max(rss), budget + 64) * 1.15)
 
     fig.suptitle(f"lakesink sink, {runs[0]['events']:,} events per run, budget {budget} MiB, 2 cores")
     fig.tight_layout()
