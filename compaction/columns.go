@@ -452,19 +452,21 @@ func (c *column) addPage(p parquet.Page) bool {
 	var boffs []uint32
 	switch c.kind {
 	case parquet.Int32:
-		for _, v := range vals.Int32() {
-			num = append(num, uint64(uint32(v)))
+		in := vals.Int32()
+		num = make([]uint64, len(in))
+		for i, v := range in {
+			num[i] = uint64(uint32(v))
 		}
 	case parquet.Int64:
 		num = unsafeUint64s(vals.Int64())
 	case parquet.Float:
-		for _, v := range vals.Float() {
-			num = append(num, uint64(math.Float32bits(v)))
+		in := vals.Float()
+		num = make([]uint64, len(in))
+		for i, v := range in {
+			num[i] = uint64(math.Float32bits(v))
 		}
 	case parquet.Double:
-		for _, v := range vals.Double() {
-			num = append(num, math.Float64bits(v))
-		}
+		num = unsafeUint64s(vals.Double())
 	case parquet.ByteArray:
 		bdata, boffs = vals.ByteArray()
 		if len(boffs) == 0 {
@@ -541,7 +543,8 @@ func (c *column) addPage(p parquet.Page) bool {
 	return true
 }
 
-func unsafeUint64s(s []int64) []uint64 {
+// unsafeUint64s views 8-byte values (int64 or float64 bits) as uint64s, without a copy.
+func unsafeUint64s[T int64 | float64](s []T) []uint64 {
 	if len(s) == 0 {
 		return nil
 	}
