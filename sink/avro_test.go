@@ -210,7 +210,7 @@ func readBack(t *testing.T, s *schema.Schema, cols *columns, n int) []map[string
 	t.Helper()
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if err := cols.writeTo(w, nil); err != nil {
+	if err := cols.writeTo(w, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		cols.appendRow(d.Cols)
 		if cols.rows == n || i == b.N-1 {
 			w := parquet.NewWriter(io.Discard, s.WriterOptions()...)
-			if err := cols.writeTo(w, nil); err != nil {
+			if err := cols.writeTo(w, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 			if err := w.Close(); err != nil {
@@ -55,5 +56,98 @@ func BenchmarkDecodeEncode(b *testing.B) {
 			}
 			cols = newColumns(s.Leaves)
 		}
+	}
+}
+
+// BenchmarkEncodeSmallFile is the CPU of one raw file of 100 rows, the file a sink
+// with thousands of open hour partitions writes: per-file costs (writer set-up,
+// pages, footer) dominate it.
+func BenchmarkEncodeSmallFile(b *testing.B) {
+	for _, rows := range []int{100, 500, 50_000} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			buf := sampleBuffer(b, rows, 0)
+			enc := &encoder{codec: newZstdCodec(2)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := enc.encode(io.Discard, buf, nil, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+	}
+}
+
+// sampleBuffer is a buffer of n generated events of the sample table, from offset first.
+func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
+	tb.Helper()
+	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g := gen.New(uint64(first)+1, time.Now().Add(-time.Hour), time.Hour)
+	d := NewDecoder(s, &cfg.Tables[0], 1<<20)
+	now := time.Now()
+	buf := &buffer{bufKey: bufKey{table: &table{schema: s}, tp: &tpState{topic: "a"}}, rows: newColumns(s.Leaves), first: first}
+	for i := range n {
+		v, _ := g.Event(i, n)
+		off := first + int64(i)
+		if _, err := d.Decode(&Record{Topic: "a", Timestamp: now, Offset: off, Value: v}, now); err != nil {
+			tb.Fatal(err)
+		}
+		buf.rows.appendRow(d.Cols)
+		buf.offsets = append(buf.offsets, off)
+		buf.n, buf.last = buf.n+1, off
+	}
+	buf.bytes = buf.rows.size()
+	return buf
+}
+
+// BenchmarkAppendRow is the column store's append at 10 and 1,000 open buffers: with
+// many buffers each row lands in columns that are cold in the CPU cache.
+func BenchmarkAppendRow(b *testing.B) {
+	src := sampleBuffer(b, 1000, 0)
+	leaves := src.table.schema.Leaves
+	// The staged values of each sample row, as the decoder leaves them.
+	rows := make([][][]parquet.Value, src.n)
+	for r := range rows {
+		rows[r] = make([][]parquet.Value, len(leaves))
+	}
+	for i := range leaves {
+		col, leaf := &src.rows.cols[i], &leaves[i]
+		pos, r := 0, -1
+		for _, lv := range col.levels {
+			rep, def := int(lv>>4), int(lv&15)
+			if rep == 0 {
+				r++
+			}
+			var v parquet.Value
+			if def == leaf.MaxDef {
+				v, pos = src.rows.value(leaf, col.data, pos)
+			}
+			rows[r][i] = append(rows[r][i], v.Level(rep, def, i))
+		}
+	}
+	for _, open := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
+			bufs := make([]*columns, open)
+			for i := range bufs {
+				bufs[i] = newColumns(leaves)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c := bufs[i%open]
+				if c.rows == 500 {
+					c = newColumns(leaves)
+					bufs[i%open] = c
+				}
+				c.appendRow(rows[i%len(rows)])
+			}
+		})
 	}
 }

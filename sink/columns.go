@@ -154,14 +154,20 @@ func (c *columns) appendRow(staged [][]parquet.Value) {
 	c.rows++
 }
 
+// writeBatch is the number of values writeTo hands a column writer at a time.
+const writeBatch = 4096
+
 // writeTo streams every kept row (keep nil: all) into the writer's column writers,
-// in batches of whole rows.
-func (c *columns) writeTo(w *parquet.Writer, keep []bool) error {
+// in batches of whole rows; batch is scratch space of capacity writeBatch (nil: one
+// is allocated).
+func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value) error {
 	cws := w.ColumnWriters()
 	if len(cws) != len(c.cols) {
 		return fmt.Errorf("writer has %d columns, buffer %d", len(cws), len(c.cols))
 	}
-	batch := make([]parquet.Value, 0, 4096)
+	if cap(batch) < writeBatch {
+		batch = make([]parquet.Value, 0, writeBatch)
+	}
 	for i := range c.cols {
 		col, leaf := &c.cols[i], &c.leaves[i]
 		pos, row := 0, -1

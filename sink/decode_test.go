@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 	keep := []bool{true, true, true, false}
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if err := cols.writeTo(w, keep); err != nil {
+	if err := cols.writeTo(w, keep, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -218,8 +219,21 @@ func TestParseDecimal(t *testing.T) {
 		{"1000", 5, 2, "", "does not fit"},
 		{"abc", 5, 2, "", "not a decimal"},
 		{"", 5, 2, "", "not a decimal"},
+		{"0e5", 5, 2, "0", ""},
+		{"-999.99", 5, 2, "-99999", ""},
+		{"-1000", 5, 2, "", "does not fit"},
+		{"9999999999999999.99", 18, 2, "999999999999999999", ""},
+		{"99999999999999999.99", 18, 2, "", "does not fit"},
+		{"99999999999999999.99", 19, 2, "9999999999999999999", ""},
+		{"-12345678901234567890.5", 38, 1, "-123456789012345678905", ""},
+		{"1.5e17", 19, 1, "1500000000000000000", ""},
+		{"123.450", 10, 2, "12345", ""},
 	} {
-		got, err := parseDecimal(tc.in, tc.p, tc.s)
+		small, wide, err := parseDecimal(tc.in, tc.p, tc.s)
+		got := wide
+		if got == nil {
+			got = big.NewInt(small)
+		}
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("parseDecimal(%q) err = %v, want %q", tc.in, err, tc.err)
