@@ -27,7 +27,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/gen"
@@ -195,8 +194,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// encodeOnly decodes every event into column buffers and encodes Parquet to io.Discard,
-// flushing a file every 128 MiB of buffered data, like the sink does.
+// encodeOnly decodes every event into the sink's column store and encodes Parquet to
+// io.Discard with the sink's own code (sink.Batch), a file every 128 MiB of buffered
+// data: the sink without Kafka, S3 and its engine.
 func encodeOnly(events [][]byte, total int64) (Result, error) {
 	cfg, err := tableConfig("")
 	if err != nil {
@@ -207,17 +207,7 @@ func encodeOnly(events [][]byte, total int64) (Result, error) {
 		return Result{}, err
 	}
 	dec := sink.NewDecoder(s, &cfg.Tables[0], 1<<20)
-	buf := parquet.NewBuffer(s.Parquet)
-	var bufBytes int64
-	flush := func() error {
-		w := parquet.NewWriter(io.Discard, s.WriterOptions()...)
-		if _, err := w.WriteRowGroup(buf); err != nil {
-			return err
-		}
-		buf.Reset()
-		bufBytes = 0
-		return w.Close()
-	}
+	batch := sink.NewBatch(s, "bench")
 	now := time.Now()
 	rec := &sink.Record{Topic: "bench", Timestamp: now}
 	startCPU, start := cpuTime(), time.Now()
@@ -226,20 +216,14 @@ func encodeOnly(events [][]byte, total int64) (Result, error) {
 		if _, err := dec.Decode(rec, now); err != nil {
 			return Result{}, fmt.Errorf("event %d: %w", i, err)
 		}
-		cols := buf.ColumnBuffers()
-		for c, vals := range dec.Cols {
-			if _, err := cols[c].WriteValues(vals); err != nil {
-				return Result{}, err
-			}
-		}
-		bufBytes += dec.Bytes
-		if bufBytes >= 128<<20 {
-			if err := flush(); err != nil {
+		batch.Add(dec, rec.Offset)
+		if batch.Size() >= 128<<20 {
+			if err := batch.Flush(io.Discard); err != nil {
 				return Result{}, err
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := batch.Flush(io.Discard); err != nil {
 		return Result{}, err
 	}
 	return result("bound: decode+encode, 1 core", len(events), total, time.Since(start), cpuTime()-startCPU, 0), nil

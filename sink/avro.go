@@ -118,7 +118,7 @@ type avroOp struct {
 	zero     bool      // may encode as zero bytes (guards huge block counts)
 }
 
-// Decode decodes one Confluent-framed Avro record into d.Cols and returns its event
+// Decode decodes one Confluent-framed Avro record into its staged row and returns its event
 // time in microseconds. Errors are *Rejection, except a transient registry error.
 func (a *avroDecoder) Decode(r *Record, now time.Time) (int64, error) {
 	d := a.d
@@ -158,10 +158,10 @@ func (a *avroDecoder) Decode(r *Record, now time.Time) (int64, error) {
 		d.emitNulls(c, 0, 0)
 	}
 	s := d.s
-	d.emit(s.Topic.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0, len(r.Topic))
-	d.emit(s.Partition.Leaf, parquet.Int32Value(r.Partition), 0, 0, 4)
-	d.emit(s.Offset.Leaf, parquet.Int64Value(r.Offset), 0, 0, 8)
-	d.emit(s.Timestamp.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0, 8)
+	d.emit(s.Topic.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
+	d.emit(s.Partition.Leaf, parquet.Int32Value(r.Partition), 0, 0)
+	d.emit(s.Offset.Leaf, parquet.Int64Value(r.Offset), 0, 0)
+	d.emit(s.Timestamp.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
 	return d.checkEventTime(r, now)
 }
 
@@ -638,11 +638,11 @@ func (a *avroDecoder) value(r *avroReader, op *avroOp, rep, def int) error {
 		def++
 	}
 	if op.kind == opLeaf {
-		pv, size, err := a.leaf(r, op)
+		pv, _, err := a.leaf(r, op)
 		if err != nil {
 			return err
 		}
-		d.emit(n.Leaf, pv, rep, def, size)
+		d.emit(n.Leaf, pv, rep, def)
 		return nil
 	}
 	a.depth++
@@ -701,7 +701,7 @@ func (a *avroDecoder) nested(r *avroReader, op *avroOp, rep, def int) error {
 					if !ok {
 						return a.malformed(r, "truncated map key")
 					}
-					d.emit(n.Children[0].Leaf, parquet.ByteArrayValue(k), rr, def+1, len(k))
+					d.emit(n.Children[0].Leaf, parquet.ByteArrayValue(k), rr, def+1)
 					d.path[len(d.path)-1] = pathElem{name: b2s(k)}
 				} else {
 					d.path[len(d.path)-1] = pathElem{idx: i}

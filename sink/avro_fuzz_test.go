@@ -30,8 +30,8 @@ func FuzzDecodeAvro(f *testing.F) {
 			return
 		}
 		cols := newColumns(s.Leaves)
-		cols.appendRow(a.d.Cols)
-		for i, vals := range a.d.Cols {
+		cols.appendRow(a.d.row)
+		for i, vals := range stagedCols(a.d) {
 			if len(vals) == 0 || vals[0].RepetitionLevel() != 0 {
 				t.Fatalf("column %d staged %d values", i, len(vals))
 			}

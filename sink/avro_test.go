@@ -164,9 +164,9 @@ func TestAvroDecodeRoundTrip(t *testing.T) {
 			t.Errorf("event time %d", et)
 		}
 		if i == 0 {
-			hugeStaged = new(big.Int).SetBytes(a.d.Cols[s.Column("huge").Leaf][0].ByteArray()).String()
+			hugeStaged = new(big.Int).SetBytes(stagedCols(a.d)[s.Column("huge").Leaf][0].ByteArray()).String()
 		}
-		cols.appendRow(a.d.Cols)
+		cols.appendRow(a.d.row)
 	}
 	if src.calls.Load() != 2 {
 		t.Errorf("%d registry fetches, want 2 (one per id)", src.calls.Load())

@@ -45,7 +45,7 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		if _, err := d.Decode(rec, now); err != nil {
 			b.Fatal(err)
 		}
-		cols.appendRow(d.Cols)
+		cols.appendRow(d.row)
 		if cols.rows == n || i == b.N-1 {
 			w := parquet.NewWriter(io.Discard, s.WriterOptions()...)
 			if err := cols.writeTo(w, nil, nil); err != nil {
@@ -100,7 +100,7 @@ func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
 		if _, err := d.Decode(&Record{Topic: "a", Timestamp: now, Offset: off, Value: v}, now); err != nil {
 			tb.Fatal(err)
 		}
-		buf.rows.appendRow(d.Cols)
+		buf.rows.appendRow(d.row)
 		buf.offsets = append(buf.offsets, off)
 		buf.n, buf.last = buf.n+1, off
 	}
@@ -111,39 +111,37 @@ func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
 // BenchmarkAppendRow is the column store's append at 10 and 1,000 open buffers: with
 // many buffers each row lands in columns that are cold in the CPU cache.
 func BenchmarkAppendRow(b *testing.B) {
-	src := sampleBuffer(b, 1000, 0)
-	leaves := src.table.schema.Leaves
-	// The staged values of each sample row, as the decoder leaves them.
-	rows := make([][][]parquet.Value, src.n)
-	for r := range rows {
-		rows[r] = make([][]parquet.Value, len(leaves))
+	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	for i := range leaves {
-		col, leaf := &src.rows.cols[i], &leaves[i]
-		pos, r := 0, -1
-		for _, lv := range col.levels {
-			rep, def := int(lv>>4), int(lv&15)
-			if rep == 0 {
-				r++
-			}
-			var v parquet.Value
-			if def == leaf.MaxDef {
-				v, pos = src.rows.value(leaf, col.data, pos)
-			}
-			rows[r][i] = append(rows[r][i], v.Level(rep, def, i))
+	s, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	// 1,000 sample records staged as the decoder leaves them.
+	g := gen.New(1, time.Now().Add(-time.Hour), time.Hour)
+	now := time.Now()
+	rows := make([]*columns, 1000)
+	for i := range rows {
+		d := NewDecoder(s, &cfg.Tables[0], 1<<20)
+		v, _ := g.Event(i, len(rows))
+		if _, err := d.Decode(&Record{Topic: "a", Timestamp: now, Offset: int64(i), Value: v}, now); err != nil {
+			b.Fatal(err)
 		}
+		rows[i] = d.row
 	}
 	for _, open := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
 			bufs := make([]*columns, open)
 			for i := range bufs {
-				bufs[i] = newColumns(leaves)
+				bufs[i] = newColumns(s.Leaves)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				c := bufs[i%open]
 				if c.rows == 500 {
-					c = newColumns(leaves)
+					c = newColumns(s.Leaves)
 					bufs[i%open] = c
 				}
 				c.appendRow(rows[i%len(rows)])

@@ -40,31 +40,6 @@ func (c *columns) size() int64 {
 	return n
 }
 
-// encodedSize is the number of data bytes a non-null value takes.
-func encodedSize(leaf *schema.Leaf, v *parquet.Value) int {
-	switch leaf.Kind {
-	case parquet.Boolean:
-		return 1
-	case parquet.Int32, parquet.Float:
-		return 4
-	case parquet.Int64, parquet.Double:
-		return 8
-	case parquet.FixedLenByteArray:
-		return leaf.TypeLen
-	}
-	n := len(v.ByteArray())
-	return n + uvarintLen(uint64(n))
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
-
 // newCap is the capacity a slice grows to when it needs room for need more bytes:
 // at least what is needed, else double from 64 bytes up to 64 KiB, then a quarter
 // more, at most 16 MiB more. Small steps at first keep a buffer of a few rows at a
@@ -91,67 +66,84 @@ func ensure(b []byte, need int) []byte {
 	return b
 }
 
-// growth returns how many bytes of capacity appendRow(staged) will allocate.
-func (c *columns) growth(staged [][]parquet.Value) int64 {
-	var n int64
-	for i, vals := range staged {
-		col, leaf := &c.cols[i], &c.leaves[i]
-		data := 0
-		for j := range vals {
-			if vals[j].DefinitionLevel() == leaf.MaxDef {
-				data += encodedSize(leaf, &vals[j])
-			}
+// reset empties the columns, keeping their capacity (the decoder's staged row).
+func (c *columns) reset() {
+	for i := range c.cols {
+		c.cols[i].levels = c.cols[i].levels[:0]
+		c.cols[i].data = c.cols[i].data[:0]
+	}
+	c.rows = 0
+}
+
+// add appends one value of leaf column i at the given levels, in the columns'
+// format: the decoder stages each record this way, so that appendRow only copies
+// bytes (the record's values were parquet.Values, re-encoded value by value into
+// every buffer: a fifth of the sink's ingest CPU).
+func (c *columns) add(i int, v parquet.Value, rep, def int) {
+	col, leaf := &c.cols[i], &c.leaves[i]
+	col.levels = append(col.levels, byte(rep<<4|def))
+	if def != leaf.MaxDef {
+		return
+	}
+	switch leaf.Kind {
+	case parquet.Boolean:
+		b := byte(0)
+		if v.Boolean() {
+			b = 1
 		}
-		n += int64(newCap(len(col.levels), cap(col.levels), len(vals)) - cap(col.levels))
-		n += int64(newCap(len(col.data), cap(col.data), data) - cap(col.data))
+		col.data = append(col.data, b)
+	case parquet.Int32:
+		col.data = binary.LittleEndian.AppendUint32(col.data, uint32(v.Int32()))
+	case parquet.Int64:
+		col.data = binary.LittleEndian.AppendUint64(col.data, uint64(v.Int64()))
+	case parquet.Float:
+		col.data = binary.LittleEndian.AppendUint32(col.data, math.Float32bits(v.Float()))
+	case parquet.Double:
+		col.data = binary.LittleEndian.AppendUint64(col.data, math.Float64bits(v.Double()))
+	case parquet.FixedLenByteArray:
+		col.data = append(col.data, v.ByteArray()...)
+	default:
+		b := v.ByteArray()
+		col.data = binary.AppendUvarint(col.data, uint64(len(b)))
+		col.data = append(col.data, b...)
+	}
+}
+
+// growth returns how many bytes of capacity appendRow(row) will allocate.
+func (c *columns) growth(row *columns) int64 {
+	var n int64
+	for i := range row.cols {
+		col, add := &c.cols[i], &row.cols[i]
+		n += int64(newCap(len(col.levels), cap(col.levels), len(add.levels)) - cap(col.levels))
+		n += int64(newCap(len(col.data), cap(col.data), len(add.data)) - cap(col.data))
 	}
 	return n
 }
 
-// appendRow adds one record's staged values (one slice per leaf column).
-func (c *columns) appendRow(staged [][]parquet.Value) {
-	for i, vals := range staged {
-		col := &c.cols[i]
-		leaf := &c.leaves[i]
-		data := 0
-		for j := range vals {
-			if vals[j].DefinitionLevel() == leaf.MaxDef {
-				data += encodedSize(leaf, &vals[j])
-			}
-		}
-		col.levels = ensure(col.levels, len(vals))
-		col.data = ensure(col.data, data)
-		for _, v := range vals {
-			def := v.DefinitionLevel()
-			col.levels = append(col.levels, byte(v.RepetitionLevel()<<4|def))
-			if def != leaf.MaxDef {
-				continue
-			}
-			switch leaf.Kind {
-			case parquet.Boolean:
-				b := byte(0)
-				if v.Boolean() {
-					b = 1
-				}
-				col.data = append(col.data, b)
-			case parquet.Int32:
-				col.data = binary.LittleEndian.AppendUint32(col.data, uint32(v.Int32()))
-			case parquet.Int64:
-				col.data = binary.LittleEndian.AppendUint64(col.data, uint64(v.Int64()))
-			case parquet.Float:
-				col.data = binary.LittleEndian.AppendUint32(col.data, math.Float32bits(v.Float()))
-			case parquet.Double:
-				col.data = binary.LittleEndian.AppendUint64(col.data, math.Float64bits(v.Double()))
-			case parquet.FixedLenByteArray:
-				col.data = append(col.data, v.ByteArray()...)
-			default:
-				b := v.ByteArray()
-				col.data = binary.AppendUvarint(col.data, uint64(len(b)))
-				col.data = append(col.data, b...)
-			}
-		}
+// appendRow adds the rows of row (the decoder's staged record) to c.
+func (c *columns) appendRow(row *columns) {
+	for i := range row.cols {
+		col, add := &c.cols[i], &row.cols[i]
+		col.levels = append(ensure(col.levels, len(add.levels)), add.levels...)
+		col.data = append(ensure(col.data, len(add.data)), add.data...)
 	}
-	c.rows++
+	c.rows += row.rows
+}
+
+// values decodes column i into parquet values with their levels.
+func (c *columns) values(i int) []parquet.Value {
+	col, leaf := &c.cols[i], &c.leaves[i]
+	vals := make([]parquet.Value, 0, len(col.levels))
+	pos := 0
+	for _, lv := range col.levels {
+		rep, def := int(lv>>4), int(lv&15)
+		var v parquet.Value
+		if def == leaf.MaxDef {
+			v, pos = c.value(leaf, col.data, pos)
+		}
+		vals = append(vals, v.Level(rep, def, i))
+	}
+	return vals
 }
 
 // writeBatch is the number of values writeTo hands a column writer at a time.

@@ -126,7 +126,7 @@ func TestContractCoercions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", rec, err)
 			}
-			v := d.Cols[leafOf(t, s, tc.col, tc.fields...)][0]
+			v := stagedCols(d)[leafOf(t, s, tc.col, tc.fields...)][0]
 			var got any
 			if !v.IsNull() {
 				switch tc.want.(type) {
@@ -223,7 +223,7 @@ func TestContractDefaults(t *testing.T) {
 	if _, err := d.Decode(&Record{Topic: "a", Timestamp: now, Value: []byte(ok)}, now); err != nil {
 		t.Fatalf("non-strict table rejected extra fields: %v", err)
 	}
-	if got := d.Cols[s.Column("ts").Leaf][0].Int64(); got != 1764000000000*1000 {
+	if got := stagedCols(d)[s.Column("ts").Leaf][0].Int64(); got != 1764000000000*1000 {
 		t.Fatalf("ts = %d", got)
 	}
 	for _, in := range []string{`{"id":"x","ts":1764000000000,"ok":"true"}`, `{"id":"x","ts":1764000000000,"big":"1"}`, `{"id":"x","ts":1764000000000,"ok":1}`} {

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
@@ -69,9 +70,9 @@ type Decoder struct {
 	maxFuture int64
 	maxBytes  int
 	p         fastjson.Parser
-	// Cols holds, after a successful Decode, the values of each leaf column for the record.
-	Cols  [][]parquet.Value
-	Bytes int64 // estimated in-memory size of Cols
+	// row holds, after a successful Decode, the record staged as one row of the
+	// buffers' column format (columns.add).
+	row   *columns
 	arena []byte
 	num   []byte     // scratch for the text of a JSON number
 	path  []pathElem // where shred is, turned into a string only for a rejection
@@ -133,7 +134,7 @@ func NewDecoder(s *schema.Schema, t *config.Table, maxRecordBytes int) *Decoder 
 		notBefore: t.EventTime.NotBefore.UnixMicro(),
 		maxFuture: t.EventTime.MaxFuture.Microseconds(),
 		maxBytes:  maxRecordBytes,
-		Cols:      make([][]parquet.Value, s.NumLeaves),
+		row:       newColumns(s.Leaves),
 		contracts: make([]contract, len(s.Columns)),
 		names:     make([]string, len(s.Columns)),
 	}
@@ -183,14 +184,12 @@ func contractOf(k config.Contract) contract {
 }
 
 func (d *Decoder) reset() {
-	for i := range d.Cols {
-		d.Cols[i] = d.Cols[i][:0]
-	}
-	d.Bytes = 0
+	d.row.reset()
+	d.row.rows = 1 // what Decode stages is one record
 	d.arena = d.arena[:0]
 }
 
-// Decode decodes one record into d.Cols and returns its event time in microseconds.
+// Decode decodes one record into its staged row and returns its event time in microseconds.
 // now bounds how far in the future an event time may be.
 func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	d.reset()
@@ -213,13 +212,13 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	for i, c := range d.s.Columns {
 		switch c {
 		case d.s.Topic:
-			d.emit(c.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0, len(r.Topic))
+			d.emit(c.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
 		case d.s.Partition:
-			d.emit(c.Leaf, parquet.Int32Value(r.Partition), 0, 0, 4)
+			d.emit(c.Leaf, parquet.Int32Value(r.Partition), 0, 0)
 		case d.s.Offset:
-			d.emit(c.Leaf, parquet.Int64Value(r.Offset), 0, 0, 8)
+			d.emit(c.Leaf, parquet.Int64Value(r.Offset), 0, 0)
 		case d.s.Timestamp:
-			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0, 8)
+			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
 		default:
 			d.path = append(d.path[:0], pathElem{name: d.names[i]})
 			d.cur = d.contracts[i]
@@ -249,24 +248,26 @@ func (d *Decoder) eventTime(r *Record) int64 {
 	if d.s.EventTime == d.s.Timestamp {
 		return r.Timestamp.UnixMicro()
 	}
-	vals := d.Cols[d.s.EventTime.Leaf]
-	if len(vals) == 0 || vals[0].IsNull() {
+	leaf := d.s.EventTime.Leaf
+	col := &d.row.cols[leaf]
+	if len(col.levels) == 0 || int(col.levels[0]&15) != d.row.leaves[leaf].MaxDef {
 		return math.MinInt64
 	}
-	return vals[0].Int64()
+	return int64(binary.LittleEndian.Uint64(col.data))
 }
 
-func (d *Decoder) emit(leaf int, v parquet.Value, rep, def int, size int) {
-	d.Cols[leaf] = append(d.Cols[leaf], v.Level(rep, def, leaf))
-	d.Bytes += int64(size) + 10
+func (d *Decoder) emit(leaf int, v parquet.Value, rep, def int) {
+	d.row.add(leaf, v, rep, def)
 }
 
 func (d *Decoder) emitNulls(n *schema.Node, rep, def int) {
 	for i := n.Leaf; i < n.Leaf+n.NumLeaves; i++ {
-		d.Cols[i] = append(d.Cols[i], parquet.Value{}.Level(rep, def, i))
+		d.row.add(i, parquet.Value{}, rep, def)
 	}
-	d.Bytes += int64(10 * n.NumLeaves)
 }
+
+// Staged returns the values a successful Decode staged for a leaf column.
+func (d *Decoder) Staged(leaf int) []parquet.Value { return d.row.values(leaf) }
 
 // shred writes one (possibly nested) value with the Dremel algorithm: def is the
 // definition level of the parent, rep the repetition level of the first value.
@@ -325,7 +326,7 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 			}
 			i++
 			key, value := n.Children[0], n.Children[1]
-			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1, len(k))
+			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1)
 			d.path = append(d.path, pathElem{name: b2s(k)})
 			ferr = d.shred(value, val, r, def+1)
 			if ferr == nil {
@@ -353,11 +354,11 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 		d.path = d.path[:len(d.path)-1]
 		return nil
 	}
-	pv, size, err := d.leafValue(n, v)
+	pv, _, err := d.leafValue(n, v)
 	if err != nil {
 		return err
 	}
-	d.emit(n.Leaf, pv, rep, def, size)
+	d.emit(n.Leaf, pv, rep, def)
 	return nil
 }
 

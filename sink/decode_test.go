@@ -69,10 +69,10 @@ func TestDecodeRoundTrip(t *testing.T) {
 		if _, err := d.Decode(&Record{Topic: "a", Partition: 1, Offset: int64(i), Timestamp: now, Value: []byte(r)}, now); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		cols.appendRow(d.Cols)
+		cols.appendRow(d.row)
 	}
 	// A dropped first row exercises the filtered path of the column store.
-	cols.appendRow(d.Cols)
+	cols.appendRow(d.row)
 	keep := []bool{true, true, true, false}
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)

@@ -257,7 +257,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 			b = &buffer{bufKey: key, first: r.Offset, rows: newColumns(t.schema.Leaves)}
 		}
 		// Reserve exactly what appending the row allocates (and a new buffer's header).
-		need := b.rows.growth(t.dec.Cols) + int64(newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
+		need := b.rows.growth(t.dec.row) + int64(newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
 		if fresh {
 			need += b.rows.size() + bufferOverhead
 		}
@@ -281,7 +281,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		break
 	}
 	before := b.rows.size() + int64(8*cap(b.offsets))
-	b.rows.appendRow(t.dec.Cols)
+	b.rows.appendRow(t.dec.row)
 	handled()
 	b.last = r.Offset
 	if len(b.offsets) == cap(b.offsets) {
