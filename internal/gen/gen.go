@@ -109,7 +109,7 @@ func TableYAML(name, topic string) string {
 	return fmt.Sprintf(`  - name: %s
     topics: [%s]
     columns:
-      - {name: event_id, type: string, required: true}
+      - {name: event_id, type: string, required: true, dictionary: false}
       - {name: ts, type: timestamp, required: true}
       - {name: user_id, type: int64, required: true}
       - {name: session_id, type: string, dictionary: false}
