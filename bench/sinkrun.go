@@ -89,7 +89,12 @@ tables:
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "sink", "-c", cfgPath)
+	args := []string{"sink", "-c", cfgPath}
+	if dir := os.Getenv("BENCH_SINK_PROFILES"); dir != "" {
+		// A CPU profile of each sink's whole run, for go tool pprof.
+		args = append(args, "--cpuprofile", filepath.Join(dir, name+".pprof"))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey, "GOMAXPROCS=2")
 	s := &sinkRun{cmd: cmd, port: port, cfgPath: cfgPath, started: time.Now()}

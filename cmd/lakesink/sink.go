@@ -81,9 +81,17 @@ func openStore(ctx context.Context, cfg *config.Config, onRetry func(op string))
 func cmdSink(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here, written at exit (go tool pprof)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	log := newLogger(stderr, cfg.Log.Level)
 	setMemoryLimit(int64(cfg.Flush.MemoryBudget), log)

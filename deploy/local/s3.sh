@@ -132,8 +132,10 @@ start() {
   if [[ "$mode" == sidecar ]]; then mkdir -p "$SIDECAR"; meta=(--sidecar "$SIDECAR"); fi
   rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
+  # --keep-alive: versitygw closes every connection after one request by default, which
+  # made each of the sink's PutObjects dial a new one; S3 keeps connections open.
   nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \
-    "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$S3_PORT" --quiet \
+    "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$S3_PORT" --quiet --keep-alive \
     posix "${meta[@]}" "$ROOT" </dev/null >>"$LOGF" 2>&1 9>&- &
   for _ in $(seq 50); do [[ -s "$PIDF" ]] && break; sleep 0.1; done
   pid=$(cat "$PIDF" 2>/dev/null) || die "versitygw did not write its pid file"
