@@ -10,12 +10,14 @@ import (
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
-// columns is a buffer's compact columnar storage: per leaf column, one level byte per
-// value (repetition<<4 | definition) and the non-null values packed back to back
-// (fixed-width little-endian, or uvarint length + bytes). Memory is what the slices
-// hold, so the buffer's size is known exactly; parquet-go's own buffers cost tens of
-// KiB each when empty and several times the data when small, which does not scale to
-// thousands of open partitions.
+// columns is a buffer's compact columnar storage: per leaf column, one byte slice
+// holding each value as a level byte (repetition<<4 | definition) followed, when the
+// value is not null, by its bytes (fixed-width little-endian, or uvarint length +
+// bytes). Memory is what the slices hold, so the buffer's size is known exactly;
+// parquet-go's own buffers cost tens of KiB each when empty and several times the
+// data when small, which does not scale to thousands of open partitions. Levels and
+// values share a slice so that appending a row writes one place per column: with
+// thousands of open buffers every one of them is a cache and TLB miss.
 type columns struct {
 	leaves []schema.Leaf
 	cols   []column
@@ -23,8 +25,7 @@ type columns struct {
 }
 
 type column struct {
-	levels []byte
-	data   []byte
+	b []byte
 }
 
 func newColumns(leaves []schema.Leaf) *columns {
@@ -33,9 +34,9 @@ func newColumns(leaves []schema.Leaf) *columns {
 
 // size is the heap held by the columns (capacities, not lengths).
 func (c *columns) size() int64 {
-	n := int64(len(c.cols)) * 48
+	n := int64(len(c.cols)) * 24
 	for i := range c.cols {
-		n += int64(cap(c.cols[i].levels) + cap(c.cols[i].data))
+		n += int64(cap(c.cols[i].b))
 	}
 	return n
 }
@@ -69,8 +70,7 @@ func ensure(b []byte, need int) []byte {
 // reset empties the columns, keeping their capacity (the decoder's staged row).
 func (c *columns) reset() {
 	for i := range c.cols {
-		c.cols[i].levels = c.cols[i].levels[:0]
-		c.cols[i].data = c.cols[i].data[:0]
+		c.cols[i].b = c.cols[i].b[:0]
 	}
 	c.rows = 0
 }
@@ -81,7 +81,7 @@ func (c *columns) reset() {
 // every buffer: a fifth of the sink's ingest CPU).
 func (c *columns) add(i int, v parquet.Value, rep, def int) {
 	col, leaf := &c.cols[i], &c.leaves[i]
-	col.levels = append(col.levels, byte(rep<<4|def))
+	col.b = append(col.b, byte(rep<<4|def))
 	if def != leaf.MaxDef {
 		return
 	}
@@ -91,21 +91,21 @@ func (c *columns) add(i int, v parquet.Value, rep, def int) {
 		if v.Boolean() {
 			b = 1
 		}
-		col.data = append(col.data, b)
+		col.b = append(col.b, b)
 	case parquet.Int32:
-		col.data = binary.LittleEndian.AppendUint32(col.data, uint32(v.Int32()))
+		col.b = binary.LittleEndian.AppendUint32(col.b, uint32(v.Int32()))
 	case parquet.Int64:
-		col.data = binary.LittleEndian.AppendUint64(col.data, uint64(v.Int64()))
+		col.b = binary.LittleEndian.AppendUint64(col.b, uint64(v.Int64()))
 	case parquet.Float:
-		col.data = binary.LittleEndian.AppendUint32(col.data, math.Float32bits(v.Float()))
+		col.b = binary.LittleEndian.AppendUint32(col.b, math.Float32bits(v.Float()))
 	case parquet.Double:
-		col.data = binary.LittleEndian.AppendUint64(col.data, math.Float64bits(v.Double()))
+		col.b = binary.LittleEndian.AppendUint64(col.b, math.Float64bits(v.Double()))
 	case parquet.FixedLenByteArray:
-		col.data = append(col.data, v.ByteArray()...)
+		col.b = append(col.b, v.ByteArray()...)
 	default:
 		b := v.ByteArray()
-		col.data = binary.AppendUvarint(col.data, uint64(len(b)))
-		col.data = append(col.data, b...)
+		col.b = binary.AppendUvarint(col.b, uint64(len(b)))
+		col.b = append(col.b, b...)
 	}
 }
 
@@ -114,8 +114,7 @@ func (c *columns) growth(row *columns) int64 {
 	var n int64
 	for i := range row.cols {
 		col, add := &c.cols[i], &row.cols[i]
-		n += int64(newCap(len(col.levels), cap(col.levels), len(add.levels)) - cap(col.levels))
-		n += int64(newCap(len(col.data), cap(col.data), len(add.data)) - cap(col.data))
+		n += int64(newCap(len(col.b), cap(col.b), len(add.b)) - cap(col.b))
 	}
 	return n
 }
@@ -124,8 +123,7 @@ func (c *columns) growth(row *columns) int64 {
 func (c *columns) appendRow(row *columns) {
 	for i := range row.cols {
 		col, add := &c.cols[i], &row.cols[i]
-		col.levels = append(ensure(col.levels, len(add.levels)), add.levels...)
-		col.data = append(ensure(col.data, len(add.data)), add.data...)
+		col.b = append(ensure(col.b, len(add.b)), add.b...)
 	}
 	c.rows += row.rows
 }
@@ -133,13 +131,14 @@ func (c *columns) appendRow(row *columns) {
 // values decodes column i into parquet values with their levels.
 func (c *columns) values(i int) []parquet.Value {
 	col, leaf := &c.cols[i], &c.leaves[i]
-	vals := make([]parquet.Value, 0, len(col.levels))
-	pos := 0
-	for _, lv := range col.levels {
+	var vals []parquet.Value
+	for pos := 0; pos < len(col.b); {
+		lv := col.b[pos]
+		pos++
 		rep, def := int(lv>>4), int(lv&15)
 		var v parquet.Value
 		if def == leaf.MaxDef {
-			v, pos = c.value(leaf, col.data, pos)
+			v, pos = c.value(leaf, col.b, pos)
 		}
 		vals = append(vals, v.Level(rep, def, i))
 	}
@@ -162,9 +161,11 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 	}
 	for i := range c.cols {
 		col, leaf := &c.cols[i], &c.leaves[i]
-		pos, row := 0, -1
+		row := -1
 		batch = batch[:0]
-		for _, lv := range col.levels {
+		for pos := 0; pos < len(col.b); {
+			lv := col.b[pos]
+			pos++
 			rep, def := int(lv>>4), int(lv&15)
 			if rep == 0 {
 				row++
@@ -177,7 +178,7 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 			}
 			var v parquet.Value
 			if def == leaf.MaxDef {
-				v, pos = c.value(leaf, col.data, pos)
+				v, pos = c.value(leaf, col.b, pos)
 			}
 			if keep != nil && !keep[row] {
 				continue

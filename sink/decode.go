@@ -250,10 +250,10 @@ func (d *Decoder) eventTime(r *Record) int64 {
 	}
 	leaf := d.s.EventTime.Leaf
 	col := &d.row.cols[leaf]
-	if len(col.levels) == 0 || int(col.levels[0]&15) != d.row.leaves[leaf].MaxDef {
+	if len(col.b) == 0 || int(col.b[0]&15) != d.row.leaves[leaf].MaxDef {
 		return math.MinInt64
 	}
-	return int64(binary.LittleEndian.Uint64(col.data))
+	return int64(binary.LittleEndian.Uint64(col.b[1:]))
 }
 
 func (d *Decoder) emit(leaf int, v parquet.Value, rep, def int) {
