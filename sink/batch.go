@@ -3,12 +3,13 @@ package sink
 import (
 	"io"
 
+	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
 // Batch is the sink's in-memory path without Kafka, S3 or the engine: decoded records
 // appended to the column store, then encoded as a Parquet file by the same code as
-// the upload workers. The bench's bound measure runs it.
+// the upload workers, with flush.compression auto. The bench's bound measure runs it.
 type Batch struct {
 	buf buffer
 	enc encoder
@@ -16,7 +17,7 @@ type Batch struct {
 
 // NewBatch returns an empty batch of the table s; its files carry topic in their footer.
 func NewBatch(s *schema.Schema, topic string) *Batch {
-	b := &Batch{enc: encoder{codec: newZstdCodec(1)}}
+	b := &Batch{enc: encoder{mode: config.CompressionAuto, zstd: newZstdCodec(1)}}
 	b.buf.bufKey = bufKey{table: &table{schema: s}, tp: &tpState{topic: topic}}
 	b.buf.rows = newColumns(s.Leaves)
 	return b

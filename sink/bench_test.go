@@ -63,10 +63,14 @@ func BenchmarkDecodeEncode(b *testing.B) {
 // with thousands of open hour partitions writes: per-file costs (writer set-up,
 // pages, footer) dominate it.
 func BenchmarkEncodeSmallFile(b *testing.B) {
-	for _, rows := range []int{100, 500, 50_000} {
-		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+	for _, tc := range []struct {
+		rows int
+		mode string
+	}{{100, "zstd"}, {100, "snappy"}, {500, "zstd"}, {500, "snappy"}, {50_000, "zstd"}} {
+		rows := tc.rows
+		b.Run(fmt.Sprintf("rows=%d/%s", rows, tc.mode), func(b *testing.B) {
 			buf := sampleBuffer(b, rows, 0)
-			enc := &encoder{codec: newZstdCodec(2)}
+			enc := &encoder{mode: tc.mode, zstd: newZstdCodec(2)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

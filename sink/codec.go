@@ -8,7 +8,8 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 )
 
-// zstdCodec compresses the pages of every raw file an Engine writes (Engine.zstd).
+// zstdCodec compresses the pages of the raw files an Engine writes with zstd
+// (Engine.zstd; flush.compression).
 //
 // parquet-go's zstd.Codec keeps its encoders in a sync.Pool of its own, and the
 // schema's writer options make a new Codec per file, so every file built a new

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
 
+	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/schema"
 	"github.com/lakesink/lakesink/lake/store"
@@ -24,7 +27,7 @@ const (
 )
 
 func (e *Engine) worker(ctx context.Context) {
-	enc := &encoder{codec: e.zstd}
+	enc := &encoder{mode: e.flush.Compression, zstd: e.zstd}
 	for {
 		e.mu.Lock()
 		b := e.next()
@@ -227,26 +230,43 @@ const reuseBelow = 4 << 20
 // the sample table), which made set-up a third of the CPU of a 100-row file, the file
 // thousands of open hour partitions write. TestEncoderReuseSameBytes checks that a
 // reused writer writes the same bytes as a new one.
+//
+// Its codec follows flush.compression: with auto, Snappy for buffers below
+// config.SmallFileBytes and zstd above (the lake's zstd, with encoders reused across
+// files: codec.go).
 type encoder struct {
-	codec  *zstdCodec
+	mode   string // flush.compression
+	zstd   *zstdCodec
+	snappy snappy.Codec
 	schema *schema.Schema
 	pw     *parquet.Writer
+	codec  compress.Codec  // pw's
 	batch  []parquet.Value // writeTo's scratch
+}
+
+// codecFor returns the codec of b's file.
+func (c *encoder) codecFor(b *buffer) compress.Codec {
+	switch {
+	case c.mode == config.CompressionZstd:
+		return c.zstd
+	case c.mode == config.CompressionSnappy, b.bytes < int64(config.SmallFileBytes):
+		return &c.snappy
+	}
+	return c.zstd
 }
 
 // encode writes the buffer's kept rows (keep nil: all) as one Parquet file to w and
 // returns the number of rows written.
 func (c *encoder) encode(w io.Writer, b *buffer, keep []bool, first int64) (int, error) {
 	s := b.table.schema
+	codec := c.codecFor(b)
 	pw := c.pw
-	if pw != nil && c.schema == s {
+	if pw != nil && c.schema == s && c.codec == codec {
 		pw.Reset(w)
 	} else {
-		pw = parquet.NewWriter(w, s.WriterOptions(
-			parquet.Compression(c.codec), // the lake's zstd, with encoders reused across files (codec.go)
-		)...)
+		pw = parquet.NewWriter(w, s.WriterOptions(parquet.Compression(codec))...)
 	}
-	c.pw, c.schema = nil, nil
+	c.pw, c.schema, c.codec = nil, nil, nil
 	pw.SetKeyValueMetadata(MetaFirstOffset, strconv.FormatInt(first, 10))
 	pw.SetKeyValueMetadata(MetaLastOffset, strconv.FormatInt(b.last, 10))
 	pw.SetKeyValueMetadata(MetaTopic, b.tp.topic)
@@ -270,7 +290,7 @@ func (c *encoder) encode(w io.Writer, b *buffer, keep []bool, first int64) (int,
 				rgs[i].Columns[j].MetaData.PathInSchema = nil
 			}
 		}
-		c.pw, c.schema = pw, s
+		c.pw, c.schema, c.codec = pw, s, codec
 	}
 	n := b.n
 	if keep != nil {

@@ -166,6 +166,8 @@ func (f *Flush) validate() error {
 		return keyErr("flush.shutdown_timeout", "must be positive")
 	case f.MaxRecordBytes < 1*KiB:
 		return keyErr("flush.max_record_bytes", "must be at least 1KiB")
+	case f.Compression != CompressionAuto && f.Compression != CompressionZstd && f.Compression != CompressionSnappy:
+		return keyErr("flush.compression", "%q is not one of auto, zstd, snappy", f.Compression)
 	}
 	return nil
 }
