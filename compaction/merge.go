@@ -183,12 +183,12 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 		if err != nil {
 			return res, err
 		}
-		if _, _, err := m.read(ctx, m.Warehouse, key, s, &res, nil); err != nil {
+		if _, _, err := m.read(ctx, m.Warehouse, key, tf.Size, s, &res, nil); err != nil {
 			return res, err
 		}
 	}
 	for _, rf := range g.Raw {
-		kept, last, err := m.read(ctx, m.Lake, rf.Key, s, &res, filter)
+		kept, last, err := m.read(ctx, m.Lake, rf.Key, rf.Size, s, &res, filter)
 		if err != nil {
 			return res, err
 		}
@@ -251,26 +251,28 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	return res, nil
 }
 
-// read loads one input file's rows into the sorter. filter, when set, drops
-// rows it holds (raw files). It returns the rows kept and the file's last offset.
-func (m *Merger) read(ctx context.Context, st store.Store, key string, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
-	obj, err := st.Open(ctx, key)
-	if err != nil {
-		return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
-	}
-	defer obj.Close()
-	size := obj.Size()
-	var src io.ReaderAt = obj
+// read loads one input file's rows into the sorter. size is the file's size as
+// listed (0: unknown). filter, when set, drops rows it holds (raw files). It returns
+// the rows kept and the file's last offset.
+func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
+	var src io.ReaderAt
 	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
-	if size <= wholeFileBytes {
-		// A small file is fetched with one GET: reading it page by page would
-		// cost a request per page of every column.
-		data := make([]byte, size)
-		if _, err := io.ReadFull(obj, data); err != nil {
+	if size > 0 && size <= wholeFileBytes {
+		// A small file is fetched with one GET (Open would add a HEAD, and reading
+		// it page by page a request per page of every column).
+		data, err := st.Get(ctx, key)
+		if err != nil {
 			return 0, 0, fmt.Errorf("read %s: %w", st.URI(key), err)
 		}
-		src = bytes.NewReader(data)
+		src, size = bytes.NewReader(data), int64(len(data))
 		opts = opts[:2]
+	} else {
+		obj, err := st.Open(ctx, key)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
+		}
+		defer obj.Close()
+		src, size = obj, obj.Size()
 	}
 	f, err := parquet.OpenFile(src, size, opts...)
 	if err != nil {

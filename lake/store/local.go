@@ -220,6 +220,20 @@ func (l *Local) Open(_ context.Context, key string) (Object, error) {
 	return &localObject{f: f, size: info.Size()}, nil
 }
 
+// Get implements Store.
+func (l *Local) Get(ctx context.Context, key string) ([]byte, error) {
+	o, err := l.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	data := make([]byte, o.Size())
+	if _, err := io.ReadFull(o, data); err != nil {
+		return nil, l.wrap("read", key, err)
+	}
+	return data, nil
+}
+
 // Stat implements Store.
 func (l *Local) Stat(_ context.Context, key string) (ObjectInfo, error) {
 	if err := l.check(key); err != nil {

@@ -529,6 +529,30 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 	return &s3Object{s: s, ctx: ctx, key: key, size: aws.ToInt64(out.ContentLength), etag: out.ETag}, nil
 }
 
+// Get implements Store with one GET of the whole object.
+func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("s3 get: %w", err)
+	}
+	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(s.key(key))})
+	if err != nil {
+		return nil, s.readErr("get", key, err)
+	}
+	defer out.Body.Close()
+	n := aws.ToInt64(out.ContentLength)
+	if n < 0 {
+		n = 0
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	if _, err := buf.ReadFrom(out.Body); err != nil {
+		return nil, fmt.Errorf("s3 get %s: %w", s.URI(key), err)
+	}
+	if out.ContentLength != nil && int64(buf.Len()) != n {
+		return nil, fmt.Errorf("s3 get %s: got %d bytes of %d", s.URI(key), buf.Len(), n)
+	}
+	return buf.Bytes(), nil
+}
+
 type s3Object struct {
 	s      *S3
 	ctx    context.Context

@@ -36,6 +36,10 @@ type Store interface {
 	// groups). Reads through the returned Object use ctx. IsNotFound(err) when
 	// the object does not exist.
 	Open(ctx context.Context, key string) (Object, error)
+	// Get reads a whole object into memory with one request (Open costs S3 a HEAD
+	// before the reads): for objects known to be small. IsNotFound(err) when the
+	// object does not exist.
+	Get(ctx context.Context, key string) ([]byte, error)
 	// Stat returns an object's size and modification time. IsNotFound(err) when
 	// the object does not exist.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)

@@ -133,6 +133,9 @@ func testCreateAndRead(t *testing.T, s store.Store) {
 			if got := readAll(t, s, key); !bytes.Equal(got, body) {
 				t.Fatalf("sequential read returned other bytes")
 			}
+			if got, err := s.Get(ctx, key); err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("get: %d bytes, %v; want the %d bytes written", len(got), err, len(body))
+			}
 
 			o, err := s.Open(ctx, key)
 			if err != nil {
@@ -361,6 +364,9 @@ func testMissing(t *testing.T, s store.Store) {
 		if _, err := s.Stat(ctx, key); !store.IsNotFound(err) {
 			t.Errorf("stat %s: %v, want IsNotFound", key, err)
 		}
+		if _, err := s.Get(ctx, key); !store.IsNotFound(err) {
+			t.Errorf("get %s: %v, want IsNotFound", key, err)
+		}
 	}
 }
 
@@ -498,6 +504,7 @@ func testInvalidKeys(t *testing.T, s store.Store) {
 			{"create", s.Create(ctx, key, strings.NewReader("x"))},
 			{"open", func() error { _, err := s.Open(ctx, key); return err }()},
 			{"stat", func() error { _, err := s.Stat(ctx, key); return err }()},
+			{"get", func() error { _, err := s.Get(ctx, key); return err }()},
 			{"delete", s.Delete(ctx, "fine", key)},
 		}
 		for _, op := range ops {
