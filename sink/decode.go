@@ -671,6 +671,50 @@ func (d *Decoder) checkStruct(n *schema.Node, obj *fastjson.Object) error {
 
 var ten = big.NewInt(10)
 
+// parseDecimalFast parses the common decimal text in one pass and without
+// allocating: an optional sign, digits, optionally '.' and at most scale more digits,
+// 18 significant digits at most, within the precision. Anything else (exponents,
+// rounding, overflow, errors) is left to parseDecimal's general path: ok is false.
+func parseDecimalFast(s string, precision, scale int) (v int64, ok bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if s == "" {
+		return 0, false
+	}
+	var u int64
+	sig, frac, dot := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if sig > 0 || c != '0' {
+				sig++
+			}
+			u = u*10 + int64(c-'0')
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if s == "." || frac > scale || sig+scale-frac > 18 {
+		return 0, false
+	}
+	u *= pow10[scale-frac]
+	if precision <= 18 && u >= pow10[precision] {
+		return 0, false
+	}
+	if neg {
+		u = -u
+	}
+	return u, true
+}
+
 // pow10 holds 10^0 .. 10^18, the powers of ten an int64 holds.
 var pow10 = func() (p [19]int64) {
 	p[0] = 1
@@ -686,6 +730,15 @@ var pow10 = func() (p [19]int64) {
 // was a tenth of the sink's decode CPU on the sample table's decimal(12,2)); a longer
 // one in wide.
 func parseDecimal(s string, precision, scale int) (small int64, wide *big.Int, err error) {
+	if v, ok := parseDecimalFast(s, precision, scale); ok {
+		return v, nil, nil
+	}
+	return parseDecimalGeneral(s, precision, scale)
+}
+
+// parseDecimalGeneral is parseDecimal for any text: exponents, trailing zeros past
+// the scale, more than 18 digits, and the errors.
+func parseDecimalGeneral(s string, precision, scale int) (small int64, wide *big.Int, err error) {
 	orig := s
 	exp := 0
 	if i := strings.IndexAny(s, "eE"); i >= 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,38 @@ func TestDecodeRejections(t *testing.T) {
 				t.Fatalf("got reason %q field %q (%v), want %q %q", rej.Reason, rej.Field, err, tc.reason, tc.field)
 			}
 		})
+	}
+}
+
+// TestParseDecimalFastAgrees checks the one-pass path against the general one on
+// generated decimal text: whenever it accepts a value, the general path gives the same.
+func TestParseDecimalFastAgrees(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const chars = "0123456789.-+e"
+	accepted := 0
+	for range 200_000 {
+		b := make([]byte, 1+r.IntN(22))
+		for i := range b {
+			if r.IntN(4) == 0 {
+				b[i] = chars[r.IntN(len(chars))]
+			} else {
+				b[i] = chars[r.IntN(10)]
+			}
+		}
+		p := 1 + r.IntN(38)
+		sc := r.IntN(p + 1)
+		fast, ok := parseDecimalFast(string(b), p, sc)
+		if !ok {
+			continue
+		}
+		accepted++
+		small, wide, err := parseDecimalGeneral(string(b), p, sc)
+		if err != nil || wide != nil || small != fast {
+			t.Fatalf("decimal(%d,%d) %q: fast %d, general %d %v %v", p, sc, b, fast, small, wide, err)
+		}
+	}
+	if accepted < 10_000 {
+		t.Fatalf("only %d generated values took the fast path", accepted)
 	}
 }
 
