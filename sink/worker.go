@@ -10,7 +10,6 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/compress/snappy"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
@@ -237,7 +236,7 @@ const reuseBelow = 4 << 20
 type encoder struct {
 	mode   string // flush.compression
 	zstd   *zstdCodec
-	snappy snappy.Codec
+	snappy snappyCodec
 	schema *schema.Schema
 	pw     *parquet.Writer
 	codec  compress.Codec  // pw's

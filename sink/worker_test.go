@@ -70,6 +70,19 @@ func TestEncoderReuseSameBytes(t *testing.T) {
 				if c := pf.Metadata().RowGroups[0].Columns[0].MetaData.Codec; c != wantCodec {
 					t.Fatalf("%s: codec %v, want %v", f.name, c, wantCodec)
 				}
+				// parquet-go's own codecs read every page back.
+				rows := make([]parquet.Row, 64)
+				r, read := parquet.NewReader(pf), 0
+				for {
+					k, err := r.ReadRows(rows)
+					read += k
+					if err != nil {
+						break
+					}
+				}
+				if read != n {
+					t.Fatalf("%s: read back %d rows of %d", f.name, read, n)
+				}
 			}
 		})
 	}
