@@ -249,11 +249,11 @@ func (d *Decoder) eventTime(r *Record) int64 {
 		return r.Timestamp.UnixMicro()
 	}
 	leaf := d.s.EventTime.Leaf
-	col := &d.row.cols[leaf]
-	if len(col.b) == 0 || int(col.b[0]&15) != d.row.leaves[leaf].MaxDef {
+	b := d.row.cols[leaf].cur // a staged row has one chunk per column
+	if len(b) == 0 || int(b[0]&15) != d.row.leaves[leaf].MaxDef {
 		return math.MinInt64
 	}
-	return int64(binary.LittleEndian.Uint64(col.b[1:]))
+	return int64(binary.LittleEndian.Uint64(b[1:]))
 }
 
 func (d *Decoder) emit(leaf int, v parquet.Value, rep, def int) {

@@ -87,3 +87,57 @@ func TestEncoderReuseSameBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestColumnsGrowthIsExact checks that growth announces exactly the bytes appendRow
+// then adds to size (the engine reserves the one and accounts the other), across
+// chunk boundaries, and that the chunks hold every row in order.
+func TestColumnsGrowthIsExact(t *testing.T) {
+	src := sampleBuffer(t, 3000, 0)
+	s := src.table.schema
+	staged, cols := newColumns(s.Leaves), newColumns(s.Leaves)
+	byRow := make([][][]parquet.Value, len(s.Leaves)) // column, row: values
+	for i := range s.Leaves {
+		byRow[i] = rowsOf(src.rows.values(i))
+	}
+	for r := range 3000 {
+		// Stage row r of src as the decoder would.
+		staged.reset()
+		staged.rows = 1
+		for i := range s.Leaves {
+			for _, v := range byRow[i][r] {
+				staged.add(i, v, v.RepetitionLevel(), v.DefinitionLevel())
+			}
+		}
+		before, want := cols.size(), cols.growth(staged)
+		cols.appendRow(staged)
+		if got := cols.size() - before; got != want {
+			t.Fatalf("row %d: growth said %d bytes, size grew by %d", r, want, got)
+		}
+	}
+	for i := range s.Leaves {
+		if cols.cols[i].chunks() < 2 {
+			t.Fatalf("column %d has %d chunk(s): the test crosses no chunk boundary", i, cols.cols[i].chunks())
+		}
+		a, b := cols.values(i), src.rows.values(i)
+		if len(a) != len(b) {
+			t.Fatalf("column %d: %d values, want %d", i, len(a), len(b))
+		}
+		for j := range a {
+			if !parquet.Equal(a[j], b[j]) || a[j].DefinitionLevel() != b[j].DefinitionLevel() || a[j].RepetitionLevel() != b[j].RepetitionLevel() {
+				t.Fatalf("column %d value %d: %v, want %v", i, j, a[j], b[j])
+			}
+		}
+	}
+}
+
+// rowsOf splits a column's values into rows.
+func rowsOf(vals []parquet.Value) [][]parquet.Value {
+	var rows [][]parquet.Value
+	for _, v := range vals {
+		if v.RepetitionLevel() == 0 {
+			rows = append(rows, nil)
+		}
+		rows[len(rows)-1] = append(rows[len(rows)-1], v)
+	}
+	return rows
+}
