@@ -204,6 +204,9 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 	}
 	for i := range c.cols {
 		col, leaf := &c.cols[i], &c.leaves[i]
+		// A required top-level column's values carry no levels, and its column
+		// buffer reads none: Value.Level (not inlined) is skipped.
+		flat := leaf.MaxDef == 0 && leaf.MaxRep == 0
 		row := -1
 		batch = batch[:0]
 		for k := range col.chunks() {
@@ -228,7 +231,10 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 				if keep != nil && !keep[row] {
 					continue
 				}
-				batch = append(batch, v.Level(rep, def, i))
+				if !flat {
+					v = v.Level(rep, def, i)
+				}
+				batch = append(batch, v)
 			}
 		}
 		if len(batch) > 0 {
