@@ -93,7 +93,8 @@ type Engine struct {
 	// inflight is the memory uploads in flight hold besides their buffers (Parquet
 	// pages, compressor, the store's part buffers), estimated by uploadCost.
 	inflight int64
-	// writerFixed and the store's part size and concurrency size uploadCost.
+	// writerFixed sizes each worker's writer (bufferBudget); the store's part size
+	// and concurrency size uploadCost.
 	writerFixed             int64
 	partSize, partsInFlight int64
 }
@@ -136,7 +137,7 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 	if cfg.LocalDir == "" {
 		e.partSize, e.partsInFlight = int64(cfg.S3.PartSize), int64(cfg.S3.UploadConcurrency)+1
 	}
-	e.bufferBudget = bufferBudget(cfg, log)
+	e.bufferBudget = bufferBudget(cfg, e.writerFixed, log)
 	// What buffered_bytes is held under: the alert on buffered/budget and the
 	// dashboard compare against it, not against the whole flush.memory_budget.
 	m.BufferBudgetBytes.Set(float64(e.bufferBudget))

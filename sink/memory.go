@@ -7,32 +7,37 @@ import (
 )
 
 // flush.memory_budget bounds the process's Go memory, not only its buffers: it covers
-// the buffers, the uploads in flight (Parquet pages, compressor, the store's part
-// buffers: uploadCost), the Kafka client's fetches (fetchMemory) and a fixed share for
-// the rest of the heap (runtimeMemory). The process sets its Go memory limit just
-// above the budget (cmd/lakesink), and the binary's own code and data pages come on
-// top (~64 MiB resident, docs/performance.md).
+// the buffers, the uploads in flight (Parquet pages, the store's part buffers:
+// uploadCost), each worker's Parquet writer (writerFixed), the Kafka client's fetches
+// (fetchMemory) and a fixed share for the rest of the heap (runtimeMemory). The
+// process sets its Go memory limit just above the budget (cmd/lakesink), and the
+// binary's own code and data pages come on top (~64 MiB resident, docs/performance.md).
 //
-// What the budget leaves for buffers, with the e2e test's 64 MiB, 5 MiB parts and
-// 2 workers: 64 - 8 (fetches) - 8 (rest of the heap) - 10 (part buffers) - 8 (garbage)
-// = 30 MiB for buffers and uploads in flight.
+// What the budget leaves for buffers, with the e2e test's 64 MiB, 5 MiB parts,
+// 2 workers and its 8-leaf table: 64 - 8 (fetches) - 8 (rest of the heap) - 10 (part
+// buffers) - 6 (writers) - 8 (garbage) = 24 MiB for buffers and uploads in flight.
 
 // runtimeMemory is the heap the sink holds besides buffers, uploads and fetches:
 // clients, metrics, decoders, the offset book (measured: ~8 MiB).
 const runtimeMemory = 8 << 20
 
-// writerFixed is what one Parquet writer holds whatever the file's size: a page of
-// values per column being built and encoded (page buffers of 256 KiB, lake/schema,
-// are filled for large files only, so half of it is counted) and a zstd encoder with
-// its history (codec.go). Measured (heap profile, 2 writers of 8 MiB files of the
-// sample table, 17 leaf columns): ~11 MiB each, including the compressed pages.
+// writerFixed is what one worker's Parquet writer holds whatever the file's size: a
+// page of values per column being built and encoded (page buffers of 256 KiB,
+// lake/schema, are filled for large files only, so half of it is counted) and a zstd
+// encoder with its history (codec.go). Measured (heap profile, 2 writers of 8 MiB
+// files of the sample table, 17 leaf columns): ~11 MiB each, including the compressed
+// pages, which uploadCost counts. Each worker keeps its writer between small files
+// (worker.go: 1.7 MiB after a 100-row file of the sample table, 3.8 MiB after one of
+// 1 MiB buffered, 21 leaves: within this), so it is counted for every worker, all the
+// time (bufferBudget), not per upload.
 func writerFixed(columns int) int64 {
 	return int64(columns)*(128<<10) + 2<<20
 }
 
-// uploadCost is the memory the upload of b holds besides b itself: the writer, the
-// compressed pages of the row group until it is written (the buffer is written
-// column after column; assumed at most half the buffered bytes) and the store's
+// uploadCost is the memory the upload of b holds besides b itself and the worker's
+// writer: the writer's growth and the compressed pages of the row group until it is
+// written (the buffer is written column after column; assumed at most half the
+// buffered bytes) and the store's
 // part buffers (the S3 store reads the body into part-size buffers: one for a file
 // that fits in a part, counted per worker in bufferBudget, up to
 // upload_concurrency+1 for a multipart upload). Each
@@ -41,7 +46,7 @@ func writerFixed(columns int) int64 {
 // with e.mu held.
 func (e *Engine) uploadCost(b *buffer) int64 {
 	file := b.bytes / 2
-	cost := e.writerFixed + file
+	cost := file
 	if e.partSize > 0 && file > e.partSize {
 		// The first part buffer is counted once per worker (bufferBudget).
 		cost += (min(e.partsInFlight, (file+e.partSize-1)/e.partSize+1) - 1) * e.partSize
@@ -65,22 +70,24 @@ func fetchMaxBytes(cfg *config.Config) int64 {
 
 // bufferBudget is the share of flush.memory_budget left for the buffers and the
 // uploads in flight once the fetches, the rest of the heap, the store's pooled part
-// buffers (one per worker, kept between uploads) and room for garbage between
-// collections (an eighth) are counted; never less than a quarter of the budget.
-func bufferBudget(cfg *config.Config, log *slog.Logger) int64 {
+// buffers and the Parquet writers (one of each per worker, kept between uploads;
+// writer: writerFixed of the widest table) and room for garbage between collections
+// (an eighth) are counted; never less than a quarter of the budget.
+func bufferBudget(cfg *config.Config, writer int64, log *slog.Logger) int64 {
 	budget := int64(cfg.Flush.MemoryBudget)
 	fetch := fetchMemory(cfg)
 	var parts int64
 	if cfg.LocalDir == "" {
 		parts = int64(cfg.Flush.Workers) * int64(cfg.S3.PartSize)
 	}
-	left := budget - fetch - runtimeMemory - parts - budget/8
+	writers := int64(cfg.Flush.Workers) * writer
+	left := budget - fetch - runtimeMemory - parts - writers - budget/8
 	if left < budget/4 {
 		log.Warn("flush.memory_budget leaves little room for buffers: raise it, or lower s3.part_size or flush.workers",
-			"budget", budget, "fetch", fetch, "part_buffers", parts)
+			"budget", budget, "fetch", fetch, "part_buffers", parts, "writers", writers)
 		left = budget / 4
 	}
 	log.Info("memory budget", "budget", budget, "buffers_and_uploads", left, "fetch", fetch, "part_buffers", parts,
-		"runtime", runtimeMemory, "garbage", budget/8)
+		"writers", writers, "runtime", runtimeMemory, "garbage", budget/8)
 	return left
 }
