@@ -45,7 +45,7 @@ bed-down:
 ## bench-results/bench.json and bench-results/partitions.png
 bench: build
 	@trap '$(BED) down' EXIT; \
-	  $(BED) up && eval "$$($(BED) env)" && \
+	  LAKESINK_BED_S3_KEEPALIVE=1 $(BED) up && eval "$$($(BED) env)" && \
 	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000} && \
 	  .bed/venv/bin/python bench/plot_partitions.py bench-results/bench.json bench-results/partitions.png
 
