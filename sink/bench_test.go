@@ -6,25 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
 // BenchmarkDecodeEncode is the per-record CPU of the sink without Kafka or S3:
-// decode into the column store, then encode Parquet. `go test -bench . ./sink -cpuprofile`
-// shows where the time goes.
+// decode into the column store, then encode Parquet (Batch: the upload workers' encoder,
+// a file per 50,000 records). `go test -bench . ./sink -cpuprofile` shows where the time goes.
 func BenchmarkDecodeEncode(b *testing.B) {
-	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := schema.Compile(&cfg.Tables[0])
-	if err != nil {
-		b.Fatal(err)
-	}
+	tc, s := sampleTable(b)
 	const n = 50_000
 	g := gen.New(1, time.Now().Add(-time.Hour), time.Hour)
 	evs := make([][]byte, n)
@@ -34,29 +25,38 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		evs[i] = append([]byte(nil), v...)
 		size += int64(len(v))
 	}
-	d := NewDecoder(s, &cfg.Tables[0], 1<<20)
+	d := NewDecoder(s, tc, 1<<20)
 	now := time.Now()
 	rec := &Record{Topic: "a", Timestamp: now}
 	b.SetBytes(size / n)
 	b.ResetTimer()
-	cols := newColumns(s.Leaves)
+	batch := NewBatch(s, "a")
 	for i := 0; i < b.N; i++ {
 		rec.Offset, rec.Value = int64(i), evs[i%n]
 		if _, err := d.Decode(rec, now); err != nil {
 			b.Fatal(err)
 		}
-		cols.appendRow(d.row)
-		if cols.rows == n || i == b.N-1 {
-			w := parquet.NewWriter(io.Discard, s.WriterOptions()...)
-			if err := cols.writeTo(w, nil, nil); err != nil {
+		batch.Add(d, rec.Offset)
+		if (i+1)%n == 0 || i == b.N-1 {
+			if err := batch.Flush(io.Discard); err != nil {
 				b.Fatal(err)
 			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-			cols = newColumns(s.Leaves)
 		}
 	}
+}
+
+// sampleTable is the bench's sample table (internal/gen) and its compiled schema.
+func sampleTable(tb testing.TB) (*config.Table, *schema.Schema) {
+	tb.Helper()
+	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &cfg.Tables[0], s
 }
 
 // BenchmarkEncodeSmallFile is the CPU of one raw file of 100 rows, the file a sink
@@ -86,16 +86,9 @@ func BenchmarkEncodeSmallFile(b *testing.B) {
 // sampleBuffer is a buffer of n generated events of the sample table, from offset first.
 func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
 	tb.Helper()
-	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := schema.Compile(&cfg.Tables[0])
-	if err != nil {
-		tb.Fatal(err)
-	}
+	tc, s := sampleTable(tb)
 	g := gen.New(uint64(first)+1, time.Now().Add(-time.Hour), time.Hour)
-	d := NewDecoder(s, &cfg.Tables[0], 1<<20)
+	d := NewDecoder(s, tc, 1<<20)
 	now := time.Now()
 	buf := &buffer{bufKey: bufKey{table: &table{schema: s}, tp: &tpState{topic: "a"}}, rows: newColumns(s.Leaves), first: first}
 	for i := range n {
@@ -115,20 +108,13 @@ func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
 // BenchmarkAppendRow is the column store's append at 10 and 1,000 open buffers: with
 // many buffers each row lands in columns that are cold in the CPU cache.
 func BenchmarkAppendRow(b *testing.B) {
-	cfg, err := config.Parse([]byte("kafka: {brokers: [\"b:1\"]}\nlocal_dir: /tmp/x\ndead_letter: {topic: d}\ntables:\n"+gen.TableYAML("events", "a")), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := schema.Compile(&cfg.Tables[0])
-	if err != nil {
-		b.Fatal(err)
-	}
+	tc, s := sampleTable(b)
 	// 1,000 sample records staged as the decoder leaves them.
 	g := gen.New(1, time.Now().Add(-time.Hour), time.Hour)
 	now := time.Now()
 	rows := make([]*columns, 1000)
 	for i := range rows {
-		d := NewDecoder(s, &cfg.Tables[0], 1<<20)
+		d := NewDecoder(s, tc, 1<<20)
 		v, _ := g.Event(i, len(rows))
 		if _, err := d.Decode(&Record{Topic: "a", Timestamp: now, Offset: int64(i), Value: v}, now); err != nil {
 			b.Fatal(err)
