@@ -175,14 +175,9 @@ func (c *columns) values(i int) []parquet.Value {
 	for k := range col.chunks() {
 		ch := col.chunk(k)
 		for pos := 0; pos < len(ch); {
-			lv := ch[pos]
-			pos++
-			rep, def := int(lv>>4), int(lv&15)
-			var v parquet.Value
-			if def == leaf.MaxDef {
-				v, pos = c.value(leaf, ch, pos)
-			}
+			v, rep, def, next := c.entry(leaf, ch, pos)
 			vals = append(vals, v.Level(rep, def, i))
+			pos = next
 		}
 	}
 	return vals
@@ -212,9 +207,8 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 		for k := range col.chunks() {
 			ch := col.chunk(k)
 			for pos := 0; pos < len(ch); {
-				lv := ch[pos]
-				pos++
-				rep, def := int(lv>>4), int(lv&15)
+				v, rep, def, next := c.entry(leaf, ch, pos)
+				pos = next
 				if rep == 0 {
 					row++
 					if len(batch) >= cap(batch)-16 {
@@ -223,10 +217,6 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 						}
 						batch = batch[:0]
 					}
-				}
-				var v parquet.Value
-				if def == leaf.MaxDef {
-					v, pos = c.value(leaf, ch, pos)
 				}
 				if keep != nil && !keep[row] {
 					continue
@@ -244,6 +234,18 @@ func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value)
 		}
 	}
 	return nil
+}
+
+// entry reads the value at pos of a chunk of leaf's column: its level byte, then its
+// bytes when it is not null. It returns the value (null: the zero Value), its levels
+// and the position of the next value.
+func (c *columns) entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, next int) {
+	lv := ch[pos]
+	rep, def, next = int(lv>>4), int(lv&15), pos+1
+	if def == leaf.MaxDef {
+		v, next = c.value(leaf, ch, next)
+	}
+	return v, rep, def, next
 }
 
 func (c *columns) value(leaf *schema.Leaf, data []byte, pos int) (parquet.Value, int) {
