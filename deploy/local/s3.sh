@@ -115,22 +115,23 @@ ensure_bucket() {
 start() {
   local pid
   need_cmd curl "it checks the S3 server and creates the bucket"
+  local ka=() # versitygw's flag for LAKESINK_BED_S3_KEEPALIVE=1
+  [[ "${LAKESINK_BED_S3_KEEPALIVE:-0}" == 1 ]] && ka=(--keep-alive)
   if pid=$(pid_of "$PIDF" "$MARKER"); then
-    local ka=0; tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qx -- --keep-alive && ka=1
-    if [[ "$ka" != "${LAKESINK_BED_S3_KEEPALIVE:-0}" ]]; then
+    local args; args=$(tr '\0' '\n' < "/proc/$pid/cmdline")
+    if [[ "$(grep -x -- --keep-alive <<<"$args")" != "${ka[*]}" ]]; then
       log "restarting versitygw with LAKESINK_BED_S3_KEEPALIVE=${LAKESINK_BED_S3_KEEPALIVE:-0}"
       stop_pid versitygw "$PIDF" "$MARKER" 20
+    else
+      local running; running=$(sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' <<<"$args" | head -n1)
+      if [[ -n "$running" && "$running" != "$S3_PORT" ]]; then
+        die "versitygw is already running on port $running, not $S3_PORT: stop it first to change the port"
+      fi
+      wait_ready 30 "$pid" "$LOGF" versitygw ready
+      ensure_bucket
+      log "already running on http://127.0.0.1:$S3_PORT (pid $pid)"
+      return 0
     fi
-  fi
-  if pid=$(pid_of "$PIDF" "$MARKER"); then
-    local running; running=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1)
-    if [[ -n "$running" && "$running" != "$S3_PORT" ]]; then
-      die "versitygw is already running on port $running, not $S3_PORT: stop it first to change the port"
-    fi
-    wait_ready 30 "$pid" "$LOGF" versitygw ready
-    ensure_bucket
-    log "already running on http://127.0.0.1:$S3_PORT (pid $pid)"
-    return 0
   fi
   install
   S3_PORT=$S3_WANT_PORT
@@ -147,8 +148,6 @@ start() {
   if [[ "$mode" == sidecar ]]; then mkdir -p "$SIDECAR"; meta=(--sidecar "$SIDECAR"); fi
   rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
-  local ka=()
-  [[ "${LAKESINK_BED_S3_KEEPALIVE:-0}" == 1 ]] && ka=(--keep-alive)
   nohup setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$PIDF" \
     "$GW" --access "$ACCESS" --secret "$SECRET" --region "$REGION" --port "127.0.0.1:$S3_PORT" --quiet "${ka[@]}" \
     posix "${meta[@]}" "$ROOT" </dev/null >>"$LOGF" 2>&1 9>&- &
