@@ -11,8 +11,9 @@ import (
 // appended to the column store, then encoded as a Parquet file by the same code as
 // the upload workers, with flush.compression auto. The bench's bound measure runs it.
 type Batch struct {
-	buf buffer
-	enc encoder
+	buf  buffer
+	enc  encoder
+	size int64 // of buf.rows, kept as rows are added (size() walks every chunk)
 }
 
 // NewBatch returns an empty batch of the table s; its files carry topic in their footer.
@@ -20,6 +21,7 @@ func NewBatch(s *schema.Schema, topic string) *Batch {
 	b := &Batch{enc: encoder{mode: config.CompressionAuto, zstd: newZstdCodec(1)}}
 	b.buf.bufKey = bufKey{table: &table{schema: s}, tp: &tpState{topic: topic}}
 	b.buf.rows = newColumns(s.Leaves)
+	b.size = b.buf.rows.size()
 	return b
 }
 
@@ -28,19 +30,20 @@ func (b *Batch) Add(d *Decoder, offset int64) {
 	if b.buf.n == 0 {
 		b.buf.first = offset
 	}
+	b.size += b.buf.rows.growth(d.row)
 	b.buf.rows.appendRow(d.row)
 	b.buf.last = offset
 	b.buf.n++
 }
 
 // Size is the memory the batch's columns hold.
-func (b *Batch) Size() int64 { return b.buf.rows.size() }
+func (b *Batch) Size() int64 { return b.size }
 
 // Flush writes the batch as one Parquet file to w and empties it.
 func (b *Batch) Flush(w io.Writer) error {
-	b.buf.bytes = b.buf.rows.size()
+	b.buf.bytes = b.size
 	_, err := b.enc.encode(w, &b.buf, nil, b.buf.first)
 	b.buf.rows = newColumns(b.buf.rows.leaves)
-	b.buf.n = 0
+	b.buf.n, b.size = 0, b.buf.rows.size()
 	return err
 }
