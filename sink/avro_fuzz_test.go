@@ -29,7 +29,7 @@ func FuzzDecodeAvro(f *testing.F) {
 			}
 			return
 		}
-		cols := newColumns(s.Leaves)
+		cols := newRowStore(s.Leaves)
 		cols.appendRow(a.d.row)
 		for i, vals := range stagedCols(a.d) {
 			if len(vals) == 0 || vals[0].RepetitionLevel() != 0 {

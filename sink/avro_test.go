@@ -148,7 +148,7 @@ func v1Record(i int) map[string]any {
 
 func TestAvroDecodeRoundTrip(t *testing.T) {
 	a, s, src := testAvroDecoder(t)
-	cols := newColumns(s.Leaves)
+	cols := newRowStore(s.Leaves)
 	var hugeStaged string
 	recs := [][]byte{
 		frame(t, 1, writerV1, v1Record(0)),
@@ -206,11 +206,11 @@ func TestAvroDecodeRoundTrip(t *testing.T) {
 	check(2, "_kafka_offset", got[2]["_kafka_offset"], 2)
 }
 
-func readBack(t *testing.T, s *schema.Schema, cols *columns, n int) []map[string]any {
+func readBack(t *testing.T, s *schema.Schema, cols *rowStore, n int) []map[string]any {
 	t.Helper()
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if err := cols.writeTo(w, nil, nil); err != nil {
+	if _, err := cols.writeTo(w, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

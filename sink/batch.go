@@ -20,7 +20,7 @@ type Batch struct {
 func NewBatch(s *schema.Schema, topic string) *Batch {
 	b := &Batch{enc: encoder{mode: config.CompressionAuto, zstd: newZstdCodec(1)}}
 	b.buf.bufKey = bufKey{table: &table{schema: s}, tp: &tpState{topic: topic}}
-	b.buf.rows = newColumns(s.Leaves)
+	b.buf.rows = newRowStore(s.Leaves)
 	b.size = b.buf.rows.size()
 	return b
 }
@@ -43,7 +43,7 @@ func (b *Batch) Size() int64 { return b.size }
 func (b *Batch) Flush(w io.Writer) error {
 	b.buf.bytes = b.size
 	_, err := b.enc.encode(w, &b.buf, nil, b.buf.first)
-	b.buf.rows = newColumns(b.buf.rows.leaves)
+	b.buf.rows = newRowStore(b.buf.rows.leaves)
 	b.buf.n, b.size = 0, b.buf.rows.size()
 	return err
 }

@@ -90,7 +90,7 @@ func sampleBuffer(tb testing.TB, n int, first int64) *buffer {
 	g := gen.New(uint64(first)+1, time.Now().Add(-time.Hour), time.Hour)
 	d := NewDecoder(s, tc, 1<<20)
 	now := time.Now()
-	buf := &buffer{bufKey: bufKey{table: &table{schema: s}, tp: &tpState{topic: "a"}}, rows: newColumns(s.Leaves), first: first}
+	buf := &buffer{bufKey: bufKey{table: &table{schema: s}, tp: &tpState{topic: "a"}}, rows: newRowStore(s.Leaves), first: first}
 	for i := range n {
 		v, _ := g.Event(i, n)
 		off := first + int64(i)
@@ -123,15 +123,15 @@ func BenchmarkAppendRow(b *testing.B) {
 	}
 	for _, open := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
-			bufs := make([]*columns, open)
+			bufs := make([]*rowStore, open)
 			for i := range bufs {
-				bufs[i] = newColumns(s.Leaves)
+				bufs[i] = newRowStore(s.Leaves)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				c := bufs[i%open]
 				if c.rows == 500 {
-					c = newColumns(s.Leaves)
+					c = newRowStore(s.Leaves)
 					bufs[i%open] = c
 				}
 				c.appendRow(rows[i%len(rows)])

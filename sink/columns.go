@@ -10,93 +10,66 @@ import (
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
-// columns is a buffer's compact columnar storage: per leaf column, chunks of bytes
-// holding each value as a level byte (repetition<<4 | definition) followed, when the
-// value is not null, by its bytes (fixed-width little-endian, or uvarint length +
-// bytes). Memory is what the chunks hold, so the buffer's size is known exactly;
-// parquet-go's own buffers cost tens of KiB each when empty and several times the
-// data when small, which does not scale to thousands of open partitions. Levels and
-// values share a chunk so that appending a row writes one place per column: with
-// thousands of open buffers every one of them is a cache and TLB miss. A row's
-// bytes never straddle two chunks, so neither does a value.
+// The buffers' byte format: each value of a leaf column is a level byte
+// (repetition<<4 | definition) followed, when the value is not null, by its bytes
+// (fixed-width little-endian, or uvarint length + bytes). Memory is what the bytes
+// take, so a buffer's size is known exactly; parquet-go's own buffers cost tens of
+// KiB each when empty and several times the data when small, which does not scale
+// to thousands of open partitions.
+
+// columns is one record as the decoder stages it: per leaf column, its values in the
+// buffers' byte format. The decoder fills columns in the order the record's fields
+// come, so each column has its own bytes; appendRow then copies them in column order.
 type columns struct {
 	leaves []schema.Leaf
-	cols   []column
-	rows   int
-}
-
-type column struct {
-	cur  []byte   // the chunk being filled (inline: appending touches no other memory)
-	full [][]byte // the chunks before it
+	cols   [][]byte
 }
 
 func newColumns(leaves []schema.Leaf) *columns {
-	return &columns{leaves: leaves, cols: make([]column, len(leaves))}
+	return &columns{leaves: leaves, cols: make([][]byte, len(leaves))}
 }
 
-// size is the heap held by the columns (capacities, not lengths).
-func (c *columns) size() int64 {
-	n := int64(len(c.cols)) * 24
+// reset empties the columns, keeping their capacity.
+func (c *columns) reset() {
 	for i := range c.cols {
-		col := &c.cols[i]
-		n += int64(cap(col.cur)) + int64(cap(col.full))*24
-		for _, ch := range col.full {
-			n += int64(cap(ch))
-		}
+		c.cols[i] = c.cols[i][:0]
+	}
+}
+
+// len is the number of bytes the record takes in a buffer.
+func (c *columns) len() int {
+	n := 0
+	for _, b := range c.cols {
+		n += len(b)
 	}
 	return n
 }
 
-// newCap is the capacity a slice grows to when it needs room for need more bytes:
-// at least what is needed, else double from 64 bytes up to 64 KiB, then a quarter
-// more, at most 16 MiB more. Small steps at first keep a buffer of a few rows at a
-// few hundred bytes per column (it was 1 KiB per slice, 34 KiB per buffer of the
-// sample table, which thousands of open hour partitions multiply). Growth is
-// explicit (not append's doubling) so the memory a row adds is known before adding it.
-func newCap(length, capacity, need int) int {
-	if length+need <= capacity {
-		return capacity
-	}
-	step := capacity
-	if capacity >= 64<<10 {
-		step = capacity / 4
-	}
-	return max(length+need, capacity+min(max(step, 64), 16<<20))
-}
-
-// chunkCap is the capacity of the chunk a column starts when its last chunk (of
-// capacity last; 0: none) has no room for need more bytes: double the last, from 64
-// bytes up to 1 MiB, and at least need. Chunks are never copied to grow: copying
-// cost the sink 6% of its CPU on 128 MiB buffers (each byte moved four times).
-func chunkCap(last, need int) int {
-	return max(need, min(max(2*last, 64), 1<<20))
-}
-
-// fits reports whether the chunk being filled has room for need more bytes.
-func (col *column) fits(need int) bool { return cap(col.cur)-len(col.cur) >= need }
-
-// reset empties the columns, keeping their capacity (the decoder's staged row).
-func (c *columns) reset() {
-	for i := range c.cols {
-		col := &c.cols[i]
-		col.cur, col.full = col.cur[:0], nil
-	}
-	c.rows = 0
-}
-
-// add appends one value of leaf column i at the given levels, in the columns'
+// add appends one value of leaf column i at the given levels, in the buffers' byte
 // format: the decoder stages each record this way, so that appendRow only copies
 // bytes (the record's values were parquet.Values, re-encoded value by value into
 // every buffer: a fifth of the sink's ingest CPU).
 func (c *columns) add(i int, v parquet.Value, rep, def int) {
-	col, leaf := &c.cols[i], &c.leaves[i]
-	col.cur = append(col.cur, byte(rep<<4|def))
-	if def == leaf.MaxDef {
-		col.cur = appendValue(col.cur, leaf, v)
+	b := append(c.cols[i], byte(rep<<4|def))
+	if def == c.leaves[i].MaxDef {
+		b = appendValue(b, &c.leaves[i], v)
 	}
+	c.cols[i] = b
 }
 
-// appendValue appends a non-null value's bytes in the columns' format.
+// values decodes column i into parquet values with their levels.
+func (c *columns) values(i int) []parquet.Value {
+	var vals []parquet.Value
+	leaf := &c.leaves[i]
+	for pos := 0; pos < len(c.cols[i]); {
+		v, rep, def, next := entry(leaf, c.cols[i], pos)
+		vals = append(vals, v.Level(rep, def, i))
+		pos = next
+	}
+	return vals
+}
+
+// appendValue appends a non-null value's bytes in the buffers' format.
 func appendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
 	switch leaf.Kind {
 	case parquet.Boolean:
@@ -121,134 +94,214 @@ func appendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
 	return append(b, ba...)
 }
 
-// growth returns how many bytes appendRow(row) will allocate (row: a decoder's
-// staged record, one chunk per column). Growing the list of full chunks is counted
-// in the chunk (24 bytes each, with append's doubling: at most 48).
-func (c *columns) growth(row *columns) int64 {
-	var n int64
-	for i := range row.cols {
-		col, need := &c.cols[i], len(row.cols[i].cur)
-		if !col.fits(need) {
-			n += int64(chunkCap(cap(col.cur), need))
-			if col.cur != nil && len(col.full) == cap(col.full) {
-				n += int64(max(2*cap(col.full), 4)-cap(col.full)) * 24
-			}
-		}
+// rowStore is a buffer's records, one after another: each is its columns' values in
+// the buffers' byte format, column by column (a column's values in a record: the
+// first has repetition level 0, any more a higher one). Appending a record writes
+// one place, so with thousands of open buffers a record costs one run of cache
+// misses, not one per column (a store per column took 2.3 µs per record at 1,000
+// open buffers, 1 µs at 10). Records sit in chunks that never grow by copying
+// (copying cost the sink 6% of its CPU on 128 MiB buffers), and a record never
+// straddles two chunks.
+type rowStore struct {
+	leaves []schema.Leaf
+	cur    []byte   // the chunk being filled
+	full   [][]byte // the chunks before it
+	rows   int
+}
+
+func newRowStore(leaves []schema.Leaf) *rowStore { return &rowStore{leaves: leaves} }
+
+// size is the heap held by the chunks (capacities, not lengths).
+func (s *rowStore) size() int64 {
+	n := int64(cap(s.cur)) + int64(cap(s.full))*24
+	for _, ch := range s.full {
+		n += int64(cap(ch))
 	}
 	return n
 }
 
-// appendRow adds row (a decoder's staged record, one chunk per column) to c.
-func (c *columns) appendRow(row *columns) {
-	for i := range row.cols {
-		col, add := &c.cols[i], row.cols[i].cur
-		if !col.fits(len(add)) {
-			if col.cur != nil {
-				if len(col.full) == cap(col.full) {
-					full := make([][]byte, len(col.full), max(2*cap(col.full), 4))
-					copy(full, col.full)
-					col.full = full
-				}
-				col.full = append(col.full, col.cur)
-			}
-			col.cur = make([]byte, 0, chunkCap(cap(col.cur), len(add)))
-		}
-		col.cur = append(col.cur, add...)
+// newCap is the capacity a slice grows to when it needs room for need more bytes:
+// at least what is needed, else double from 64 bytes up to 64 KiB, then a quarter
+// more, at most 16 MiB more. Growth is explicit (not append's doubling) so the
+// memory an append adds is known before making it.
+func newCap(length, capacity, need int) int {
+	if length+need <= capacity {
+		return capacity
 	}
-	c.rows += row.rows
+	step := capacity
+	if capacity >= 64<<10 {
+		step = capacity / 4
+	}
+	return max(length+need, capacity+min(max(step, 64), 16<<20))
 }
 
-// chunks is the number of chunks of the column; chunk(k) is the k-th, in order.
-func (col *column) chunks() int { return len(col.full) + 1 }
+// chunkCap is the capacity of the chunk a store starts when its last chunk (of
+// capacity last; 0: none) has no room for need more bytes: double the last, from 64
+// bytes up to 1 MiB, and at least need. Small first chunks keep a buffer of a few
+// records at about their size, which thousands of open hour partitions multiply.
+func chunkCap(last, need int) int {
+	return max(need, min(max(2*last, 64), 1<<20))
+}
 
-func (col *column) chunk(k int) []byte {
-	if k < len(col.full) {
-		return col.full[k]
+// growth returns how many bytes appendRow(row) will allocate. Growing the list of
+// full chunks is counted with the chunk (24 bytes each, with append's doubling).
+func (s *rowStore) growth(row *columns) int64 {
+	need := row.len()
+	if cap(s.cur)-len(s.cur) >= need {
+		return 0
 	}
-	return col.cur
+	n := int64(chunkCap(cap(s.cur), need))
+	if s.cur != nil && len(s.full) == cap(s.full) {
+		n += int64(max(2*cap(s.full), 4)-cap(s.full)) * 24
+	}
+	return n
+}
+
+// appendRow adds row (a decoder's staged record) to s.
+func (s *rowStore) appendRow(row *columns) {
+	if need := row.len(); cap(s.cur)-len(s.cur) < need {
+		if s.cur != nil {
+			if len(s.full) == cap(s.full) {
+				full := make([][]byte, len(s.full), max(2*cap(s.full), 4))
+				copy(full, s.full)
+				s.full = full
+			}
+			s.full = append(s.full, s.cur)
+		}
+		s.cur = make([]byte, 0, chunkCap(cap(s.cur), need))
+	}
+	for _, b := range row.cols {
+		s.cur = append(s.cur, b...)
+	}
+	s.rows++
+}
+
+// chunks is the number of chunks; chunk(k) is the k-th, in order.
+func (s *rowStore) chunks() int { return len(s.full) + 1 }
+
+func (s *rowStore) chunk(k int) []byte {
+	if k < len(s.full) {
+		return s.full[k]
+	}
+	return s.cur
+}
+
+// each calls f for every value of the store in order, row by row and within a row
+// column by column, with its row number, column and levels.
+func (s *rowStore) each(f func(row, i int, v parquet.Value, rep, def int)) {
+	row := 0
+	for k := range s.chunks() {
+		ch := s.chunk(k)
+		for pos := 0; pos < len(ch); row++ {
+			for i := range s.leaves {
+				leaf := &s.leaves[i]
+				for first := true; first || leaf.MaxRep > 0 && pos < len(ch) && ch[pos]>>4 != 0; first = false {
+					v, rep, def, next := entry(leaf, ch, pos)
+					f(row, i, v, rep, def)
+					pos = next
+				}
+			}
+		}
+	}
 }
 
 // values decodes column i into parquet values with their levels.
-func (c *columns) values(i int) []parquet.Value {
-	col, leaf := &c.cols[i], &c.leaves[i]
+func (s *rowStore) values(i int) []parquet.Value {
 	var vals []parquet.Value
-	for k := range col.chunks() {
-		ch := col.chunk(k)
-		for pos := 0; pos < len(ch); {
-			v, rep, def, next := c.entry(leaf, ch, pos)
+	s.each(func(_, col int, v parquet.Value, rep, def int) {
+		if col == i {
 			vals = append(vals, v.Level(rep, def, i))
-			pos = next
 		}
-	}
+	})
 	return vals
 }
 
-// writeBatch is the number of values writeTo hands a column writer at a time.
-const writeBatch = 4096
+// writeBlock is the number of rows writeTo gathers before it hands each column
+// writer the block's values.
+const writeBlock = 256
 
-// writeTo streams every kept row (keep nil: all) into the writer's column writers,
-// in batches of whole rows; batch is scratch space of capacity writeBatch (nil: one
-// is allocated).
-func (c *columns) writeTo(w *parquet.Writer, keep []bool, batch []parquet.Value) error {
+// writeTo streams every kept row (keep nil: all) into the writer's column writers, a
+// block of whole rows at a time. batches is scratch space, one slice per column (nil:
+// allocated); it is returned for reuse.
+func (s *rowStore) writeTo(w *parquet.Writer, keep []bool, batches [][]parquet.Value) ([][]parquet.Value, error) {
 	cws := w.ColumnWriters()
-	if len(cws) != len(c.cols) {
-		return fmt.Errorf("writer has %d columns, buffer %d", len(cws), len(c.cols))
+	if len(cws) != len(s.leaves) {
+		return batches, fmt.Errorf("writer has %d columns, buffer %d", len(cws), len(s.leaves))
 	}
-	if cap(batch) < writeBatch {
-		batch = make([]parquet.Value, 0, writeBatch)
+	if len(batches) != len(s.leaves) {
+		batches = make([][]parquet.Value, len(s.leaves))
+		for i := range batches {
+			batches[i] = make([]parquet.Value, 0, writeBlock)
+		}
 	}
-	for i := range c.cols {
-		col, leaf := &c.cols[i], &c.leaves[i]
-		// A required top-level column's values carry no levels, and its column
-		// buffer reads none: Value.Level (not inlined) is skipped.
-		flat := leaf.MaxDef == 0 && leaf.MaxRep == 0
-		row := -1
-		batch = batch[:0]
-		for k := range col.chunks() {
-			ch := col.chunk(k)
-			for pos := 0; pos < len(ch); {
-				v, rep, def, next := c.entry(leaf, ch, pos)
-				pos = next
-				if rep == 0 {
-					row++
-					if len(batch) >= cap(batch)-16 {
-						if _, err := cws[i].WriteRowValues(batch); err != nil {
-							return fmt.Errorf("column %d: %w", i, err)
-						}
-						batch = batch[:0]
-					}
+	flush := func() error {
+		for i, b := range batches {
+			if len(b) > 0 {
+				if _, err := cws[i].WriteRowValues(b); err != nil {
+					return fmt.Errorf("column %d: %w", i, err)
 				}
-				if keep != nil && !keep[row] {
+				batches[i] = b[:0]
+			}
+		}
+		return nil
+	}
+	row, block := 0, 0
+	for k := range s.chunks() {
+		ch := s.chunk(k)
+		for pos := 0; pos < len(ch); row++ {
+			kept := keep == nil || keep[row]
+			for i := range s.leaves {
+				leaf := &s.leaves[i]
+				v, rep, def, next := entry(leaf, ch, pos)
+				pos = next
+				if leaf.MaxRep == 0 {
+					if kept {
+						// A required top-level column's values carry no levels, and
+						// its column buffer reads none: Value.Level (not inlined) is
+						// skipped.
+						if leaf.MaxDef != 0 {
+							v = v.Level(rep, def, i)
+						}
+						batches[i] = append(batches[i], v)
+					}
 					continue
 				}
-				if !flat {
-					v = v.Level(rep, def, i)
+				for {
+					if kept {
+						batches[i] = append(batches[i], v.Level(rep, def, i))
+					}
+					if pos == len(ch) || ch[pos]>>4 == 0 {
+						break
+					}
+					v, rep, def, pos = entry(leaf, ch, pos)
 				}
-				batch = append(batch, v)
 			}
-		}
-		if len(batch) > 0 {
-			if _, err := cws[i].WriteRowValues(batch); err != nil {
-				return fmt.Errorf("column %d: %w", i, err)
+			if kept {
+				if block++; block == writeBlock {
+					if err := flush(); err != nil {
+						return batches, err
+					}
+					block = 0
+				}
 			}
 		}
 	}
-	return nil
+	return batches, flush()
 }
 
-// entry reads the value at pos of a chunk of leaf's column: its level byte, then its
+// entry reads the value at pos of leaf's column bytes: its level byte, then its
 // bytes when it is not null. It returns the value (null: the zero Value), its levels
 // and the position of the next value.
-func (c *columns) entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, next int) {
+func entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, next int) {
 	lv := ch[pos]
 	rep, def, next = int(lv>>4), int(lv&15), pos+1
 	if def == leaf.MaxDef {
-		v, next = c.value(leaf, ch, next)
+		v, next = value(leaf, ch, next)
 	}
 	return v, rep, def, next
 }
 
-func (c *columns) value(leaf *schema.Leaf, data []byte, pos int) (parquet.Value, int) {
+func value(leaf *schema.Leaf, data []byte, pos int) (parquet.Value, int) {
 	switch leaf.Kind {
 	case parquet.Boolean:
 		return parquet.BooleanValue(data[pos] == 1), pos + 1

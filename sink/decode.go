@@ -185,7 +185,6 @@ func contractOf(k config.Contract) contract {
 
 func (d *Decoder) reset() {
 	d.row.reset()
-	d.row.rows = 1 // what Decode stages is one record
 	d.arena = d.arena[:0]
 }
 
@@ -249,7 +248,7 @@ func (d *Decoder) eventTime(r *Record) int64 {
 		return r.Timestamp.UnixMicro()
 	}
 	leaf := d.s.EventTime.Leaf
-	b := d.row.cols[leaf].cur // a staged row has one chunk per column
+	b := d.row.cols[leaf]
 	if len(b) == 0 || int(b[0]&15) != d.row.leaves[leaf].MaxDef {
 		return math.MinInt64
 	}

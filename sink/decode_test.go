@@ -65,7 +65,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		`{"id":"b","ts":1764000000000,"price":-0.5,"huge":-1,"meta":{"nested":{"a":[]}},"tags":[],"attrs":{},"lines":[null]}`,
 		`{"id":"c","ts":"2026-11-24T14:00:00+02:00","tags":null,"meta":null}`,
 	}
-	cols := newColumns(s.Leaves)
+	cols := newRowStore(s.Leaves)
 	for i, r := range recs {
 		if _, err := d.Decode(&Record{Topic: "a", Partition: 1, Offset: int64(i), Timestamp: now, Value: []byte(r)}, now); err != nil {
 			t.Fatalf("record %d: %v", i, err)
@@ -77,7 +77,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 	keep := []bool{true, true, true, false}
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if err := cols.writeTo(w, keep, nil); err != nil {
+	if _, err := cols.writeTo(w, keep, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

@@ -36,15 +36,16 @@ type bufKey struct {
 }
 
 // bufferOverhead is the memory of a buffer besides its columns and offsets: the
-// buffer and columns structs and its entries in the engine's open map and its
+// buffer and row store structs and its entries in the engine's open map and its
 // partition's live set. It is counted in the budget: with thousands of small open
 // buffers it adds up.
 const bufferOverhead = 512
 
-// buffer holds the records of one topic-partition for one table and period, in columnar form.
+// buffer holds the records of one topic-partition for one table and period, in the
+// buffers' byte format (rowStore).
 type buffer struct {
 	bufKey
-	rows    *columns
+	rows    *rowStore
 	first   int64
 	last    int64
 	n       int
@@ -262,7 +263,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		b = e.open[key]
 		fresh := b == nil
 		if fresh {
-			b = &buffer{bufKey: key, first: r.Offset, rows: newColumns(t.schema.Leaves)}
+			b = &buffer{bufKey: key, first: r.Offset, rows: newRowStore(t.schema.Leaves)}
 		}
 		// Reserve exactly what appending the row allocates (and a new buffer's header).
 		rowsGrowth = b.rows.growth(t.dec.row)

@@ -52,7 +52,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			ok[i] = true
 			checkRow(t, stagedCols(tg.d), tg.s)
-			newColumns(tg.s.Leaves).appendRow(tg.d.row)
+			newRowStore(tg.s.Leaves).appendRow(tg.d.row)
 			g := layout.Hour
 			if tg.s.Granularity == "day" {
 				g = layout.Day

@@ -234,13 +234,13 @@ const reuseBelow = 1 << 20
 // config.SmallFileBytes and zstd above (the lake's zstd, with encoders reused across
 // files: codec.go).
 type encoder struct {
-	mode   string // flush.compression
-	zstd   *zstdCodec
-	snappy snappyCodec
-	schema *schema.Schema
-	pw     *parquet.Writer
-	codec  compress.Codec  // pw's
-	batch  []parquet.Value // writeTo's scratch
+	mode    string // flush.compression
+	zstd    *zstdCodec
+	snappy  snappyCodec
+	schema  *schema.Schema
+	pw      *parquet.Writer
+	codec   compress.Codec    // pw's
+	batches [][]parquet.Value // writeTo's scratch
 }
 
 // codecFor returns the codec of b's file.
@@ -270,10 +270,8 @@ func (c *encoder) encode(w io.Writer, b *buffer, keep []bool, first int64) (int,
 	pw.SetKeyValueMetadata(MetaLastOffset, strconv.FormatInt(b.last, 10))
 	pw.SetKeyValueMetadata(MetaTopic, b.tp.topic)
 	pw.SetKeyValueMetadata(MetaPartition, strconv.FormatInt(int64(b.tp.partition), 10))
-	if c.batch == nil {
-		c.batch = make([]parquet.Value, 0, writeBatch)
-	}
-	if err := b.rows.writeTo(pw, keep, c.batch); err != nil {
+	var err error
+	if c.batches, err = b.rows.writeTo(pw, keep, c.batches); err != nil {
 		return 0, err
 	}
 	if err := pw.Close(); err != nil {
