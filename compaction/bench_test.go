@@ -105,14 +105,16 @@ func BenchmarkMerge(b *testing.B) {
 			size += f.Size
 		}
 	}
+	runs := 0 // names every merge's outputs apart, across -count runs too
 	for _, budget := range []int64{256 << 20, 4 << 20} {
 		b.Run(fmt.Sprintf("budget=%dMiB", budget>>20), func(b *testing.B) {
 			b.SetBytes(size)
 			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
+			for b.Loop() {
+				runs++
 				m := &compaction.Merger{Schema: sch, SortBy: []string{"ts", schema.ColTopic, schema.ColPartition, schema.ColOffset},
 					Lake: lake, Warehouse: lake, Budget: budget, RowGroupSize: 128 << 20, Target: 256 << 20,
-					TempDir: b.TempDir(), Job: fmt.Sprintf("bench%d-%d", budget>>20, i)}
+					TempDir: b.TempDir(), Job: fmt.Sprintf("bench%d-%d", budget>>20, runs)}
 				gi := 0
 				for p, g := range groups {
 					if _, err := m.Merge(context.Background(), compaction.Group{Period: p, Raw: g}, gi, "out", compaction.Coverage{}); err != nil {

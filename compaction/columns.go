@@ -281,6 +281,18 @@ func (t *colTable) rowBytes() int64 {
 	return max(1, n/int64(t.rows))
 }
 
+// clear empties the table, keeping its columns' capacity.
+func (t *colTable) clear() {
+	for i := range t.cols {
+		c := &t.cols[i]
+		c.n = 0
+		c.def, c.rep, c.num, c.data, c.end, c.rows = c.def[:0], c.rep[:0], c.num[:0], c.data[:0], c.end[:0], c.rows[:0]
+	}
+	t.rows = 0
+}
+
+// reset empties the table and frees its columns (after a spill: the held memory
+// must drop for the budget check to count the next rows).
 func (t *colTable) reset() {
 	for i := range t.cols {
 		c := &t.cols[i]

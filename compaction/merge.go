@@ -19,7 +19,8 @@ import (
 // Merger reads a group's inputs, drops duplicates by (topic, partition,
 // offset), sorts by the table's sort columns and writes outputs near the target
 // size. Memory is bounded by Budget: beyond it, sorted runs spill to TempDir and
-// are k-way merged.
+// are k-way merged. A Merger merges one group at a time (not safe for
+// concurrent use).
 type Merger struct {
 	// Schema is the output schema, with the Iceberg table's field ids.
 	Schema *schema.Schema
@@ -35,6 +36,11 @@ type Merger struct {
 	Job string
 	// Progress, when set, is told of every input file read (its bytes).
 	Progress func(bytes int64)
+
+	// spare is the last group's table, emptied with its capacity kept: hour
+	// groups are alike in size, so the next group's columns do not grow by
+	// copying (that was 8% of a merge's CPU).
+	spare *colTable
 }
 
 // Output is one file the merger wrote.
@@ -170,12 +176,22 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	if err != nil {
 		return res, err
 	}
-	t, err := newTable(m.Schema, m.SortBy)
-	if err != nil {
-		return res, err
+	t := m.spare
+	m.spare = nil
+	if t == nil {
+		if t, err = newTable(m.Schema, m.SortBy); err != nil {
+			return res, err
+		}
 	}
 	s := &sorter{m: m, kc: kc, t: t, vals: make([]parquet.Value, 1024)}
 	defer s.cleanup()
+	defer func() {
+		// Kept only while it holds at most half the budget, so that a group's
+		// first spill check is not reached by capacity alone.
+		if t.clear(); t.memBytes() <= m.Budget/2 {
+			m.spare = t
+		}
+	}()
 	cov := Coverage{}
 	for _, tf := range g.Table {
 		cov.Merge(tf.Coverage)

@@ -48,27 +48,36 @@ func TestMergeSpillsSortsAndDedupes(t *testing.T) {
 	for gi, budget := range []int64{1 << 30, 4 << 10, 1} {
 		m := &compaction.Merger{Schema: sch, SortBy: []string{"ts", schema.ColTopic, schema.ColPartition, schema.ColOffset},
 			Lake: l.lake, Warehouse: l.lake, Budget: budget, RowGroupSize: 1 << 20, Target: 1 << 30, TempDir: t.TempDir(), Job: "test"}
-		res, err := m.Merge(context.Background(), compaction.Group{Period: raw[0].Period, Raw: raw}, gi, "out", compaction.Coverage{})
-		if err != nil {
-			t.Fatalf("budget %d: %v", budget, err)
+		mergeChecked(t, m, raw, 2*gi, budget, 400, 100, 0, 300)
+		// The next merge reuses the table of the last: it must start empty.
+		mergeChecked(t, m, raw[2:3], 2*gi+1, budget, 100, 0, 200, 300)
+	}
+}
+
+// mergeChecked merges the group of raw files and checks its one output: in rows
+// read, dups dropped, and every n in [lo, hi) once, in sort order.
+func mergeChecked(t *testing.T, m *compaction.Merger, raw []compaction.RawFile, gi int, budget int64, in, dups, lo, hi int64) {
+	t.Helper()
+	res, err := m.Merge(context.Background(), compaction.Group{Period: raw[0].Period, Raw: raw}, gi, "out", compaction.Coverage{})
+	if err != nil {
+		t.Fatalf("budget %d: %v", budget, err)
+	}
+	if res.RowsIn != in || res.Duplicates != dups || len(res.Outputs) != 1 || res.Outputs[0].Rows != hi-lo {
+		t.Fatalf("budget %d: %d rows in, %d duplicates, outputs %+v; want %d, %d, one of %d rows", budget, res.RowsIn, res.Duplicates, res.Outputs, in, dups, hi-lo)
+	}
+	ns, ts := readColumns(t, m.Warehouse, res.Outputs[0].Key)
+	seen := map[int64]bool{}
+	for i := range ns {
+		if seen[ns[i]] || ns[i] < lo || ns[i] >= hi {
+			t.Fatalf("budget %d: n=%d twice or outside [%d, %d)", budget, ns[i], lo, hi)
 		}
-		if res.RowsIn != 400 || res.Duplicates != 100 || len(res.Outputs) != 1 || res.Outputs[0].Rows != 300 {
-			t.Fatalf("budget %d: %d rows in, %d duplicates, outputs %+v; want 400, 100, one of 300 rows", budget, res.RowsIn, res.Duplicates, res.Outputs)
+		seen[ns[i]] = true
+		if i > 0 && ts[i] < ts[i-1] {
+			t.Fatalf("budget %d: row %d (ts %d) sorts before row %d (ts %d)", budget, i, ts[i], i-1, ts[i-1])
 		}
-		ns, ts := readColumns(t, l.lake, res.Outputs[0].Key)
-		seen := map[int64]bool{}
-		for i := range ns {
-			if seen[ns[i]] {
-				t.Fatalf("budget %d: n=%d twice", budget, ns[i])
-			}
-			seen[ns[i]] = true
-			if i > 0 && ts[i] < ts[i-1] {
-				t.Fatalf("budget %d: row %d (ts %d) sorts before row %d (ts %d)", budget, i, ts[i], i-1, ts[i-1])
-			}
-		}
-		if len(seen) != 300 {
-			t.Fatalf("budget %d: %d distinct rows, want 300", budget, len(seen))
-		}
+	}
+	if int64(len(seen)) != hi-lo {
+		t.Fatalf("budget %d: %d distinct rows, want %d", budget, len(seen), hi-lo)
 	}
 }
 
