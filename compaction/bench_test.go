@@ -115,13 +115,18 @@ func BenchmarkMerge(b *testing.B) {
 				m := &compaction.Merger{Schema: sch, SortBy: []string{"ts", schema.ColTopic, schema.ColPartition, schema.ColOffset},
 					Lake: lake, Warehouse: lake, Budget: budget, RowGroupSize: 128 << 20, Target: 256 << 20,
 					TempDir: b.TempDir(), Job: fmt.Sprintf("bench%d-%d", budget>>20, runs)}
-				gi := 0
+				gi, out := 0, int64(0)
 				for p, g := range groups {
-					if _, err := m.Merge(context.Background(), compaction.Group{Period: p, Raw: g}, gi, "out", compaction.Coverage{}); err != nil {
+					res, err := m.Merge(context.Background(), compaction.Group{Period: p, Raw: g}, gi, "out", compaction.Coverage{})
+					if err != nil {
 						b.Fatal(err)
+					}
+					for _, o := range res.Outputs {
+						out += o.Size
 					}
 					gi++
 				}
+				b.ReportMetric(float64(out)/float64(size), "out/in")
 			}
 		})
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
@@ -375,7 +377,8 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	prog := newProgress(c, t.Name, total)
 	m := &Merger{Schema: out, SortBy: icetable.SortColumns(t), Lake: c.Lake, Warehouse: c.Warehouse,
 		Budget: int64(c.Cfg.Compaction.MemoryBudget) / 2, RowGroupSize: int64(c.Cfg.Compaction.RowGroupSize),
-		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Progress: prog.add}
+		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Progress: prog.add,
+		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel)}
 	filters := map[layout.Period]Coverage{}
 	for _, f := range st.files {
 		cov := filters[f.Period]
@@ -629,4 +632,16 @@ func (p *progress) done() {
 	if p.files > 0 {
 		p.print()
 	}
+}
+
+// ZstdCodec is the codec of compaction.zstd_level (config.ZstdFastest,
+// ZstdDefault or ZstdBetter; anything else: default).
+func ZstdCodec(level string) compress.Codec {
+	switch level {
+	case config.ZstdFastest:
+		return &zstd.Codec{Level: zstd.SpeedFastest}
+	case config.ZstdBetter:
+		return &zstd.Codec{Level: zstd.SpeedBetterCompression}
+	}
+	return &zstd.Codec{Level: zstd.SpeedDefault}
 }

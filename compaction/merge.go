@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/lakesink/lakesink/lake/schema"
 	"github.com/lakesink/lakesink/lake/store"
@@ -36,6 +37,8 @@ type Merger struct {
 	Job string
 	// Progress, when set, is told of every input file read (its bytes).
 	Progress func(bytes int64)
+	// Codec compresses the outputs; nil: the lake's default (zstd, default level).
+	Codec compress.Codec
 
 	// spare is the last group's table, emptied with its capacity kept: hour
 	// groups are alike in size, so the next group's columns do not grow by
@@ -609,11 +612,15 @@ func (o *outputs) open() error {
 	if err != nil {
 		return err
 	}
-	o.cur = parquet.NewWriter(o.cw, o.m.Schema.WriterOptions(
+	opts := []parquet.WriterOption{
 		parquet.SortingWriterConfig(parquet.SortingColumns(sorting...)),
 		parquet.KeyValueMetadata(CoverageKey, string(cov)),
 		parquet.KeyValueMetadata(JobKey, o.m.Job),
-	)...)
+	}
+	if o.m.Codec != nil {
+		opts = append(opts, parquet.Compression(o.m.Codec))
+	}
+	o.cur = parquet.NewWriter(o.cw, o.m.Schema.WriterOptions(opts...)...)
 	o.rows, o.rgBytes = 0, 0
 	return nil
 }

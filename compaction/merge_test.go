@@ -6,8 +6,13 @@ import (
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/schema"
 	"github.com/lakesink/lakesink/lake/store"
@@ -130,4 +135,58 @@ func readColumns(t *testing.T, s store.Store, key string) (ns, ts []int64) {
 		}
 	}
 	return ns, ts
+}
+
+// TestMergeCodec: the outputs are compressed with the merger's codec (the
+// lake's zstd when none), and compaction.zstd_level picks the zstd level.
+func TestMergeCodec(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "")
+	l.sinkScrambled(t, cfg, 0, 100)
+	var raw []compaction.RawFile
+	err := l.lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error {
+		k, err := layout.ParseRawKey(layout.Hour, o.Key)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, compaction.RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset, Size: o.Size, Period: k.Period})
+		return nil
+	})
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("raw files %v, %v; want 1", raw, err)
+	}
+	sch, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gi, tc := range []struct {
+		codec compress.Codec
+		want  format.CompressionCodec
+	}{{nil, format.Zstd}, {&snappy.Codec{}, format.Snappy}, {compaction.ZstdCodec(config.ZstdFastest), format.Zstd}} {
+		m := &compaction.Merger{Schema: sch, SortBy: []string{"ts"}, Lake: l.lake, Warehouse: l.lake, Budget: 1 << 30,
+			RowGroupSize: 1 << 20, Target: 1 << 30, TempDir: t.TempDir(), Job: "codec", Codec: tc.codec}
+		res, err := m.Merge(context.Background(), compaction.Group{Period: raw[0].Period, Raw: raw}, gi, "out", compaction.Coverage{})
+		if err != nil || len(res.Outputs) != 1 {
+			t.Fatalf("codec %v: outputs %+v, %v", tc.codec, res.Outputs, err)
+		}
+		obj, err := l.lake.Open(context.Background(), res.Outputs[0].Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := parquet.OpenFile(obj, obj.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range f.Metadata().RowGroups[0].Columns {
+			if c.MetaData.Codec != tc.want {
+				t.Fatalf("codec %v: column %v written with %v, want %v", tc.codec, c.MetaData.PathInSchema, c.MetaData.Codec, tc.want)
+			}
+		}
+		obj.Close()
+	}
+	for level, want := range map[string]zstd.Level{config.ZstdFastest: zstd.SpeedFastest, config.ZstdDefault: zstd.SpeedDefault, config.ZstdBetter: zstd.SpeedBetterCompression} {
+		if got := compaction.ZstdCodec(level).(*zstd.Codec).Level; got != want {
+			t.Fatalf("zstd_level %s: level %v, want %v", level, got, want)
+		}
+	}
 }
