@@ -29,13 +29,12 @@ func FuzzDecodeAvro(f *testing.F) {
 			}
 			return
 		}
-		cols := newRowStore(s.Leaves)
-		cols.appendRow(a.d.row)
 		for i, vals := range stagedCols(a.d) {
 			if len(vals) == 0 || vals[0].RepetitionLevel() != 0 {
 				t.Fatalf("column %d staged %d values", i, len(vals))
 			}
 		}
+		checkWriteTo(t, s, a.d.row)
 	})
 }
 

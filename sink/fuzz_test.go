@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			ok[i] = true
 			checkRow(t, stagedCols(tg.d), tg.s)
-			newRowStore(tg.s.Leaves).appendRow(tg.d.row)
+			checkWriteTo(t, tg.s, tg.d.row)
 			g := layout.Hour
 			if tg.s.Granularity == "day" {
 				g = layout.Day
@@ -118,6 +119,37 @@ func knownReason(r string) bool {
 }
 
 // stagedCols is every leaf column's staged values after a successful Decode.
+// checkWriteTo stores the staged record twice in a row store (so that a record
+// boundary follows each) and checks writeTo writes the same Parquet bytes as the
+// staged values written with their levels.
+func checkWriteTo(t *testing.T, s *schema.Schema, row *columns) {
+	t.Helper()
+	rs := newRowStore(s.Leaves)
+	rs.appendRow(row)
+	rs.appendRow(row)
+	var got, want bytes.Buffer
+	w := parquet.NewWriter(&got, s.WriterOptions()...)
+	if _, err := rs.writeTo(w, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = parquet.NewWriter(&want, s.WriterOptions()...)
+	for i, cw := range w.ColumnWriters() {
+		vals := row.values(i)
+		if _, err := cw.WriteRowValues(append(vals, vals...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("writeTo wrote %d bytes, the staged values %d bytes, not the same", got.Len(), want.Len())
+	}
+}
+
 func stagedCols(d *Decoder) [][]parquet.Value {
 	cols := make([][]parquet.Value, len(d.row.cols))
 	for i := range cols {
