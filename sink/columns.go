@@ -186,36 +186,6 @@ func (s *rowStore) chunk(k int) []byte {
 	return s.cur
 }
 
-// each calls f for every value of the store in order, row by row and within a row
-// column by column, with its row number, column and levels.
-func (s *rowStore) each(f func(row, i int, v parquet.Value, rep, def int)) {
-	row := 0
-	for k := range s.chunks() {
-		ch := s.chunk(k)
-		for pos := 0; pos < len(ch); row++ {
-			for i := range s.leaves {
-				leaf := &s.leaves[i]
-				for first := true; first || leaf.MaxRep > 0 && pos < len(ch) && ch[pos]>>4 != 0; first = false {
-					v, rep, def, next := entry(leaf, ch, pos)
-					f(row, i, v, rep, def)
-					pos = next
-				}
-			}
-		}
-	}
-}
-
-// values decodes column i into parquet values with their levels.
-func (s *rowStore) values(i int) []parquet.Value {
-	var vals []parquet.Value
-	s.each(func(_, col int, v parquet.Value, rep, def int) {
-		if col == i {
-			vals = append(vals, v.Level(rep, def, i))
-		}
-	})
-	return vals
-}
-
 // writeBlock is the number of rows writeTo gathers before it hands each column
 // writer the block's values.
 const writeBlock = 256
