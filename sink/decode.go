@@ -353,7 +353,7 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 		d.path = d.path[:len(d.path)-1]
 		return nil
 	}
-	pv, _, err := d.leafValue(n, v)
+	pv, err := d.leafValue(n, v)
 	if err != nil {
 		return err
 	}
@@ -361,10 +361,10 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 	return nil
 }
 
-func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, int, error) {
+func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, error) {
 	t := n.Type
-	wrong := func(want string) (parquet.Value, int, error) {
-		return parquet.Value{}, 0, reject(ReasonWrongType, d.field(), "got JSON %s, want %s for %s", v.Type(), want, t)
+	wrong := func(want string) (parquet.Value, error) {
+		return parquet.Value{}, reject(ReasonWrongType, d.field(), "got JSON %s, want %s for %s", v.Type(), want, t)
 	}
 	switch t.Kind {
 	case config.KindString:
@@ -372,32 +372,32 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 		if err != nil {
 			return wrong("a string")
 		}
-		return parquet.ByteArrayValue(b), len(b), nil
+		return parquet.ByteArrayValue(b), nil
 	case config.KindBool:
 		switch v.Type() {
 		case fastjson.TypeTrue:
-			return parquet.BooleanValue(true), 1, nil
+			return parquet.BooleanValue(true), nil
 		case fastjson.TypeFalse:
-			return parquet.BooleanValue(false), 1, nil
+			return parquet.BooleanValue(false), nil
 		case fastjson.TypeString:
 			if d.cur.boolStrings {
 				switch b2s(v.GetStringBytes()) {
 				case "true":
-					return parquet.BooleanValue(true), 1, nil
+					return parquet.BooleanValue(true), nil
 				case "false":
-					return parquet.BooleanValue(false), 1, nil
+					return parquet.BooleanValue(false), nil
 				}
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not \"true\" or \"false\"", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "string %s is not \"true\" or \"false\"", v)
 			}
 		case fastjson.TypeNumber:
 			if d.cur.boolNumbers {
 				switch b2s(d.numberText(v)) {
 				case "1":
-					return parquet.BooleanValue(true), 1, nil
+					return parquet.BooleanValue(true), nil
 				case "0":
-					return parquet.BooleanValue(false), 1, nil
+					return parquet.BooleanValue(false), nil
 				}
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "number %s is not 0 or 1", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "number %s is not 0 or 1", v)
 			}
 		}
 		return wrong("true or false")
@@ -410,7 +410,7 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 		case v.Type() == fastjson.TypeString && d.cur.numStrings:
 			b := v.GetStringBytes()
 			if !isJSONNumber(b) {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
 			}
 			i, err = fastfloat.ParseInt64(b2s(b))
 		default:
@@ -418,74 +418,71 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 		}
 		if t.Kind == config.KindInt32 {
 			if err != nil || i < math.MinInt32 || i > math.MaxInt32 {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int32 range", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is not an integer in the int32 range", v)
 			}
-			return parquet.Int32Value(int32(i)), 4, nil
+			return parquet.Int32Value(int32(i)), nil
 		}
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not an integer in the int64 range", v)
+			return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is not an integer in the int64 range", v)
 		}
-		return parquet.Int64Value(i), 8, nil
+		return parquet.Int64Value(i), nil
 	case config.KindFloat32, config.KindFloat64:
 		var f float64
 		switch {
 		case v.Type() == fastjson.TypeNumber:
 			var err error
 			if f, err = v.Float64(); err != nil {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
 			}
 		case v.Type() == fastjson.TypeString && d.cur.numStrings:
 			b := v.GetStringBytes()
 			var err error
 			if !isJSONNumber(b) {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "string %s is not a number", v)
 			}
 			if f, err = fastfloat.Parse(b2s(b)); err != nil {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
 			}
 		default:
 			return wrong("a number")
 		}
 		// fastjson reads NaN and Inf, and 1e400 parses as +Inf: none is a JSON number.
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
+			return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is not a finite number", v)
 		}
 		if t.Kind == config.KindFloat32 {
 			if math.Abs(f) > math.MaxFloat32 {
-				return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%s is outside the float32 range", v)
+				return parquet.Value{}, reject(ReasonBadValue, d.field(), "%s is outside the float32 range", v)
 			}
-			return parquet.FloatValue(float32(f)), 4, nil
+			return parquet.FloatValue(float32(f)), nil
 		}
-		return parquet.DoubleValue(f), 8, nil
+		return parquet.DoubleValue(f), nil
 	case config.KindTimestamp:
 		us, err := d.parseTimestamp(v)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadTime, d.field(), "%v", err)
+			return parquet.Value{}, reject(ReasonBadTime, d.field(), "%v", err)
 		}
-		return parquet.Int64Value(us), 8, nil
+		return parquet.Int64Value(us), nil
 	case config.KindDate:
 		b, err := v.StringBytes()
 		if err != nil {
 			return wrong("a date string YYYY-MM-DD")
 		}
-		tm, err := time.Parse("2006-01-02", string(b))
+		pv, err := dateValue(b)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%q is not a date YYYY-MM-DD", b)
+			return parquet.Value{}, reject(ReasonBadValue, d.field(), "%q is not a date YYYY-MM-DD", b)
 		}
-		return parquet.Int32Value(int32(tm.Unix() / 86400)), 4, nil
+		return pv, nil
 	case config.KindBytes:
 		b, err := v.StringBytes()
 		if err != nil {
 			return wrong("a base64 string")
 		}
-		start := len(d.arena)
-		d.arena = append(d.arena, make([]byte, base64.StdEncoding.DecodedLen(len(b)))...)
-		m, err := base64.StdEncoding.Decode(d.arena[start:], b)
+		pv, err := d.bytesValue(b)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "not valid base64: %v", err)
+			return parquet.Value{}, reject(ReasonBadValue, d.field(), "not valid base64: %v", err)
 		}
-		d.arena = d.arena[:start+m]
-		return parquet.ByteArrayValue(d.arena[start : start+m]), m, nil
+		return pv, nil
 	case config.KindDecimal:
 		var text string
 		switch v.Type() {
@@ -496,26 +493,58 @@ func (d *Decoder) leafValue(n *schema.Node, v *fastjson.Value) (parquet.Value, i
 		default:
 			return wrong("a number or numeric string")
 		}
-		small, wide, err := parseDecimal(text, t.Precision, t.Scale)
+		pv, err := d.decimalValue(t, text)
 		if err != nil {
-			return parquet.Value{}, 0, reject(ReasonBadValue, d.field(), "%v", err)
+			return parquet.Value{}, reject(ReasonBadValue, d.field(), "%v", err)
 		}
-		switch {
-		case t.Precision <= 9:
-			return parquet.Int32Value(int32(small)), 4, nil
-		case t.Precision <= 18:
-			return parquet.Int64Value(small), 8, nil
-		}
-		if wide == nil {
-			wide = big.NewInt(small)
-		}
-		n := schema.DecimalBytes(t.Precision)
-		start := len(d.arena)
-		d.arena = append(d.arena, make([]byte, n)...)
-		fillTwosComplement(d.arena[start:start+n], wide)
-		return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), n, nil
+		return pv, nil
 	}
-	return parquet.Value{}, 0, reject(ReasonWrongType, d.field(), "unsupported type %s", t)
+	return parquet.Value{}, reject(ReasonWrongType, d.field(), "unsupported type %s", t)
+}
+
+// dateValue converts a date string YYYY-MM-DD to days since the epoch.
+func dateValue(b []byte) (parquet.Value, error) {
+	tm, err := time.Parse("2006-01-02", string(b))
+	if err != nil {
+		return parquet.Value{}, err
+	}
+	return parquet.Int32Value(int32(tm.Unix() / 86400)), nil
+}
+
+// bytesValue decodes base64 text into the decoder's arena.
+func (d *Decoder) bytesValue(b []byte) (parquet.Value, error) {
+	start := len(d.arena)
+	d.arena = append(d.arena, make([]byte, base64.StdEncoding.DecodedLen(len(b)))...)
+	m, err := base64.StdEncoding.Decode(d.arena[start:], b)
+	if err != nil {
+		d.arena = d.arena[:start]
+		return parquet.Value{}, err
+	}
+	d.arena = d.arena[:start+m]
+	return parquet.ByteArrayValue(d.arena[start : start+m]), nil
+}
+
+// decimalValue converts decimal text to the column's physical value (int32, int64 or
+// big-endian two's complement bytes in the decoder's arena).
+func (d *Decoder) decimalValue(t *config.Type, text string) (parquet.Value, error) {
+	small, wide, err := parseDecimal(text, t.Precision, t.Scale)
+	if err != nil {
+		return parquet.Value{}, err
+	}
+	switch {
+	case t.Precision <= 9:
+		return parquet.Int32Value(int32(small)), nil
+	case t.Precision <= 18:
+		return parquet.Int64Value(small), nil
+	}
+	if wide == nil {
+		wide = big.NewInt(small)
+	}
+	n := schema.DecimalBytes(t.Precision)
+	start := len(d.arena)
+	d.arena = append(d.arena, make([]byte, n)...)
+	fillTwosComplement(d.arena[start:start+n], wide)
+	return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), nil
 }
 
 // parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or, unless the
@@ -525,16 +554,7 @@ func (d *Decoder) parseTimestamp(v *fastjson.Value) (int64, error) {
 	unit := d.cur.tsUnit
 	switch v.Type() {
 	case fastjson.TypeString:
-		b := v.GetStringBytes()
-		if unit != 0 && d.cur.numStrings && isJSONNumber(b) {
-			return epochMicros(b, unit)
-		}
-		// The parsed time is used only for its instant, so it may view the JSON bytes.
-		t, err := time.Parse(time.RFC3339Nano, b2s(b))
-		if err != nil {
-			return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", b)
-		}
-		return t.UnixMicro(), nil
+		return d.timestampString(v.GetStringBytes())
 	case fastjson.TypeNumber:
 		if unit == 0 {
 			return 0, fmt.Errorf("got JSON number %s, but timestamp format rfc3339 reads only strings", v)
@@ -545,6 +565,20 @@ func (d *Decoder) parseTimestamp(v *fastjson.Value) (int64, error) {
 		return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string", v.Type())
 	}
 	return 0, fmt.Errorf("got JSON %s, want an RFC 3339 string or %s", v.Type(), unitName(unit))
+}
+
+// timestampString reads a JSON string timestamp: RFC 3339, or a number of the
+// column's epoch unit with numeric_strings.
+func (d *Decoder) timestampString(b []byte) (int64, error) {
+	if unit := d.cur.tsUnit; unit != 0 && d.cur.numStrings && isJSONNumber(b) {
+		return epochMicros(b, unit)
+	}
+	// The parsed time is used only for its instant, so it may view the JSON bytes.
+	t, err := time.Parse(time.RFC3339Nano, b2s(b))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", b)
+	}
+	return t.UnixMicro(), nil
 }
 
 // maxEpochMicros bounds epoch timestamps (about year 287,000): beyond it the conversion
