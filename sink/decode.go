@@ -83,6 +83,12 @@ type Decoder struct {
 	cur       contract
 	// known is the tree of declared JSON fields when the table is strict, else nil.
 	known *fieldSet
+	// fast is the table's columns as the fast path reads them (decode_fast.go), nil
+	// when it cannot; fr its position in the record; tookFast tells whether it
+	// staged the last record decoded.
+	fast     *fastObject
+	fr       fastReader
+	tookFast bool
 }
 
 // contract is a column's config.Contract in the form the hot path wants.
@@ -167,6 +173,7 @@ func NewDecoder(s *schema.Schema, t *config.Table, maxRecordBytes int) *Decoder 
 			fs.col = true
 		}
 	}
+	d.fast = compileFast(s)
 	return d
 }
 
@@ -194,6 +201,13 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	d.reset()
 	if len(r.Value) > d.maxBytes {
 		return 0, reject(ReasonOversized, "", "record of %d bytes exceeds flush.max_record_bytes %d", len(r.Value), d.maxBytes)
+	}
+	d.tookFast = d.fast != nil && d.decodeFast(r)
+	if d.tookFast {
+		return d.checkTime(r, now)
+	}
+	if d.fast != nil {
+		d.reset()
 	}
 	v, err := d.p.ParseBytes(r.Value)
 	if err != nil {
@@ -226,6 +240,12 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 			}
 		}
 	}
+	return d.checkTime(r, now)
+}
+
+// checkTime returns the staged record's event time, or rejects the record when it is
+// missing or outside the table's range.
+func (d *Decoder) checkTime(r *Record, now time.Time) (int64, error) {
 	et := d.eventTime(r)
 	if d.s.EventTime != d.s.Timestamp && et == math.MinInt64 {
 		return 0, reject(ReasonMissingField, d.s.EventTime.Name, "event time is missing")
@@ -620,7 +640,13 @@ func (d *Decoder) numberText(v *fastjson.Value) []byte {
 // isJSONNumber reports whether b is a number in JSON's grammar:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? — no spaces, no "+", no NaN or Inf.
 func isJSONNumber(b []byte) bool {
-	i := 0
+	end, ok := numberEnd(b, 0)
+	return ok && end == len(b)
+}
+
+// numberEnd reads a number in JSON's grammar from b[i:] and returns where it ends;
+// ok is false when b[i:] does not start with one.
+func numberEnd(b []byte, i int) (end int, ok bool) {
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
@@ -636,12 +662,12 @@ func isJSONNumber(b []byte) bool {
 	case i < len(b) && b[i] == '0':
 		i++
 	case digits() == 0:
-		return false
+		return i, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if digits() == 0 {
-			return false
+			return i, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -650,10 +676,10 @@ func isJSONNumber(b []byte) bool {
 			i++
 		}
 		if digits() == 0 {
-			return false
+			return i, false
 		}
 	}
-	return i == len(b)
+	return i, true
 }
 
 // checkKnown rejects the first key of the object v that the strict table does not

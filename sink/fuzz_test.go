@@ -40,10 +40,23 @@ func FuzzDecode(f *testing.F) {
 	strict, strictS := contractDecoder(f, contractTable)
 	lenient, lenientS := contractDecoder(f, strings.Replace(contractTable, "strict: true", "strict: false", 1))
 	targets := []target{{def, defS}, {strict, strictS}, {lenient, lenientS}}
+	// The same decoders without the fast path (decode_fast.go): the full path only.
+	fullDef, _ := testDecoder(f)
+	fullStrict, _ := contractDecoder(f, contractTable)
+	fullLenient, _ := contractDecoder(f, strings.Replace(contractTable, "strict: true", "strict: false", 1))
+	full := []*Decoder{fullDef, fullStrict, fullLenient}
+	for i, d := range full {
+		if targets[i].d.fast == nil {
+			f.Fatalf("decoder %d has no fast path", i)
+		}
+		d.fast = nil
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ok := make([]bool, len(targets))
 		for i, tg := range targets {
-			et, err := tg.d.Decode(&Record{Topic: "a", Offset: 1, Timestamp: now, Value: data}, now)
+			rec := &Record{Topic: "a", Offset: 1, Timestamp: now, Value: data}
+			et, err := tg.d.Decode(rec, now)
+			sameAsFull(t, i, tg.d, et, err, full[i], rec, now)
 			if err != nil {
 				rej, isRej := err.(*Rejection)
 				if !isRej || !knownReason(rej.Reason) {
@@ -119,6 +132,27 @@ func knownReason(r string) bool {
 }
 
 // stagedCols is every leaf column's staged values after a successful Decode.
+// sameAsFull checks that d (with its fast path) decoded data as full (the full path
+// alone) does with the record r: the same event time, the same error, the same staged bytes.
+func sameAsFull(t *testing.T, i int, d *Decoder, et int64, err error, full *Decoder, r *Record, now time.Time) {
+	t.Helper()
+	fet, ferr := full.Decode(r, now)
+	if (err == nil) != (ferr == nil) || err != nil && err.Error() != ferr.Error() {
+		t.Fatalf("decoder %d: %v, the full path alone: %v", i, err, ferr)
+	}
+	if err != nil {
+		return
+	}
+	if et != fet {
+		t.Fatalf("decoder %d: event time %d, the full path alone %d", i, et, fet)
+	}
+	for leaf := range d.row.cols {
+		if !bytes.Equal(d.row.cols[leaf], full.row.cols[leaf]) {
+			t.Fatalf("decoder %d leaf %d: staged %v, the full path alone %v", i, leaf, d.Staged(leaf), full.Staged(leaf))
+		}
+	}
+}
+
 // checkWriteTo stores the staged record twice in a row store (so that a record
 // boundary follows each) and checks writeTo writes the same Parquet bytes as the
 // staged values written with their levels.
