@@ -322,30 +322,22 @@ func (d *Decoder) fastObject(o *fastObject) bool {
 			return d.fastValue(f.node, 0, 0)
 		}
 		if fr.peek() == 'n' {
-			return fr.lit("null") && d.fastMissingObject(f.obj)
+			return fr.lit("null") && d.fastUnseen(f.obj, 0)
 		}
 		return fr.peek() == '{' && d.fastObject(f.obj)
 	})
-	if !ok {
-		return false
-	}
+	return ok && d.fastUnseen(o, seen)
+}
+
+// fastUnseen stages the columns under the keys of o not in seen (a bit per key) as
+// missing: all of them for an absent or null object.
+func (d *Decoder) fastUnseen(o *fastObject, seen uint64) bool {
 	for i := range o.fields {
 		if seen&(1<<i) != 0 {
 			continue
 		}
 		f := &o.fields[i]
-		if f.node != nil && !d.fastMissing(f.node, 0, 0) || f.obj != nil && !d.fastMissingObject(f.obj) {
-			return false
-		}
-	}
-	return true
-}
-
-// fastMissingObject stages the columns under an absent (or null) object as missing.
-func (d *Decoder) fastMissingObject(o *fastObject) bool {
-	for i := range o.fields {
-		f := &o.fields[i]
-		if f.node != nil && !d.fastMissing(f.node, 0, 0) || f.obj != nil && !d.fastMissingObject(f.obj) {
+		if f.node != nil && !d.fastMissing(f.node, 0, 0) || f.obj != nil && !d.fastUnseen(f.obj, 0) {
 			return false
 		}
 	}

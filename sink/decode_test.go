@@ -283,36 +283,60 @@ func TestParseDecimal(t *testing.T) {
 // itself and which it leaves to the full path, and that either way the result is the
 // full path's alone.
 func TestDecodeFastPath(t *testing.T) {
-	d, _ := testDecoder(t)
-	full, _ := testDecoder(t)
-	if d.fast == nil {
-		t.Fatal("the test table has no fast path")
-	}
-	full.fast = nil
-	for _, tc := range []struct {
+	type fastCase struct {
 		name, rec string
 		fast      bool
-	}{
-		{"every type", `{"id":"a","ts":"2026-11-24T13:05:00.123456Z","n":7,"big":9007199254740993,"price":"12.30","huge":"123456789012345678901234.5","day":"2026-11-24","ok":true,"f":1.5,"raw":"aGk=",
-		  "meta":{"nested":{"b":"x","a":[1,2,3]}},"tags":["p","q"],"attrs":{"k1":1,"k2":2},"lines":[{"sku":"s1","qty":1},{"sku":"s2"},null]}`, true},
-		{"empty containers, epoch millis", `{"id":"b","ts":1764000000000,"price":-0.5,"huge":-1,"meta":{"nested":{"a":[]}},"tags":[],"attrs":{},"lines":[null]}`, true},
-		{"nulls for objects", ` {"id":"c","ts":"2026-11-24T14:00:00+02:00","tags":null,"meta":null,"other":{"x":[1,"\"",{}]}} `, true},
-		{"keys in another order", `{"lines":[{"qty":2,"sku":"z"}],"ts":"2026-11-24T13:05:00Z","meta":{"nested":{"a":[4],"b":"y"}},"id":"d"}`, true},
-		{"escaped string", `{"id":"e\"q","ts":"2026-11-24T13:05:00Z"}`, false},
-		{"repeated key", `{"id":"f","id":"g","ts":"2026-11-24T13:05:00Z"}`, false},
-		{"wrong type", `{"id":"h","ts":"2026-11-24T13:05:00Z","n":"7"}`, false},
-		{"missing required", `{"id":"i"}`, false},
-		{"trailing bytes", `{"id":"j","ts":"2026-11-24T13:05:00Z"} x`, false},
-		{"sloppy number", `{"id":"k","ts":"2026-11-24T13:05:00Z","n":07}`, false},
-	} {
-		rec := &Record{Topic: "a", Partition: 1, Offset: 5, Timestamp: now, Value: []byte(tc.rec)}
-		et, err := d.Decode(rec, now)
-		if d.tookFast != tc.fast {
-			t.Fatalf("%s: fast path took it: %v, want %v (err %v)", tc.name, d.tookFast, tc.fast, err)
+	}
+	run := func(t *testing.T, d, full *Decoder, cases []fastCase) {
+		t.Helper()
+		if d.fast == nil {
+			t.Fatal("the table has no fast path")
 		}
-		sameAsFull(t, 0, d, et, err, full, rec, now)
-		if tc.fast && err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
+		full.fast = nil
+		for _, tc := range cases {
+			rec := &Record{Topic: "a", Partition: 1, Offset: 5, Timestamp: now, Value: []byte(tc.rec)}
+			et, err := d.Decode(rec, now)
+			if d.tookFast != tc.fast {
+				t.Fatalf("%s: fast path took it: %v, want %v (err %v)", tc.name, d.tookFast, tc.fast, err)
+			}
+			sameAsFull(t, 0, d, et, err, full, rec, now)
+			if tc.fast && err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
 		}
+	}
+	t.Run("types", func(t *testing.T) {
+		d, _ := testDecoder(t)
+		full, _ := testDecoder(t)
+		run(t, d, full, []fastCase{
+			{"every type", `{"id":"a","ts":"2026-11-24T13:05:00.123456Z","n":7,"big":9007199254740993,"price":"12.30","huge":"123456789012345678901234.5","day":"2026-11-24","ok":true,"f":1.5,"raw":"aGk=",
+			  "meta":{"nested":{"b":"x","a":[1,2,3]}},"tags":["p","q"],"attrs":{"k1":1,"k2":2},"lines":[{"sku":"s1","qty":1},{"sku":"s2"},null]}`, true},
+			{"empty containers, epoch millis", `{"id":"b","ts":1764000000000,"price":-0.5,"huge":-1,"meta":{"nested":{"a":[]}},"tags":[],"attrs":{},"lines":[null]}`, true},
+			{"nulls for objects", ` {"id":"c","ts":"2026-11-24T14:00:00+02:00","tags":null,"meta":null,"other":{"x":[1,"\"",{}]}} `, true},
+			{"keys in another order", `{"lines":[{"qty":2,"sku":"z"}],"ts":"2026-11-24T13:05:00Z","meta":{"nested":{"a":[4],"b":"y"}},"id":"d"}`, true},
+			{"escaped string", `{"id":"e\"q","ts":"2026-11-24T13:05:00Z"}`, false},
+			{"repeated key", `{"id":"f","id":"g","ts":"2026-11-24T13:05:00Z"}`, false},
+			{"wrong type", `{"id":"h","ts":"2026-11-24T13:05:00Z","n":"7"}`, false},
+			{"missing required", `{"id":"i"}`, false},
+			{"trailing bytes", `{"id":"j","ts":"2026-11-24T13:05:00Z"} x`, false},
+			{"sloppy number", `{"id":"k","ts":"2026-11-24T13:05:00Z","n":07}`, false},
+		})
+	})
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paths strict=%v", strict), func(t *testing.T) {
+			doc := contractTable
+			if !strict {
+				doc = strings.Replace(doc, "strict: true", "strict: false", 1)
+			}
+			d, _ := contractDecoder(t, doc)
+			full, _ := contractDecoder(t, doc)
+			run(t, d, full, []fastCase{
+				{"nested paths and structs", `{"id":"a","ts":"2026-11-24T13:05:00Z","user":{"id":1,"name":"n"},"s":{"a":1,"t":1764000000,"inner":{"x":true}},"m":{"k":{"q":3}},"l":[{"k":"v"}]}`, true},
+				{"a path's object without one key", `{"id":"b","ts":"2026-11-24T13:05:00Z","user":{"id":2}}`, true},
+				{"a required column under a null object", `{"id":"c","ts":"2026-11-24T13:05:00Z","user":null}`, false},
+				{"a coerced value", `{"id":"d","ts":"2026-11-24T13:05:00Z","user":{"id":"3"}}`, false},
+				{"an undeclared key", `{"id":"e","ts":"2026-11-24T13:05:00Z","user":{"id":4,"x":0},"zzz":1}`, !strict},
+			})
+		})
 	}
 }
