@@ -102,7 +102,6 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 		kgo.WithLogger(kgoLogger{log.With("component", "kafka")}),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordRetries(10),
-		kgo.WithPools(&recordPool{}),
 	)
 	opts = append(opts, extra...)
 	cl, err := kgo.NewClient(opts...)
@@ -287,10 +286,6 @@ func (s *Sink) loop(ctx context.Context) error {
 				s.m.ConsumerLagRecords.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(lag))
 			}
 		})
-		// Done with the poll's records: their memory goes back to the pools
-		// (recordPool). Nothing holds on to it: the engine copied what it keeps,
-		// the dead letters were produced above.
-		fetches.EachRecord(func(r *kgo.Record) { r.Recycle() })
 		s.cl.AllowRebalance()
 		now := time.Now()
 		if now.After(nextTick) {
