@@ -157,29 +157,8 @@ func (a *avroDecoder) Decode(r *Record, now time.Time) (int64, error) {
 		}
 		d.emitNulls(c, 0, 0)
 	}
-	s := d.s
-	d.emit(s.Topic.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
-	d.emit(s.Partition.Leaf, parquet.Int32Value(r.Partition), 0, 0)
-	d.emit(s.Offset.Leaf, parquet.Int64Value(r.Offset), 0, 0)
-	d.emit(s.Timestamp.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
+	d.emitKafka(r)
 	return d.checkEventTime(r, now)
-}
-
-// checkEventTime applies the event-time rules of Decode (decode.go) to staged values.
-func (d *Decoder) checkEventTime(r *Record, now time.Time) (int64, error) {
-	et := d.eventTime(r)
-	if d.s.EventTime != d.s.Timestamp && et == math.MinInt64 {
-		return 0, reject(ReasonMissingField, d.s.EventTime.Name, "event time is missing")
-	}
-	if et < d.notBefore {
-		return 0, reject(ReasonTimeRange, d.s.EventTime.Name, "event time %s is before event_time.not_before %s",
-			fmtMicros(et), fmtMicros(d.notBefore))
-	}
-	if limit := now.UnixMicro() + d.maxFuture; et > limit {
-		return 0, reject(ReasonTimeRange, d.s.EventTime.Name, "event time %s is more than event_time.max_future ahead of now (%s)",
-			fmtMicros(et), now.UTC().Format(time.RFC3339))
-	}
-	return et, nil
 }
 
 // schemaID reads the Confluent framing.
@@ -240,7 +219,7 @@ func compilePlan(ws avro.Schema, s *schema.Schema) (*avroPlan, error) {
 	p := &avroPlan{root: &avroOp{kind: opRecord}}
 	byName := map[string]*schema.Node{}
 	for _, col := range s.Columns {
-		if col == s.Topic || col == s.Partition || col == s.Offset || col == s.Timestamp {
+		if kafkaColumn(s, col) {
 			continue
 		}
 		byName[col.Path[0]] = col

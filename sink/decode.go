@@ -204,7 +204,7 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	}
 	d.tookFast = d.fast != nil && d.decodeFast(r)
 	if d.tookFast {
-		return d.checkTime(r, now)
+		return d.checkEventTime(r, now)
 	}
 	if d.fast != nil {
 		d.reset()
@@ -223,29 +223,37 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 		}
 	}
 	for i, c := range d.s.Columns {
-		switch c {
-		case d.s.Topic:
-			d.emit(c.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
-		case d.s.Partition:
-			d.emit(c.Leaf, parquet.Int32Value(r.Partition), 0, 0)
-		case d.s.Offset:
-			d.emit(c.Leaf, parquet.Int64Value(r.Offset), 0, 0)
-		case d.s.Timestamp:
-			d.emit(c.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
-		default:
-			d.path = append(d.path[:0], pathElem{name: d.names[i]})
-			d.cur = d.contracts[i]
-			if err := d.shred(c, v.Get(c.Path...), 0, 0); err != nil {
-				return 0, err
-			}
+		if kafkaColumn(d.s, c) {
+			continue
+		}
+		d.path = append(d.path[:0], pathElem{name: d.names[i]})
+		d.cur = d.contracts[i]
+		if err := d.shred(c, v.Get(c.Path...), 0, 0); err != nil {
+			return 0, err
 		}
 	}
-	return d.checkTime(r, now)
+	d.emitKafka(r)
+	return d.checkEventTime(r, now)
 }
 
-// checkTime returns the staged record's event time, or rejects the record when it is
-// missing or outside the table's range.
-func (d *Decoder) checkTime(r *Record, now time.Time) (int64, error) {
+// kafkaColumn reports whether c is one of the Kafka coordinate columns, which come
+// from the record, not its JSON.
+func kafkaColumn(s *schema.Schema, c *schema.Node) bool {
+	return c == s.Topic || c == s.Partition || c == s.Offset || c == s.Timestamp
+}
+
+// emitKafka stages the record's Kafka coordinates.
+func (d *Decoder) emitKafka(r *Record) {
+	s := d.s
+	d.emit(s.Topic.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
+	d.emit(s.Partition.Leaf, parquet.Int32Value(r.Partition), 0, 0)
+	d.emit(s.Offset.Leaf, parquet.Int64Value(r.Offset), 0, 0)
+	d.emit(s.Timestamp.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
+}
+
+// checkEventTime returns the staged record's event time (JSON or Avro), or rejects
+// the record when it is missing or outside the table's range.
+func (d *Decoder) checkEventTime(r *Record, now time.Time) (int64, error) {
 	et := d.eventTime(r)
 	if d.s.EventTime != d.s.Timestamp && et == math.MinInt64 {
 		return 0, reject(ReasonMissingField, d.s.EventTime.Name, "event time is missing")

@@ -49,7 +49,7 @@ const maxFastDepth = 64
 func compileFast(s *schema.Schema) *fastObject {
 	top := &fastObject{index: map[string]int{}}
 	for col, c := range s.Columns {
-		if c == s.Topic || c == s.Partition || c == s.Offset || c == s.Timestamp {
+		if kafkaColumn(s, c) {
 			continue
 		}
 		path := c.Path
@@ -289,11 +289,7 @@ func (d *Decoder) decodeFast(r *Record) bool {
 	if fr.ws(); fr.i != len(fr.b) {
 		return false
 	}
-	s := d.s
-	d.emit(s.Topic.Leaf, parquet.ByteArrayValue([]byte(r.Topic)), 0, 0)
-	d.emit(s.Partition.Leaf, parquet.Int32Value(r.Partition), 0, 0)
-	d.emit(s.Offset.Leaf, parquet.Int64Value(r.Offset), 0, 0)
-	d.emit(s.Timestamp.Leaf, parquet.Int64Value(r.Timestamp.UnixMicro()), 0, 0)
+	d.emitKafka(r)
 	return true
 }
 
