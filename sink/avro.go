@@ -671,10 +671,7 @@ func (a *avroDecoder) nested(r *avroReader, op *avroOp, rep, def int) error {
 				break
 			}
 			for range cnt {
-				rr := rep
-				if i > 0 {
-					rr = n.RepLevel
-				}
+				rr := elemRep(n, rep, i)
 				if op.kind == opMap {
 					k, ok := r.bytes()
 					if !ok {

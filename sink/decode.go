@@ -236,6 +236,15 @@ func (d *Decoder) Decode(r *Record, now time.Time) (int64, error) {
 	return d.checkEventTime(r, now)
 }
 
+// elemRep is the repetition level of element i of the list or map n: rep, the
+// level of the value holding it, for the first; n's own level for the rest.
+func elemRep(n *schema.Node, rep, i int) int {
+	if i > 0 {
+		return n.RepLevel
+	}
+	return rep
+}
+
 // kafkaColumn reports whether c is one of the Kafka coordinate columns, which come
 // from the record, not its JSON.
 func kafkaColumn(s *schema.Schema, c *schema.Node) bool {
@@ -321,12 +330,8 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 		}
 		d.path = append(d.path, pathElem{})
 		for i, e := range arr {
-			r := rep
-			if i > 0 {
-				r = n.RepLevel
-			}
 			d.path[len(d.path)-1].idx = i
-			if err := d.shred(n.Children[0], e, r, def+1); err != nil {
+			if err := d.shred(n.Children[0], e, elemRep(n, rep, i), def+1); err != nil {
 				return err
 			}
 		}
@@ -347,10 +352,7 @@ func (d *Decoder) shred(n *schema.Node, v *fastjson.Value, rep, def int) error {
 			if ferr != nil {
 				return
 			}
-			r := rep
-			if i > 0 {
-				r = n.RepLevel
-			}
+			r := elemRep(n, rep, i)
 			i++
 			key, value := n.Children[0], n.Children[1]
 			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1)

@@ -368,12 +368,8 @@ func (d *Decoder) fastValue(n *schema.Node, rep, def int) bool {
 		}
 		i := 0
 		ok := fr.list(func() bool {
-			r := rep
-			if i > 0 {
-				r = n.RepLevel
-			}
 			i++
-			return d.fastValue(n.Children[0], r, def+1)
+			return d.fastValue(n.Children[0], elemRep(n, rep, i-1), def+1)
 		})
 		if ok && i == 0 {
 			d.emitNulls(n, rep, def)
@@ -386,10 +382,7 @@ func (d *Decoder) fastValue(n *schema.Node, rep, def int) bool {
 		i := 0
 		key, value := n.Children[0], n.Children[1]
 		ok := fr.object(func(k []byte) bool {
-			r := rep
-			if i > 0 {
-				r = n.RepLevel
-			}
+			r := elemRep(n, rep, i)
 			i++
 			d.emit(key.Leaf, parquet.ByteArrayValue(k), r, def+1)
 			return d.fastValue(value, r, def+1)
