@@ -29,18 +29,7 @@ func TestMergeSpillsSortsAndDedupes(t *testing.T) {
 	l.sinkScrambled(t, cfg, 0, 100)
 	l.sinkScrambled(t, cfg, 100, 200)
 	l.sinkScrambled(t, cfg, 200, 300)
-	var raw []compaction.RawFile
-	err := l.lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error {
-		k, err := layout.ParseRawKey(layout.Hour, o.Key)
-		if err != nil {
-			return err
-		}
-		raw = append(raw, compaction.RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset, Size: o.Size, Period: k.Period})
-		return nil
-	})
-	if err != nil || len(raw) != 3 {
-		t.Fatalf("raw files %v, %v; want 3", raw, err)
-	}
+	raw := rawFiles(t, l.lake, 3)
 	dup := raw[1]
 	dup.Key = layout.RawKey("events", layout.Hour, dup.Period, dup.Topic, dup.Partition, dup.First+1)
 	copyKey(t, l.lake, raw[1].Key, dup.Key)
@@ -84,6 +73,24 @@ func mergeChecked(t *testing.T, m *compaction.Merger, raw []compaction.RawFile, 
 	if int64(len(seen)) != hi-lo {
 		t.Fatalf("budget %d: %d distinct rows, want %d", budget, len(seen), hi-lo)
 	}
+}
+
+// rawFiles lists the hourly raw files in the lake and checks there are want of them.
+func rawFiles(t *testing.T, lake store.Store, want int) []compaction.RawFile {
+	t.Helper()
+	var raw []compaction.RawFile
+	err := lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error {
+		k, err := layout.ParseRawKey(layout.Hour, o.Key)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, compaction.RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset, Size: o.Size, Period: k.Period})
+		return nil
+	})
+	if err != nil || len(raw) != want {
+		t.Fatalf("raw files %v, %v; want %d", raw, err, want)
+	}
+	return raw
 }
 
 func copyKey(t *testing.T, s store.Store, from, to string) {
@@ -143,18 +150,7 @@ func TestMergeCodec(t *testing.T) {
 	l := newLab(t)
 	cfg := l.config(t, "")
 	l.sinkScrambled(t, cfg, 0, 100)
-	var raw []compaction.RawFile
-	err := l.lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error {
-		k, err := layout.ParseRawKey(layout.Hour, o.Key)
-		if err != nil {
-			return err
-		}
-		raw = append(raw, compaction.RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset, Size: o.Size, Period: k.Period})
-		return nil
-	})
-	if err != nil || len(raw) != 1 {
-		t.Fatalf("raw files %v, %v; want 1", raw, err)
-	}
+	raw := rawFiles(t, l.lake, 1)
 	sch, err := schema.Compile(&cfg.Tables[0])
 	if err != nil {
 		t.Fatal(err)

@@ -161,7 +161,17 @@ func checkWriteTo(t *testing.T, s *schema.Schema, row *columns) {
 	rs := newRowStore(s.Leaves)
 	rs.appendRow(row)
 	rs.appendRow(row)
-	var got, want bytes.Buffer
+	sameFileAsValues(t, s, rs, func(i int) []parquet.Value {
+		vals := row.values(i)
+		return append(vals, vals...)
+	})
+}
+
+// sameFileAsValues checks that rs.writeTo writes the same Parquet file as want(i),
+// the values of each column i with their levels, written column by column.
+func sameFileAsValues(t *testing.T, s *schema.Schema, rs *rowStore, want func(i int) []parquet.Value) {
+	t.Helper()
+	var got, exp bytes.Buffer
 	w := parquet.NewWriter(&got, s.WriterOptions()...)
 	if _, err := rs.writeTo(w, nil, nil); err != nil {
 		t.Fatal(err)
@@ -169,18 +179,17 @@ func checkWriteTo(t *testing.T, s *schema.Schema, row *columns) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w = parquet.NewWriter(&want, s.WriterOptions()...)
+	w = parquet.NewWriter(&exp, s.WriterOptions()...)
 	for i, cw := range w.ColumnWriters() {
-		vals := row.values(i)
-		if _, err := cw.WriteRowValues(append(vals, vals...)); err != nil {
+		if _, err := cw.WriteRowValues(want(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.Bytes(), want.Bytes()) {
-		t.Fatalf("writeTo wrote %d bytes, the staged values %d bytes, not the same", got.Len(), want.Len())
+	if !bytes.Equal(got.Bytes(), exp.Bytes()) {
+		t.Fatalf("writeTo wrote %d bytes, the leveled values %d bytes, not the same", got.Len(), exp.Len())
 	}
 }
 

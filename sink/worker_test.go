@@ -145,25 +145,5 @@ func rowsOf(vals []parquet.Value) [][]parquet.Value {
 // top-level columns, writes the same file as every value written with its levels.
 func TestWriteToMatchesValues(t *testing.T) {
 	b := sampleBuffer(t, 2000, 0)
-	s := b.table.schema
-	var got, want bytes.Buffer
-	w := parquet.NewWriter(&got, s.WriterOptions()...)
-	if _, err := b.rows.writeTo(w, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w = parquet.NewWriter(&want, s.WriterOptions()...)
-	for i, cw := range w.ColumnWriters() {
-		if _, err := cw.WriteRowValues(b.rows.values(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), want.Bytes()) {
-		t.Fatalf("writeTo wrote %d bytes, the leveled values %d bytes, not the same", got.Len(), want.Len())
-	}
+	sameFileAsValues(t, b.table.schema, b.rows, b.rows.values)
 }
