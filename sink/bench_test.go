@@ -123,18 +123,18 @@ func BenchmarkAppendRow(b *testing.B) {
 	}
 	for _, open := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
-			bufs := make([]*rowStore, open)
+			bufs, n := make([]*rowStore, open), make([]int, open) // n: rows in each
 			for i := range bufs {
 				bufs[i] = newRowStore(s.Leaves)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				c := bufs[i%open]
-				if c.rows == 500 {
-					c = newRowStore(s.Leaves)
-					bufs[i%open] = c
+				k := i % open
+				if n[k] == 500 {
+					bufs[k], n[k] = newRowStore(s.Leaves), 0
 				}
-				c.appendRow(rows[i%len(rows)])
+				bufs[k].appendRow(rows[i%len(rows)])
+				n[k]++
 			}
 		})
 	}

@@ -106,7 +106,6 @@ type rowStore struct {
 	leaves []schema.Leaf
 	cur    []byte   // the chunk being filled
 	full   [][]byte // the chunks before it
-	rows   int
 }
 
 func newRowStore(leaves []schema.Leaf) *rowStore { return &rowStore{leaves: leaves} }
@@ -173,7 +172,6 @@ func (s *rowStore) appendRow(row *columns) {
 	for _, b := range row.cols {
 		s.cur = append(s.cur, b...)
 	}
-	s.rows++
 }
 
 // chunks is the number of chunks; chunk(k) is the k-th, in order.

@@ -302,7 +302,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	}
 	b.offsets = append(b.offsets, r.Offset)
 	b.n++
-	// Not b.rows.size() before and after: it walks every chunk of every column.
+	// Not b.rows.size() before and after: it walks every chunk.
 	grown := rowsGrowth + int64(8*(cap(b.offsets)-offsetsCap))
 	b.bytes += grown
 	e.buffered += grown

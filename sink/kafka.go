@@ -38,9 +38,11 @@ const (
 	HeaderTime      = "lakesink.time"
 )
 
-// Sink is the long-running job: a Kafka consumer group member feeding an Engine.
+// topicCounters are a topic's lakesink_records_consumed_total and
+// lakesink_bytes_consumed_total.
 type topicCounters struct{ records, bytes prometheus.Counter }
 
+// Sink is the long-running job: a Kafka consumer group member feeding an Engine.
 type Sink struct {
 	cfg    *config.Config
 	log    *slog.Logger

@@ -37,13 +37,12 @@ func writerFixed(columns int) int64 {
 // uploadCost is the memory the upload of b holds besides b itself and the worker's
 // writer: the writer's growth and the compressed pages of the row group until it is
 // written (the buffer is written column after column; assumed at most half the
-// buffered bytes) and the store's
-// part buffers (the S3 store reads the body into part-size buffers: one for a file
-// that fits in a part, counted per worker in bufferBudget, up to
-// upload_concurrency+1 for a multipart upload). Each
-// upload counts at most half the buffer budget over the workers, so that a budget
-// too small for the uploads still lets buffers fill (bufferBudget logs it). Called
-// with e.mu held.
+// buffered bytes) and the store's part buffers (the S3 store reads the body into
+// part-size buffers: one for a file that fits in a part, counted per worker in
+// bufferBudget, up to upload_concurrency+1 for a multipart upload). Each upload
+// counts at most half the buffer budget over the workers, so that a budget too small
+// for the uploads still lets buffers fill (bufferBudget logs it). Called with e.mu
+// held.
 func (e *Engine) uploadCost(b *buffer) int64 {
 	file := b.bytes / 2
 	cost := file
