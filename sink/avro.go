@@ -828,11 +828,7 @@ func (a *avroDecoder) decimal(b []byte, op *avroOp) (parquet.Value, int, error) 
 	case t.Precision <= 18:
 		return parquet.Int64Value(u.Int64()), 8, nil
 	}
-	n := schema.DecimalBytes(t.Precision)
-	start := len(d.arena)
-	d.arena = append(d.arena, make([]byte, n)...)
-	fillTwosComplement(d.arena[start:start+n], u)
-	return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), n, nil
+	return d.wideDecimal(t.Precision, u), schema.DecimalBytes(t.Precision), nil
 }
 
 // skip drops one writer value.

@@ -570,11 +570,17 @@ func (d *Decoder) decimalValue(t *config.Type, text string) (parquet.Value, erro
 	if wide == nil {
 		wide = big.NewInt(small)
 	}
-	n := schema.DecimalBytes(t.Precision)
+	return d.wideDecimal(t.Precision, wide), nil
+}
+
+// wideDecimal is the fixed-length value of a decimal of more than 18 digits: its
+// unscaled value v in big-endian two's complement, in the decoder's arena.
+func (d *Decoder) wideDecimal(precision int, v *big.Int) parquet.Value {
+	n := schema.DecimalBytes(precision)
 	start := len(d.arena)
 	d.arena = append(d.arena, make([]byte, n)...)
-	fillTwosComplement(d.arena[start:start+n], wide)
-	return parquet.FixedLenByteArrayValue(d.arena[start : start+n]), nil
+	fillTwosComplement(d.arena[start:start+n], v)
+	return parquet.FixedLenByteArrayValue(d.arena[start : start+n])
 }
 
 // parseTimestamp reads an RFC 3339 string (any offset, converted to UTC) or, unless the
