@@ -147,3 +147,50 @@ func TestWriteToMatchesValues(t *testing.T) {
 	b := sampleBuffer(t, 2000, 0)
 	sameFileAsValues(t, b.table.schema, b.rows, b.rows.values)
 }
+
+// TestRawFileIndexAndStatistics checks what query engines prune with in every raw
+// file: min/max statistics on each column chunk, a column index (per-page min/max)
+// and an offset index for every column, and dictionary encoding on the strings the
+// table leaves it on (country) and not on those it turns it off for (event_id).
+// Pages carry no statistics of their own (DataPageStatistics(false)): the column
+// index holds the same bounds, and readers use it and the chunk statistics.
+func TestRawFileIndexAndStatistics(t *testing.T) {
+	for _, mode := range []string{config.CompressionSnappy, config.CompressionZstd} {
+		t.Run(mode, func(t *testing.T) {
+			var out bytes.Buffer
+			if _, err := (&encoder{mode: mode, zstd: newZstdCodec(1)}).encode(&out, sampleBuffer(t, 2000, 0), nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			f, err := parquet.OpenFile(bytes.NewReader(out.Bytes()), int64(out.Len()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cis, ois := f.ColumnIndexes(), f.OffsetIndexes()
+			cols := f.Metadata().RowGroups[0].Columns
+			if len(cis) != len(cols) || len(ois) != len(cols) {
+				t.Fatalf("%d columns, %d column indexes, %d offset indexes", len(cols), len(cis), len(ois))
+			}
+			for i, c := range cols {
+				md := c.MetaData
+				name := md.PathInSchema
+				if md.Statistics.NullCount < md.NumValues && (md.Statistics.MinValue == nil || md.Statistics.MaxValue == nil) {
+					t.Errorf("column %v: no min/max statistics (%d values, %d nulls)", name, md.NumValues, md.Statistics.NullCount)
+				}
+				if len(ois[i].PageLocations) == 0 || len(cis[i].MinValues) != len(ois[i].PageLocations) {
+					t.Errorf("column %v: %d pages in the offset index, %d in the column index", name, len(ois[i].PageLocations), len(cis[i].MinValues))
+				}
+				dict := md.DictionaryPageOffset != 0
+				switch name[0] {
+				case "country":
+					if !dict {
+						t.Errorf("column %v: no dictionary page", name)
+					}
+				case "event_id":
+					if dict {
+						t.Errorf("column %v: a dictionary page, though the table turns it off", name)
+					}
+				}
+			}
+		})
+	}
+}

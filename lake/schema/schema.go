@@ -298,13 +298,18 @@ func assignLeaves(n *Node, next, repDepth int) int {
 
 // WriterOptions returns the Parquet writer settings of the lake: zstd, statistics,
 // page index, data page v1 (readable by every engine), and the schema's field ids.
+// Statistics are the column chunks' min/max and the column index's per-page
+// min/max, which is what Athena/Trino, Spark and DuckDB prune with. Pages carry no
+// statistics in their headers: parquet-mr stopped writing those when the page
+// index replaced them (PARQUET-1365), and computing them again for each page cost
+// 7-8 % of the sink's encoding (BenchmarkEncodeSmallFile, BenchmarkDecodeEncode).
 func (s *Schema) WriterOptions(extra ...parquet.WriterOption) []parquet.WriterOption {
 	opts := []parquet.WriterOption{
 		s.Parquet,
 		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
 		parquet.DataPageVersion(1),
 		parquet.PageBufferSize(256 << 10),
-		parquet.DataPageStatistics(true),
+		parquet.DataPageStatistics(false),
 		parquet.CreatedBy("lakesink", "0.1.0", ""),
 	}
 	return append(opts, extra...)
