@@ -304,9 +304,11 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	b.n++
 	// Not b.rows.size() before and after: it walks every chunk.
 	grown := rowsGrowth + int64(8*(cap(b.offsets)-offsetsCap))
-	b.bytes += grown
-	e.buffered += grown
-	e.m.BufferedBytes.Set(float64(e.buffered))
+	if grown != 0 { // most records fit the chunk and offsets they have
+		b.bytes += grown
+		e.buffered += grown
+		e.m.BufferedBytes.Set(float64(e.buffered))
+	}
 	t.decoded.Inc()
 	if t.avro == nil && t.dec.tookFast {
 		t.decodedFast.Inc()
