@@ -281,6 +281,7 @@ func (s *Sink) loop(ctx context.Context) error {
 			if err := s.cl.ProduceSync(context.WithoutCancel(ctx), dlq...).FirstErr(); err != nil {
 				return fmt.Errorf("produce to dead-letter topic %s: %w", s.cfg.DeadLetter.Topic, err)
 			}
+			clear(dlq) // so that the slice does not keep the poll's records alive
 		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {
