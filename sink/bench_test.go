@@ -66,7 +66,7 @@ func BenchmarkEncodeSmallFile(b *testing.B) {
 	for _, tc := range []struct {
 		rows int
 		mode string
-	}{{100, "zstd"}, {100, "snappy"}, {500, "zstd"}, {500, "snappy"}, {50_000, "zstd"}} {
+	}{{100, "zstd"}, {100, "snappy"}, {500, "zstd"}, {500, "snappy"}, {50_000, "zstd"}, {50_000, "snappy"}} {
 		rows := tc.rows
 		b.Run(fmt.Sprintf("rows=%d/%s", rows, tc.mode), func(b *testing.B) {
 			buf := sampleBuffer(b, rows, 0)
