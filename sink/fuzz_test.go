@@ -131,7 +131,6 @@ func knownReason(r string) bool {
 	return false
 }
 
-// stagedCols is every leaf column's staged values after a successful Decode.
 // sameAsFull checks that d (with its fast path) decoded data as full (the full path
 // alone) does with the record r: the same event time, the same error, the same staged bytes.
 func sameAsFull(t *testing.T, i int, d *Decoder, et int64, err error, full *Decoder, r *Record, now time.Time) {
@@ -193,6 +192,7 @@ func sameFileAsValues(t *testing.T, s *schema.Schema, rs *rowStore, want func(i 
 	}
 }
 
+// stagedCols is every leaf column's staged values after a successful Decode.
 func stagedCols(d *Decoder) [][]parquet.Value {
 	cols := make([][]parquet.Value, len(d.row.cols))
 	for i := range cols {
