@@ -368,8 +368,9 @@ func (d *Decoder) fastValue(n *schema.Node, rep, def int) bool {
 		}
 		i := 0
 		ok := fr.list(func() bool {
+			r := elemRep(n, rep, i)
 			i++
-			return d.fastValue(n.Children[0], elemRep(n, rep, i-1), def+1)
+			return d.fastValue(n.Children[0], r, def+1)
 		})
 		if ok && i == 0 {
 			d.emitNulls(n, rep, def)
