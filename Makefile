@@ -60,9 +60,9 @@ bench-plot:
 ## New inputs are minimized for at most 5 s (Go's default 60 s can stall a whole run).
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./sink -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzPartitionDir$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 vet:

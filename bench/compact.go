@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/store"
@@ -179,7 +180,7 @@ func writeSmallFiles(ctx context.Context, cfg *config.Config, st store.Store, ev
 	seals := minFiles/benchPartitions + minFiles/(10*benchPartitions) + 1
 	every := max(1, len(events)/seals)
 	now := time.Now()
-	rec := &sink.Record{Topic: "bench", Timestamp: now}
+	rec := &decode.Record{Topic: "bench", Timestamp: now}
 	for i, v := range events {
 		rec.Partition, rec.Offset, rec.Value = int32(i%benchPartitions), int64(i/benchPartitions), v
 		if out, err := e.Process(ctx, rec, 0); err != nil {

@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -109,7 +108,7 @@ func latency(bin string, rate, seconds int) (Latency, error) {
 					watched <- err
 					return
 				}
-				last, err := lastOffset(ctx, st, k)
+				last, err := rawfile.ReadLastOffset(ctx, st, k)
 				if err != nil {
 					watched <- err
 					return
@@ -197,24 +196,6 @@ func latency(bin string, rate, seconds int) (Latency, error) {
 	cp50, cp99, cmax := quantiles(committed)
 	return Latency{Rate: rate, Seconds: seconds, Events: n, MaxAgeSeconds: latencyMaxAge.Seconds(),
 		VisibleP50: vp50, VisibleP99: vp99, VisibleMax: vmax, CommitP50: cp50, CommitP99: cp99, CommitMax: cmax}, nil
-}
-
-// lastOffset reads the last Kafka offset a raw file holds from its footer.
-func lastOffset(ctx context.Context, st store.Store, key string) (int64, error) {
-	obj, err := st.Open(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	defer obj.Close()
-	f, err := parquet.OpenFile(obj, obj.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", key, err)
-	}
-	v, ok := f.Lookup("lakesink.last_offset")
-	if !ok {
-		return 0, fmt.Errorf("%s: no lakesink.last_offset in the footer", key)
-	}
-	return strconv.ParseInt(v, 10, 64)
 }
 
 func quantiles(ds []time.Duration) (p50, p99, maxSeconds float64) {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/schema"
@@ -206,17 +207,17 @@ func encodeOnly(events [][]byte, total int64) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	dec := sink.NewDecoder(s, &cfg.Tables[0], 1<<20)
+	dec := decode.NewDecoder(s, &cfg.Tables[0], 1<<20)
 	batch := sink.NewBatch(s, "bench")
 	now := time.Now()
-	rec := &sink.Record{Topic: "bench", Timestamp: now}
+	rec := &decode.Record{Topic: "bench", Timestamp: now}
 	startCPU, start := cpuTime(), time.Now()
 	for i, v := range events {
 		rec.Offset, rec.Value = int64(i), v
 		if _, err := dec.Decode(rec, now); err != nil {
 			return Result{}, fmt.Errorf("event %d: %w", i, err)
 		}
-		batch.Add(dec, rec.Offset)
+		batch.Add(dec.Row(), rec.Offset)
 		if batch.Size() >= 128<<20 {
 			if err := batch.Flush(io.Discard); err != nil {
 				return Result{}, err

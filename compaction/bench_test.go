@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
@@ -60,7 +61,7 @@ tables:
 	g := gen.New(99, time.Now().UTC().Truncate(time.Hour).Add(-6*time.Hour), 6*time.Hour)
 	seals := files/parts + files/(10*parts) + 1
 	every := max(1, events/seals)
-	rec := &sink.Record{Topic: "bench", Timestamp: time.Now()}
+	rec := &decode.Record{Topic: "bench", Timestamp: time.Now()}
 	for i := range events {
 		v, _ := g.Event(i, events)
 		rec.Partition, rec.Offset, rec.Value = int32(i%parts), int64(i/parts), v

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
 	"github.com/lakesink/lakesink/lake/store"
@@ -97,7 +98,7 @@ func (l *lab) write(t *testing.T, cfg *config.Config, from, to int, second func(
 		if note != "" {
 			v += fmt.Sprintf(`,"note":"%s-%d"`, note, i)
 		}
-		rec := &sink.Record{Topic: "events", Offset: int64(i), Timestamp: time.Now(), Value: []byte(v + "}")}
+		rec := &decode.Record{Topic: "events", Offset: int64(i), Timestamp: time.Now(), Value: []byte(v + "}")}
 		if out, err := e.Process(ctx, rec, 0); err != nil || out != sink.Buffered {
 			t.Fatalf("event %d: outcome %v, %v", i, out, err)
 		}

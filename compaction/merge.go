@@ -13,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/schema"
 	"github.com/lakesink/lakesink/lake/store"
 )
@@ -316,7 +317,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 		}
 	}
 	in := &input{res: res, filter: filter, last: -1}
-	if v, ok := f.Lookup("lakesink.last_offset"); ok {
+	if v, ok := f.Lookup(rawfile.MetaLastOffset); ok {
 		in.last, _ = strconv.ParseInt(v, 10, 64)
 	}
 	meta := f.Metadata().RowGroups

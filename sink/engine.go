@@ -11,19 +11,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
-	"github.com/lakesink/lakesink/lake/schema"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
-// table is the per-table state of the engine.
+// table is the per-table state of the engine: the compiled table and its counters.
 type table struct {
-	cfg    *config.Table
-	schema *schema.Schema
-	gran   layout.Granularity
-	dec    *Decoder
-	avro   *avroDecoder // format: avro (avro.go); nil for JSON
+	*decode.Table
 	// decoded is the table's lakesink_records_decoded_total, looked up once:
 	// WithLabelValues per record was 1 % of the sink's CPU; decodedFast its
 	// lakesink_records_decoded_fast_total.
@@ -43,10 +40,10 @@ type bufKey struct {
 const bufferOverhead = 512
 
 // buffer holds the records of one topic-partition for one table and period, in the
-// buffers' byte format (rowStore).
+// buffers' byte format (rawfile.RowStore).
 type buffer struct {
 	bufKey
-	rows    *rowStore
+	rows    *rawfile.RowStore
 	first   int64
 	last    int64
 	n       int
@@ -66,6 +63,7 @@ type Engine struct {
 	st      store.Store
 	m       *Metrics
 	flush   config.Flush
+	tables  *decode.Tables // the compiled tables, which decode (Process) and fetch Avro schemas (Prepare)
 	byTopic map[string]*table
 	now     func() time.Time
 
@@ -84,9 +82,7 @@ type Engine struct {
 	closed    bool
 	wg        sync.WaitGroup
 
-	avro *avroState // schema cache shared by the Avro tables (avro_engine.go)
-
-	zstd *zstdCodec // page compression of the raw files, encoders kept across files (codec.go)
+	zstd *rawfile.ZstdCodec // page compression of the raw files, encoders kept across files
 
 	// bufferBudget is the share of flush.memory_budget the buffers and the uploads in
 	// flight may hold: the budget less the Kafka client's fetches and the rest of
@@ -110,30 +106,25 @@ type tpKey struct {
 func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger) (*Engine, error) {
 	e := &Engine{log: log, st: st, m: m, flush: cfg.Flush, byTopic: map[string]*table{}, now: time.Now,
 		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{},
-		zstd: newZstdCodec(cfg.Flush.Workers + 2)}
+		zstd: rawfile.NewZstdCodec(cfg.Flush.Workers + 2)}
 	e.cond = sync.NewCond(&e.mu)
-	for i := range cfg.Tables {
-		tc := &cfg.Tables[i]
-		s, err := schema.Compile(tc)
-		if err != nil {
-			return nil, err
-		}
-		g, err := layout.ParseGranularity(tc.EventTime.Granularity)
-		if err != nil {
-			return nil, fmt.Errorf("table %s: %w", tc.Name, err)
-		}
-		t := &table{cfg: tc, schema: s, gran: g, dec: NewDecoder(s, tc, int(cfg.Flush.MaxRecordBytes)),
-			decoded: m.RecordsDecoded.WithLabelValues(tc.Name), decodedFast: m.RecordsDecodedFast.WithLabelValues(tc.Name)}
-		if err := e.initAvro(cfg, t); err != nil {
-			return nil, err
-		}
-		for _, topic := range tc.Topics {
+	tables, err := decode.Compile(cfg, decode.Options{MaxRecordBytes: int(cfg.Flush.MaxRecordBytes), Log: log,
+		OnUnknownFields: func(table string) { m.AvroUnknownFields.WithLabelValues(table).Inc() },
+		OnRegistryError: m.RegistryErrors.Inc})
+	if err != nil {
+		return nil, err
+	}
+	e.tables = tables
+	for _, dt := range tables.All() {
+		t := &table{Table: dt, decoded: m.RecordsDecoded.WithLabelValues(dt.Config.Name),
+			decodedFast: m.RecordsDecodedFast.WithLabelValues(dt.Config.Name)}
+		for _, topic := range dt.Config.Topics {
 			e.byTopic[topic] = t
 		}
 	}
 	cols := 0
 	for _, t := range e.byTopic {
-		cols = max(cols, len(t.schema.Leaves))
+		cols = max(cols, len(t.Schema.Leaves))
 	}
 	e.writerFixed = writerFixed(cols)
 	if cfg.LocalDir == "" {
@@ -215,9 +206,9 @@ const (
 )
 
 // Process decodes one record and buffers it. A decode failure returns Rejected with
-// the *Rejection; the caller sends the record to the dead-letter topic before it commits.
+// the *decode.Rejection; the caller sends the record to the dead-letter topic before it commits.
 // Process blocks while the memory budget is exhausted, until uploads free it.
-func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, error) {
+func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Outcome, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.failed != nil {
@@ -241,20 +232,20 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	t := e.byTopic[r.Topic]
 	if t == nil {
 		handled()
-		return Rejected, reject(ReasonNoTable, "", "topic %q feeds no table", r.Topic)
+		return Rejected, decode.NoTable(r.Topic)
 	}
-	et, err := e.decode(t, r)
+	et, err := t.Decode(r, e.now())
 	if err != nil {
-		if isTransient(err) {
+		if decode.IsTransient(err) {
 			return 0, err // transient (schema registry): not handled, never dead-lettered
 		}
 		handled()
 		return Rejected, err
 	}
-	period := int64(layout.PeriodOf(t.gran, et))
-	if st.skip(t.cfg.Name, period, r.Offset) {
+	period := int64(layout.PeriodOf(t.Gran, et))
+	if st.skip(t.Config.Name, period, r.Offset) {
 		handled()
-		e.m.RecordsSkipped.WithLabelValues(t.cfg.Name).Inc()
+		e.m.RecordsSkipped.WithLabelValues(t.Config.Name).Inc()
 		return Skipped, nil
 	}
 	key := bufKey{tp: st, table: t, period: period}
@@ -264,13 +255,13 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		b = e.open[key]
 		fresh := b == nil
 		if fresh {
-			b = &buffer{bufKey: key, first: r.Offset, rows: newRowStore(t.schema.Leaves)}
+			b = &buffer{bufKey: key, first: r.Offset, rows: rawfile.NewRowStore(t.Schema.Leaves)}
 		}
 		// Reserve exactly what appending the row allocates (and a new buffer's header).
-		rowsGrowth = b.rows.growth(t.dec.row)
-		need := rowsGrowth + int64(newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
+		rowsGrowth = b.rows.Growth(t.Row())
+		need := rowsGrowth + int64(rawfile.NewCap(len(b.offsets)*8, cap(b.offsets)*8, 8)-cap(b.offsets)*8)
 		if fresh {
-			need += b.rows.size() + bufferOverhead
+			need += b.rows.Size() + bufferOverhead
 		}
 		if err := e.reserve(ctx, need); err != nil {
 			return 0, err
@@ -280,7 +271,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		}
 		if fresh {
 			b.created = e.now()
-			b.bytes = b.rows.size() + bufferOverhead
+			b.bytes = b.rows.Size() + bufferOverhead
 			e.buffered += b.bytes
 			e.open[key] = b
 			st.live[b] = struct{}{}
@@ -292,17 +283,17 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		break
 	}
 	offsetsCap := cap(b.offsets)
-	b.rows.appendRow(t.dec.row)
+	b.rows.AppendRow(t.Row())
 	handled()
 	b.last = r.Offset
 	if len(b.offsets) == cap(b.offsets) {
-		nb := make([]int64, len(b.offsets), newCap(len(b.offsets)*8, cap(b.offsets)*8, 8)/8)
+		nb := make([]int64, len(b.offsets), rawfile.NewCap(len(b.offsets)*8, cap(b.offsets)*8, 8)/8)
 		copy(nb, b.offsets)
 		b.offsets = nb
 	}
 	b.offsets = append(b.offsets, r.Offset)
 	b.n++
-	// Not b.rows.size() before and after: it walks every chunk.
+	// Not b.rows.Size() before and after: it walks every chunk.
 	grown := rowsGrowth + int64(8*(cap(b.offsets)-offsetsCap))
 	if grown != 0 { // most records fit the chunk and offsets they have
 		b.bytes += grown
@@ -310,7 +301,7 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 		e.m.BufferedBytes.Set(float64(e.buffered))
 	}
 	t.decoded.Inc()
-	if t.avro == nil && t.dec.tookFast {
+	if t.DecodedFast() {
 		t.decodedFast.Inc()
 	}
 	if b.bytes >= int64(e.flush.MaxFileBytes) {
@@ -319,20 +310,18 @@ func (e *Engine) Process(ctx context.Context, r *Record, epoch int32) (Outcome, 
 	return Buffered, nil
 }
 
-// decode runs the table's decoder; a panic on some unforeseen input becomes a
-// rejection, so a poison record goes to the dead-letter topic instead of
-// crash-looping the sink and blocking its partition.
-func (e *Engine) decode(t *table, r *Record) (et int64, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			e.log.Error("decoder panic; dead-lettering the record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "panic", p)
-			err = reject(ReasonPanic, "", "decoder panic: %v", p)
-		}
-	}()
-	if t.avro != nil {
-		return t.avro.Decode(r, e.now())
-	}
-	return t.dec.Decode(r, e.now())
+// UseSchemaSource replaces the Schema Registry client of the Avro tables (tests).
+func (e *Engine) UseSchemaSource(src decode.SchemaSource) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tables.UseSchemaSource(src)
+}
+
+// Prepare makes sure the writer schema an Avro record names is cached, without
+// holding the engine's lock (decode.Tables.Prepare: it retries an unreachable
+// registry, then returns an error that stops the sink). Call it before Process.
+func (e *Engine) Prepare(ctx context.Context, r *decode.Record) error {
+	return e.tables.Prepare(ctx, r)
 }
 
 // Advance moves a partition's next offset past a record that was handled outside

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/store"
@@ -64,7 +65,7 @@ func run(t *testing.T, dir string, events [][]byte, from, to, sealEvery int, com
 	e.Assign("t", 0, committed, meta)
 	now := time.Now()
 	for i := from; i < to; i++ {
-		if _, err := e.Process(ctx, &Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: events[i]}, 0); err != nil {
+		if _, err := e.Process(ctx, &decode.Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: events[i]}, 0); err != nil {
 			t.Fatal(err)
 		}
 		if sealEvery > 0 && (i+1)%sealEvery == 0 {
@@ -153,7 +154,7 @@ func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
 	e.Assign("t", 0, -1, "")
 	now := time.Now()
 	for i := range 1500 {
-		if _, err := e.Process(ctx, &Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: ev[i]}, 0); err != nil {
+		if _, err := e.Process(ctx, &decode.Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: ev[i]}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -250,7 +251,7 @@ func TestShutdownWhileOverBudget(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i, v := range ev {
-			if _, err := e.Process(ctx, &Record{Topic: "t", Offset: int64(i), Timestamp: now, Value: v}, 0); err != nil {
+			if _, err := e.Process(ctx, &decode.Record{Topic: "t", Offset: int64(i), Timestamp: now, Value: v}, 0); err != nil {
 				blockedAt = i
 				return
 			}

@@ -2,40 +2,24 @@ package sink
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	saslaws "github.com/twmb/franz-go/pkg/sasl/aws"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/lakesink/lakesink/deadletter"
+	"github.com/lakesink/lakesink/decode"
+	"github.com/lakesink/lakesink/internal/kafkaopt"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/store"
-)
-
-// Dead-letter headers added to every rejected record (the original key, value,
-// headers and timestamp are kept as they were).
-const (
-	HeaderReason    = "lakesink.reason"
-	HeaderError     = "lakesink.error"
-	HeaderTable     = "lakesink.table"
-	HeaderTopic     = "lakesink.source.topic"
-	HeaderPartition = "lakesink.source.partition"
-	HeaderOffset    = "lakesink.source.offset"
-	HeaderTime      = "lakesink.time"
 )
 
 // topicCounters are a topic's lakesink_records_consumed_total and
@@ -74,7 +58,7 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 			s.consumed[tp] = topicCounters{m.RecordsConsumed.WithLabelValues(tp), m.BytesConsumed.WithLabelValues(tp)}
 		}
 	}
-	opts, err := ClientOptions(&cfg.Kafka)
+	opts, err := kafkaopt.ClientOptions(&cfg.Kafka)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +85,7 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 		kgo.OnOffsetsFetched(s.onFetched),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
-		kgo.WithLogger(kgoLogger{log.With("component", "kafka")}),
+		kgo.WithLogger(kafkaopt.Logger(log.With("component", "kafka"))),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordRetries(10),
 	)
@@ -116,54 +100,6 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 
 // Engine returns the sink's engine (for tests and diagnostics).
 func (s *Sink) Engine() *Engine { return s.eng }
-
-// ClientOptions translates the kafka section into franz-go options (brokers, TLS, SASL).
-func ClientOptions(k *config.Kafka) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.ClientID(k.ClientID)}
-	if k.TLS.Enabled {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify} //nolint:gosec // opt-in by config
-		if k.TLS.CAFile != "" {
-			pem, err := os.ReadFile(k.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("kafka.tls.ca_file: no certificates in %s", k.TLS.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		if k.TLS.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(k.TLS.CertFile, k.TLS.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("kafka.tls.cert_file: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		opts = append(opts, kgo.DialTLSConfig(tc))
-	}
-	switch k.SASL.Mechanism {
-	case "plain":
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()))
-	case "scram-sha-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha256Mechanism()))
-	case "scram-sha-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha512Mechanism()))
-	case "aws-msk-iam":
-		opts = append(opts, kgo.SASL(saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
-			ac, err := awsconfig.LoadDefaultConfig(ctx)
-			if err != nil {
-				return saslaws.Auth{}, fmt.Errorf("aws credentials for MSK IAM: %w", err)
-			}
-			c, err := ac.Credentials.Retrieve(ctx)
-			if err != nil {
-				return saslaws.Auth{}, fmt.Errorf("aws credentials for MSK IAM: %w", err)
-			}
-			return saslaws.Auth{AccessKey: c.AccessKeyID, SecretKey: c.SecretAccessKey, SessionToken: c.SessionToken}, nil
-		})))
-	}
-	return opts, nil
-}
 
 // CheckTopics verifies that the dead-letter topic exists and warns about missing sources.
 func (s *Sink) CheckTopics(ctx context.Context) error {
@@ -229,7 +165,7 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) loop(ctx context.Context) error {
 	nextCommit := time.Now().Add(s.cfg.Kafka.CommitInterval)
 	nextTick := time.Now().Add(time.Second)
-	rec := &Record{}
+	rec := &decode.Record{}
 	var dlq []*kgo.Record
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -309,24 +245,10 @@ func (s *Sink) loop(ctx context.Context) error {
 }
 
 func (s *Sink) deadLetter(r *kgo.Record, err error) *kgo.Record {
-	reason, table := "error", s.tables[r.Topic]
-	var rej *Rejection
-	if errors.As(err, &rej) {
-		reason = rej.Reason
-	}
+	reason, table := deadletter.Reason(err), s.tables[r.Topic]
 	s.m.RecordsDeadLettered.WithLabelValues(table, reason).Inc()
 	s.log.Debug("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "table", table, "reason", reason, "err", err)
-	headers := append([]kgo.RecordHeader(nil), r.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
-		kgo.RecordHeader{Key: HeaderError, Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: HeaderTable, Value: []byte(table)},
-		kgo.RecordHeader{Key: HeaderTopic, Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-		kgo.RecordHeader{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		kgo.RecordHeader{Key: HeaderTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-	)
-	return &kgo.Record{Topic: s.cfg.DeadLetter.Topic, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp}
+	return deadletter.Record(r, s.cfg.DeadLetter.Topic, table, reason, err, time.Now())
 }
 
 // commit sends the engine's pending offsets, with their metadata, for the partitions
@@ -491,22 +413,4 @@ func (s *Sink) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 	s.log.Warn("partitions lost: dropping their buffers without commit", "partitions", lost)
 	s.eng.Drop(lost)
-}
-
-// kgoLogger adapts slog to franz-go's logger interface.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
-	switch level {
-	case kgo.LogLevelError:
-		k.l.Error(msg, kv...)
-	case kgo.LogLevelWarn:
-		k.l.Warn(msg, kv...)
-	case kgo.LogLevelInfo:
-		k.l.Debug(msg, kv...) // franz-go's info is chatty; keep it at debug
-	default:
-		k.l.Debug(msg, kv...)
-	}
 }

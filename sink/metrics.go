@@ -28,7 +28,7 @@ type Metrics struct {
 	ConsumerLagRecords  *prometheus.GaugeVec
 	FetchPaused         prometheus.Gauge
 	S3Retries           *prometheus.CounterVec
-	AvroUnknownFields   *prometheus.CounterVec // avro_engine.go
+	AvroUnknownFields   *prometheus.CounterVec // decode.Options.OnUnknownFields
 	RegistryErrors      prometheus.Counter
 }
 

@@ -5,28 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-
-	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
-	"github.com/lakesink/lakesink/lake/schema"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
-// Footer keys written into every raw file.
-const (
-	MetaFirstOffset = "lakesink.first_offset"
-	MetaLastOffset  = "lakesink.last_offset"
-	MetaTopic       = "lakesink.topic"
-	MetaPartition   = "lakesink.partition"
-)
-
 func (e *Engine) worker(ctx context.Context) {
-	enc := &encoder{mode: e.flush.Compression, zstd: e.zstd}
+	enc := rawfile.NewEncoder(e.flush.Compression, e.zstd)
 	for {
 		e.mu.Lock()
 		b := e.next()
@@ -76,12 +63,12 @@ func (e *Engine) next() *buffer {
 // backoff until ctx ends. A key that already exists means an earlier run wrote the same
 // records: the existing file's range becomes durable and the remaining rows go to the
 // next key, so a replay never writes a record twice.
-func (e *Engine) upload(ctx context.Context, enc *encoder, b *buffer) error {
+func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) error {
 	t := b.table
 	backoff := 200 * time.Millisecond
 	for {
 		e.mu.Lock()
-		skips := b.tp.overlapping(t.cfg.Name, b.period, b.first, b.last)
+		skips := b.tp.overlapping(t.Config.Name, b.period, b.first, b.last)
 		dropped := b.dropped
 		e.mu.Unlock()
 		if dropped {
@@ -94,13 +81,13 @@ func (e *Engine) upload(ctx context.Context, enc *encoder, b *buffer) error {
 		key := ""
 		start := time.Now()
 		if first >= 0 {
-			key = layout.RawKey(t.cfg.Name, t.gran, layout.Period(b.period), b.tp.topic, b.tp.partition, first)
+			key = layout.RawKey(t.Config.Name, t.Gran, layout.Period(b.period), b.tp.topic, b.tp.partition, first)
 			size, rows, err = e.writeFile(ctx, enc, key, b, keep, first)
 		}
 		switch {
 		case err == nil:
 			e.mu.Lock()
-			b.tp.addDurable(span{table: t.cfg.Name, period: b.period, first: b.first, last: b.last})
+			b.tp.addDurable(span{table: t.Config.Name, period: b.period, first: b.first, last: b.last})
 			e.release(b)
 			e.cond.Broadcast()
 			e.mu.Unlock()
@@ -110,10 +97,10 @@ func (e *Engine) upload(ctx context.Context, enc *encoder, b *buffer) error {
 				e.m.FileRows.Observe(float64(rows))
 			}
 			e.m.FlushSeconds.Observe(time.Since(b.sealed).Seconds())
-			e.log.Debug("flushed", "table", t.cfg.Name, "file", key, "rows", rows, "bytes", size, "trigger", b.trigger)
+			e.log.Debug("flushed", "table", t.Config.Name, "file", key, "rows", rows, "bytes", size, "trigger", b.trigger)
 			return nil
 		case store.IsExists(err):
-			last, rerr := e.existingLast(ctx, key)
+			last, rerr := rawfile.ReadLastOffset(ctx, e.st, key)
 			if rerr != nil {
 				e.m.FlushErrors.WithLabelValues("conflict").Inc()
 				e.log.Error("reading existing raw file", "file", key, "err", rerr)
@@ -126,7 +113,7 @@ func (e *Engine) upload(ctx context.Context, enc *encoder, b *buffer) error {
 			e.log.Info("raw file already written by an earlier run; skipping its records", "file", key, "topic", b.tp.topic,
 				"partition", b.tp.partition, "offset", first, "last_offset", last)
 			e.mu.Lock()
-			b.tp.addDurable(span{table: t.cfg.Name, period: b.period, first: first, last: last})
+			b.tp.addDurable(span{table: t.Config.Name, period: b.period, first: first, last: last})
 			e.mu.Unlock()
 		default:
 			if ctx.Err() != nil {
@@ -192,7 +179,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // writeFile encodes the buffer's kept rows as Parquet and streams them to key.
-func (e *Engine) writeFile(ctx context.Context, enc *encoder, key string, b *buffer, keep []bool, first int64) (int64, int, error) {
+func (e *Engine) writeFile(ctx context.Context, enc *rawfile.Encoder, key string, b *buffer, keep []bool, first int64) (int64, int, error) {
 	pr, pw := io.Pipe()
 	cw := &countingWriter{w: pw}
 	type result struct {
@@ -201,7 +188,7 @@ func (e *Engine) writeFile(ctx context.Context, enc *encoder, key string, b *buf
 	}
 	done := make(chan result, 1)
 	go func() {
-		rows, err := enc.encode(cw, b, keep, first)
+		rows, err := enc.Encode(cw, b.file(first), keep)
 		pw.CloseWithError(err)
 		done <- result{rows, err}
 	}()
@@ -217,108 +204,8 @@ func (e *Engine) writeFile(ctx context.Context, enc *encoder, key string, b *buf
 	return cw.n, res.rows, nil
 }
 
-// reuseBelow is the largest buffer whose writer an encoder keeps for the next file.
-// A writer's buffers grow with the pages and dictionaries of the file it wrote; below
-// this size they stay within writerFixed (3.8 MiB measured after a file of 1 MiB
-// buffered of the sample table), which the budget counts for every worker.
-const reuseBelow = 1 << 20
-
-// encoder writes raw files for one upload worker. It keeps the Parquet writer of its
-// last small file and resets it for the next file of the same table: a new writer
-// allocates page buffers, dictionaries and indexes for every column (~0.5 MiB for
-// the sample table), which made set-up a third of the CPU of a 100-row file, the file
-// thousands of open hour partitions write. TestEncoderReuseSameBytes checks that a
-// reused writer writes the same bytes as a new one.
-//
-// Its codec follows flush.compression: with auto, Snappy for buffers below
-// config.SmallFileBytes and zstd above (the lake's zstd, with encoders reused across
-// files: codec.go).
-type encoder struct {
-	mode    string // flush.compression
-	zstd    *zstdCodec
-	snappy  snappyCodec
-	schema  *schema.Schema
-	pw      *parquet.Writer
-	codec   compress.Codec    // pw's
-	batches [][]parquet.Value // writeTo's scratch
-}
-
-// codecFor returns the codec of b's file.
-func (c *encoder) codecFor(b *buffer) compress.Codec {
-	switch {
-	case c.mode == config.CompressionZstd:
-		return c.zstd
-	case c.mode == config.CompressionSnappy, b.bytes < int64(config.SmallFileBytes):
-		return &c.snappy
-	}
-	return c.zstd
-}
-
-// encode writes the buffer's kept rows (keep nil: all) as one Parquet file to w and
-// returns the number of rows written.
-func (c *encoder) encode(w io.Writer, b *buffer, keep []bool, first int64) (int, error) {
-	s := b.table.schema
-	codec := c.codecFor(b)
-	pw := c.pw
-	if pw != nil && c.schema == s && c.codec == codec {
-		pw.Reset(w)
-	} else {
-		pw = parquet.NewWriter(w, s.WriterOptions(parquet.Compression(codec))...)
-	}
-	c.pw, c.schema, c.codec = nil, nil, nil
-	pw.SetKeyValueMetadata(MetaFirstOffset, strconv.FormatInt(first, 10))
-	pw.SetKeyValueMetadata(MetaLastOffset, strconv.FormatInt(b.last, 10))
-	pw.SetKeyValueMetadata(MetaTopic, b.tp.topic)
-	pw.SetKeyValueMetadata(MetaPartition, strconv.FormatInt(int64(b.tp.partition), 10))
-	var err error
-	if c.batches, err = b.rows.writeTo(pw, keep, c.batches); err != nil {
-		return 0, err
-	}
-	if err := pw.Close(); err != nil {
-		return 0, err
-	}
-	if b.bytes < reuseBelow {
-		// parquet-go v0.32's Reset clears each column chunk's PathInSchema in place,
-		// and that slice is the column writer's own path: the next file would name
-		// every column "". Dropping the footer's reference first leaves the paths be.
-		rgs := pw.File().Metadata().RowGroups
-		for i := range rgs {
-			for j := range rgs[i].Columns {
-				rgs[i].Columns[j].MetaData.PathInSchema = nil
-			}
-		}
-		c.pw, c.schema, c.codec = pw, s, codec
-	}
-	n := b.n
-	if keep != nil {
-		n = 0
-		for _, k := range keep {
-			if k {
-				n++
-			}
-		}
-	}
-	return n, nil
-}
-
-// existingLast reads the last offset recorded in the footer of an existing raw file.
-func (e *Engine) existingLast(ctx context.Context, key string) (int64, error) {
-	obj, err := e.st.Open(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	defer obj.Close()
-	f, err := parquet.OpenFile(obj, obj.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return 0, fmt.Errorf("open parquet %s: %w", key, err)
-	}
-	v, ok := f.Lookup(MetaLastOffset)
-	if !ok {
-		return 0, fmt.Errorf("raw file %s has no %s footer key", key, MetaLastOffset)
-	}
-	last, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("raw file %s: %s=%q: %w", key, MetaLastOffset, v, err)
-	}
-	return last, nil
+// file is the raw file of b's rows from offset first on.
+func (b *buffer) file(first int64) *rawfile.File {
+	return &rawfile.File{Schema: b.table.Schema, Rows: b.rows, N: b.n, Bytes: b.bytes,
+		Topic: b.tp.topic, Partition: b.tp.partition, First: first, Last: b.last}
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/lakesink/lakesink/decode/registry"
 	"github.com/lakesink/lakesink/internal/testbed"
-	"github.com/lakesink/lakesink/lake/registry"
 )
 
 const (

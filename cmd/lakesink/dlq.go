@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lakesink/lakesink/sink"
+	"github.com/lakesink/lakesink/deadletter"
 )
 
 const dlqUsage = `Usage:
@@ -55,7 +55,7 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	opt := sink.ReplayOptions{Group: *group, Table: *table, DryRun: *dry, Batch: *batch, Hook: killHook()}
+	opt := deadletter.ReplayOptions{Group: *group, Table: *table, DryRun: *dry, Batch: *batch, Hook: killHook()}
 	if *reasons != "" {
 		for r := range strings.SplitSeq(*reasons, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -79,8 +79,8 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	opt.Log = newLogger(stderr, cfg.Log.Level)
 	start := time.Now()
-	sum, err := sink.Replay(ctx, cfg, opt)
-	if errors.Is(err, sink.ErrReplaySetup) {
+	sum, err := deadletter.Replay(ctx, cfg, opt)
+	if errors.Is(err, deadletter.ErrReplaySetup) {
 		return &configError{err}
 	}
 	if sum != nil {
@@ -89,7 +89,7 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return err
 }
 
-func printReplaySummary(w io.Writer, s *sink.ReplaySummary, dry, failed bool, took time.Duration) {
+func printReplaySummary(w io.Writer, s *deadletter.ReplaySummary, dry, failed bool, took time.Duration) {
 	verb := "replayed"
 	if dry {
 		verb = "would replay"
@@ -120,8 +120,8 @@ func cmdDLQStats(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	counts, total, err := sink.DeadLetterStats(ctx, cfg, newLogger(stderr, cfg.Log.Level))
-	if errors.Is(err, sink.ErrReplaySetup) {
+	counts, total, err := deadletter.Stats(ctx, cfg, newLogger(stderr, cfg.Log.Level))
+	if errors.Is(err, deadletter.ErrReplaySetup) {
 		return &configError{err}
 	}
 	if err != nil {

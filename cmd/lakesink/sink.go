@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lakesink/lakesink/decode/registry"
 	"github.com/lakesink/lakesink/lake/config"
-	"github.com/lakesink/lakesink/lake/registry"
 	"github.com/lakesink/lakesink/lake/store"
 	"github.com/lakesink/lakesink/sink"
 )

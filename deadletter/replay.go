@@ -1,4 +1,4 @@
-package sink
+package deadletter
 
 import (
 	"context"
@@ -13,17 +13,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lakesink/lakesink/decode"
+	"github.com/lakesink/lakesink/internal/kafkaopt"
 	"github.com/lakesink/lakesink/lake/config"
 )
-
-// HeaderReplayedFrom is added to a record produced back to its source topic by a
-// replay: "<dead-letter topic>/<partition>/<offset>".
-const HeaderReplayedFrom = "lakesink.replayed-from"
 
 // ReasonNoSourceTopic: a dead letter whose source topic no longer exists (replay only).
 const ReasonNoSourceTopic = "source_topic_missing"
@@ -94,8 +91,8 @@ type replayer struct {
 	cfg     *config.Config
 	opt     ReplayOptions
 	dlq     string
-	eng     *Engine // the current config's decoders, exactly as the sink runs them (JSON, Avro)
-	fatal   error   // a transient failure (schema registry) that stops the run
+	tables  *decode.Tables // the current config's decoders, exactly as the sink runs them (JSON, Avro)
+	fatal   error          // a transient failure (schema registry) that stops the run
 	adm     *kadm.Client
 	parts   map[string]int // source topic -> partition count (0: missing)
 	now     time.Time
@@ -115,7 +112,7 @@ type replayer struct {
 
 // Replay re-reads the dead-letter topic from the replay group's position up to the
 // end offsets seen at start, runs each dead letter through the current config's
-// decoders (an Engine's, so JSON and Avro decode exactly as in the sink), and produces those that now decode back to their source topic, with
+// decoders (decode.Tables, so JSON and Avro decode exactly as in the sink), and produces those that now decode back to their source topic, with
 // their original key, value, timestamp and headers (minus lakesink.*, plus
 // lakesink.replayed-from). The records produced and the replay group's new position
 // commit in one Kafka transaction, so a record is replayed exactly once even when a
@@ -166,17 +163,16 @@ func newReplayer(ctx context.Context, cfg *config.Config, opt *ReplayOptions) (*
 	for i := range cfg.Tables {
 		found = found || cfg.Tables[i].Name == opt.Table
 	}
-	// The engine is only used to decode: no store, no workers, throwaway metrics.
-	eng, err := NewEngine(cfg, nil, NewMetrics(prometheus.NewRegistry()), opt.Log)
+	tables, err := decode.Compile(cfg, decode.Options{MaxRecordBytes: int(cfg.Flush.MaxRecordBytes), Log: opt.Log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrReplaySetup, err)
 	}
-	r.eng = eng
+	r.tables = tables
 	if !found {
 		// Dead letters may name a table the config dropped; warn, don't refuse.
 		opt.Log.Warn("--table names no table of the config", "table", opt.Table)
 	}
-	base, err := ClientOptions(&cfg.Kafka)
+	base, err := kafkaopt.ClientOptions(&cfg.Kafka)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrReplaySetup, err)
 	}
@@ -331,8 +327,8 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 	r.sum.Read++
 	r.sum.Replayed++
 	table := ""
-	if t := r.eng.byTopic[out.Topic]; t != nil {
-		table = t.cfg.Name
+	if t := r.tables.ForTopic(out.Topic); t != nil {
+		table = t.Config.Name
 	}
 	r.sum.ReplayedByTable[table]++
 	return out
@@ -364,33 +360,28 @@ func (r *replayer) rebuild(ctx context.Context, rec *kgo.Record, h map[string]st
 	srcPart, perr := strconv.ParseInt(h[HeaderPartition], 10, 32)
 	srcOff, oerr := strconv.ParseInt(h[HeaderOffset], 10, 64)
 	if src == "" || perr != nil || oerr != nil {
-		return nil, ReasonMalformed, errors.New("dead letter without lakesink.source.* headers")
+		return nil, decode.ReasonMalformed, errors.New("dead letter without lakesink.source.* headers")
 	}
-	t := r.eng.byTopic[src]
+	t := r.tables.ForTopic(src)
 	if t == nil {
-		return nil, ReasonNoTable, reject(ReasonNoTable, "", "topic %q feeds no table", src)
+		return nil, decode.ReasonNoTable, decode.NoTable(src)
 	}
-	dr := &Record{Topic: src, Partition: int32(srcPart), Offset: srcOff, Timestamp: rec.Timestamp, Value: rec.Value}
-	if err := r.eng.Prepare(ctx, dr); err != nil {
+	dr := &decode.Record{Topic: src, Partition: int32(srcPart), Offset: srcOff, Timestamp: rec.Timestamp, Value: rec.Value}
+	if err := r.tables.Prepare(ctx, dr); err != nil {
 		if r.fatal == nil {
 			r.fatal = err
 		}
 		return nil, "transient", err
 	}
-	_, err = r.eng.decode(t, dr) // recovers a decoder panic into a rejection, as the sink does
-	if err != nil && isTransient(err) {
+	_, err = t.Decode(dr, time.Now()) // recovers a decoder panic into a rejection, as the sink does
+	if err != nil && decode.IsTransient(err) {
 		if r.fatal == nil {
 			r.fatal = fmt.Errorf("decode %s/%d/%d: %w", r.dlq, rec.Partition, rec.Offset, err)
 		}
 		return nil, "transient", err
 	}
 	if err != nil {
-		reason = "error"
-		var rej *Rejection
-		if errors.As(err, &rej) {
-			reason = rej.Reason
-		}
-		return nil, reason, err
+		return nil, Reason(err), err
 	}
 	n, err := r.partitions(ctx, src)
 	if err != nil {
@@ -494,7 +485,7 @@ func (r *replayer) hook(point string) {
 
 // run is the transactional replay.
 func (r *replayer) run(ctx context.Context) (*ReplaySummary, error) {
-	base, _ := ClientOptions(&r.cfg.Kafka)
+	base, _ := kafkaopt.ClientOptions(&r.cfg.Kafka)
 	opts := append(base,
 		kgo.ConsumerGroup(r.opt.Group),
 		// Static membership: a replay run after a crashed one takes over its member
@@ -534,7 +525,7 @@ func (r *replayer) run(ctx context.Context) (*ReplaySummary, error) {
 			}
 			return nil
 		}),
-		kgo.WithLogger(kgoLogger{r.opt.Log.With("component", "kafka")}),
+		kgo.WithLogger(kafkaopt.Logger(r.opt.Log.With("component", "kafka"))),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -736,14 +727,14 @@ func (r *replayer) dryRun(ctx context.Context) (*ReplaySummary, error) {
 		r.setLedger(p, committed, meta)
 		starts[p] = kgo.NewOffset().At(r.pos[p])
 	}
-	base, _ := ClientOptions(&r.cfg.Kafka)
+	base, _ := kafkaopt.ClientOptions(&r.cfg.Kafka)
 	cl, err := kgo.NewClient(append(base,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.dlq: starts}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(int32(r.cfg.Kafka.FetchMaxBytes)),
-		kgo.WithLogger(kgoLogger{r.opt.Log.With("component", "kafka")}),
+		kgo.WithLogger(kafkaopt.Logger(r.opt.Log.With("component", "kafka"))),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %w", ErrReplaySetup, err)
@@ -762,93 +753,4 @@ func (r *replayer) dryRun(ctx context.Context) (*ReplaySummary, error) {
 		}
 	}
 	return &r.sum, nil
-}
-
-// DeadLetterCount is the number of dead letters of one table and reason.
-type DeadLetterCount struct {
-	Table, Reason string
-	Count         int64
-	First, Last   time.Time // by lakesink.time
-}
-
-// DeadLetterStats reads the whole dead-letter topic (up to its end offsets at
-// start) and counts the dead letters by table and reason.
-func DeadLetterStats(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]DeadLetterCount, int64, error) {
-	opt := ReplayOptions{DryRun: true, Log: log}
-	r, admCl, err := newReplayer(ctx, cfg, &opt)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer admCl.Close()
-	for p, s := range r.starts {
-		r.pos[p] = s
-	}
-	base, _ := ClientOptions(&cfg.Kafka)
-	cl, err := kgo.NewClient(append(base,
-		kgo.ConsumeTopics(r.dlq),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(int32(cfg.Kafka.FetchMaxBytes)),
-	)...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: kafka client: %w", ErrReplaySetup, err)
-	}
-	defer cl.Close()
-	type key struct{ table, reason string }
-	counts := map[key]*DeadLetterCount{}
-	var total int64
-	for !r.finished() {
-		if ctx.Err() != nil {
-			return nil, 0, ctx.Err()
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fetches := cl.PollRecords(pctx, 10_000)
-		cancel()
-		fetches.EachRecord(func(rec *kgo.Record) {
-			if rec.Offset >= r.ends[rec.Partition] {
-				return
-			}
-			r.pos[rec.Partition] = rec.Offset + 1
-			if rec.Attrs.IsControl() {
-				return
-			}
-			var k key
-			var at time.Time
-			for _, h := range rec.Headers {
-				switch h.Key {
-				case HeaderTable:
-					k.table = string(h.Value)
-				case HeaderReason:
-					k.reason = string(h.Value)
-				case HeaderTime:
-					at, _ = time.Parse(time.RFC3339Nano, string(h.Value))
-				}
-			}
-			c := counts[k]
-			if c == nil {
-				c = &DeadLetterCount{Table: k.table, Reason: k.reason, First: at, Last: at}
-				counts[k] = c
-			}
-			c.Count++
-			if !at.IsZero() && (c.First.IsZero() || at.Before(c.First)) {
-				c.First = at
-			}
-			if at.After(c.Last) {
-				c.Last = at
-			}
-			total++
-		})
-	}
-	out := make([]DeadLetterCount, 0, len(counts))
-	for _, c := range counts {
-		out = append(out, *c)
-	}
-	slices.SortFunc(out, func(a, b DeadLetterCount) int {
-		if a.Table != b.Table {
-			return strings.Compare(a.Table, b.Table)
-		}
-		return strings.Compare(a.Reason, b.Reason)
-	})
-	return out, total, nil
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/lakesink/lakesink/decode/registry"
 	"github.com/lakesink/lakesink/lake/config"
-	"github.com/lakesink/lakesink/lake/registry"
 )
 
 const (

@@ -1,4 +1,4 @@
-package sink
+package decode
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
@@ -65,19 +66,19 @@ func TestDecodeRoundTrip(t *testing.T) {
 		`{"id":"b","ts":1764000000000,"price":-0.5,"huge":-1,"meta":{"nested":{"a":[]}},"tags":[],"attrs":{},"lines":[null]}`,
 		`{"id":"c","ts":"2026-11-24T14:00:00+02:00","tags":null,"meta":null}`,
 	}
-	cols := newRowStore(s.Leaves)
+	cols := rawfile.NewRowStore(s.Leaves)
 	for i, r := range recs {
 		if _, err := d.Decode(&Record{Topic: "a", Partition: 1, Offset: int64(i), Timestamp: now, Value: []byte(r)}, now); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		cols.appendRow(d.row)
+		cols.AppendRow(d.row.cols)
 	}
 	// A dropped first row exercises the filtered path of the column store.
-	cols.appendRow(d.row)
+	cols.AppendRow(d.row.cols)
 	keep := []bool{true, true, true, false}
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if _, err := cols.writeTo(w, keep, nil); err != nil {
+	if _, err := cols.WriteTo(w, keep, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

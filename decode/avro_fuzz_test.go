@@ -1,9 +1,11 @@
-package sink
+package decode
 
 import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/lakesink/lakesink/decode/decodetest"
 )
 
 // FuzzDecodeAvro feeds arbitrary bytes to the Avro decoder, with the test writer
@@ -13,10 +15,10 @@ import (
 func FuzzDecodeAvro(f *testing.F) {
 	a, s, _ := testAvroDecoder(f)
 	ts := time.Date(2026, 11, 24, 13, 5, 0, 0, time.UTC)
-	f.Add(frame(f, 1, writerV1, v1Record(0)))
-	f.Add(frame(f, 1, writerV1, v1Record(1)))
-	f.Add(frame(f, 2, writerMicros, map[string]any{"id": "m", "ts": ts, "extra": map[string]any{"string": "x"}}))
-	f.Add(frame(f, 3, writerBadType, map[string]any{"id": "x", "ts": ts, "n": "seven"}))
+	f.Add(decodetest.Frame(f, 1, writerV1, v1Record(0)))
+	f.Add(decodetest.Frame(f, 1, writerV1, v1Record(1)))
+	f.Add(decodetest.Frame(f, 2, writerMicros, map[string]any{"id": "m", "ts": ts, "extra": map[string]any{"string": "x"}}))
+	f.Add(decodetest.Frame(f, 3, writerBadType, map[string]any{"id": "x", "ts": ts, "n": "seven"}))
 	f.Add([]byte{0, 0, 0, 0, 1})
 	f.Add([]byte(`{"id":"json"}`))
 	now := time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
@@ -42,7 +44,7 @@ func FuzzDecodeAvro(f *testing.F) {
 // plan (schema cached), on the mixed-type writerV1 record.
 func BenchmarkDecodeAvro(b *testing.B) {
 	a, _, _ := testAvroDecoder(b)
-	v := frame(b, 1, writerV1, v1Record(0))
+	v := decodetest.Frame(b, 1, writerV1, v1Record(0))
 	rec := &Record{Topic: "a", Timestamp: now, Value: v}
 	b.SetBytes(int64(len(v)))
 	b.ReportAllocs()

@@ -1,4 +1,4 @@
-package sink
+package rawfile
 
 import (
 	"sync"
@@ -9,8 +9,8 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 )
 
-// zstdCodec compresses the pages of the raw files an Engine writes with zstd
-// (Engine.zstd; flush.compression).
+// ZstdCodec compresses the pages of the raw files the sink writes with zstd
+// (flush.compression).
 //
 // parquet-go's zstd.Codec keeps its encoders in a sync.Pool of its own, and the
 // schema's writer options make a new Codec per file, so every file built a new
@@ -25,25 +25,26 @@ import (
 // files are rewritten by the compactor (at its own level), and on the bench's events
 // the fastest level costs ~2–5 % more bytes for 13–22 % more events per CPU-second
 // (docs/performance.md).
-type zstdCodec struct {
+type ZstdCodec struct {
 	free    chan *zstd.Encoder
 	decOnce sync.Once
 	dec     *zstd.Decoder
 	decErr  error
 }
 
-var _ compress.Codec = (*zstdCodec)(nil)
+var _ compress.Codec = (*ZstdCodec)(nil)
 
-func newZstdCodec(keep int) *zstdCodec {
-	return &zstdCodec{free: make(chan *zstd.Encoder, keep)}
+// NewZstdCodec returns a codec that keeps up to keep encoders between pages.
+func NewZstdCodec(keep int) *ZstdCodec {
+	return &ZstdCodec{free: make(chan *zstd.Encoder, keep)}
 }
 
-func (*zstdCodec) String() string { return "ZSTD" }
+func (*ZstdCodec) String() string { return "ZSTD" }
 
-func (*zstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
+func (*ZstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
 
 // Encode compresses src into dst (reallocated if too small).
-func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
+func (c *ZstdCodec) Encode(dst, src []byte) ([]byte, error) {
 	var e *zstd.Encoder
 	select {
 	case e = <-c.free:
@@ -69,7 +70,7 @@ func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
 }
 
 // Decode decompresses src into dst (reallocated if too small).
-func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
+func (c *ZstdCodec) Decode(dst, src []byte) ([]byte, error) {
 	c.decOnce.Do(func() { c.dec, c.decErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)) })
 	if c.decErr != nil {
 		return dst, c.decErr

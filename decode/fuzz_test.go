@@ -1,4 +1,4 @@
-package sink
+package decode
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/rawfile"
+	"github.com/lakesink/lakesink/lake/rawfile/rawfiletest"
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
@@ -153,43 +155,17 @@ func sameAsFull(t *testing.T, i int, d *Decoder, et int64, err error, full *Deco
 }
 
 // checkWriteTo stores the staged record twice in a row store (so that a record
-// boundary follows each) and checks writeTo writes the same Parquet bytes as the
+// boundary follows each) and checks WriteTo writes the same Parquet bytes as the
 // staged values written with their levels.
 func checkWriteTo(t *testing.T, s *schema.Schema, row *columns) {
 	t.Helper()
-	rs := newRowStore(s.Leaves)
-	rs.appendRow(row)
-	rs.appendRow(row)
-	sameFileAsValues(t, s, rs, func(i int) []parquet.Value {
+	rs := rawfile.NewRowStore(s.Leaves)
+	rs.AppendRow(row.cols)
+	rs.AppendRow(row.cols)
+	rawfiletest.SameFileAsValues(t, s, rs, func(i int) []parquet.Value {
 		vals := row.values(i)
 		return append(vals, vals...)
 	})
-}
-
-// sameFileAsValues checks that rs.writeTo writes the same Parquet file as want(i),
-// the values of each column i with their levels, written column by column.
-func sameFileAsValues(t *testing.T, s *schema.Schema, rs *rowStore, want func(i int) []parquet.Value) {
-	t.Helper()
-	var got, exp bytes.Buffer
-	w := parquet.NewWriter(&got, s.WriterOptions()...)
-	if _, err := rs.writeTo(w, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w = parquet.NewWriter(&exp, s.WriterOptions()...)
-	for i, cw := range w.ColumnWriters() {
-		if _, err := cw.WriteRowValues(want(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), exp.Bytes()) {
-		t.Fatalf("writeTo wrote %d bytes, the leveled values %d bytes, not the same", got.Len(), exp.Len())
-	}
 }
 
 // stagedCols is every leaf column's staged values after a successful Decode.

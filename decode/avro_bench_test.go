@@ -1,4 +1,4 @@
-package sink
+package decode
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lakesink/lakesink/decode/decodetest"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/schema"
@@ -41,10 +42,10 @@ func BenchmarkDecodeAvroEvents(b *testing.B) {
 	var size int64
 	for i := range evs {
 		v, _ := g.Event(i, n)
-		evs[i] = frame(b, 1, genWriter, genToAvro(b, v))
+		evs[i] = decodetest.Frame(b, 1, genWriter, genToAvro(b, v))
 		size += int64(len(evs[i]))
 	}
-	a := newAvroDecoder(NewDecoder(s, &cfg.Tables[0], 1<<20), "events", newSchemaCache(&fakeSchemas{byID: map[int]string{1: genWriter}}), nil)
+	a := newAvroDecoder(NewDecoder(s, &cfg.Tables[0], 1<<20), "events", newSchemaCache(&decodetest.Schemas{ByID: map[int]string{1: genWriter}}), nil)
 	now := time.Now()
 	rec := &Record{Topic: "a", Timestamp: now}
 	b.SetBytes(size / n)

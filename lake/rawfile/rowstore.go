@@ -1,4 +1,4 @@
-package sink
+package rawfile
 
 import (
 	"encoding/binary"
@@ -17,60 +17,19 @@ import (
 // KiB each when empty and several times the data when small, which does not scale
 // to thousands of open partitions.
 
-// columns is one record as the decoder stages it: per leaf column, its values in the
-// buffers' byte format. The decoder fills columns in the order the record's fields
-// come, so each column has its own bytes; appendRow then copies them in column order.
-type columns struct {
-	leaves []schema.Leaf
-	cols   [][]byte
-}
-
-func newColumns(leaves []schema.Leaf) *columns {
-	return &columns{leaves: leaves, cols: make([][]byte, len(leaves))}
-}
-
-// reset empties the columns, keeping their capacity.
-func (c *columns) reset() {
-	for i := range c.cols {
-		c.cols[i] = c.cols[i][:0]
+// AppendEntry appends one value of a leaf column at the given levels in the buffers'
+// format: its level byte, then its bytes when it is not null (def is the leaf's
+// maximum definition level).
+func AppendEntry(b []byte, leaf *schema.Leaf, v parquet.Value, rep, def int) []byte {
+	b = append(b, byte(rep<<4|def))
+	if def == leaf.MaxDef {
+		b = AppendValue(b, leaf, v)
 	}
+	return b
 }
 
-// len is the number of bytes the record takes in a buffer.
-func (c *columns) len() int {
-	n := 0
-	for _, b := range c.cols {
-		n += len(b)
-	}
-	return n
-}
-
-// add appends one value of leaf column i at the given levels, in the buffers' byte
-// format: the decoder stages each record this way, so that appendRow only copies
-// bytes (the record's values were parquet.Values, re-encoded value by value into
-// every buffer: a fifth of the sink's ingest CPU).
-func (c *columns) add(i int, v parquet.Value, rep, def int) {
-	b := append(c.cols[i], byte(rep<<4|def))
-	if def == c.leaves[i].MaxDef {
-		b = appendValue(b, &c.leaves[i], v)
-	}
-	c.cols[i] = b
-}
-
-// values decodes column i into parquet values with their levels.
-func (c *columns) values(i int) []parquet.Value {
-	var vals []parquet.Value
-	leaf := &c.leaves[i]
-	for pos := 0; pos < len(c.cols[i]); {
-		v, rep, def, next := entry(leaf, c.cols[i], pos)
-		vals = append(vals, v.Level(rep, def, i))
-		pos = next
-	}
-	return vals
-}
-
-// appendValue appends a non-null value's bytes in the buffers' format.
-func appendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
+// AppendValue appends a non-null value's bytes in the buffers' format.
+func AppendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
 	switch leaf.Kind {
 	case parquet.Boolean:
 		t := byte(0)
@@ -94,7 +53,7 @@ func appendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
 	return append(b, ba...)
 }
 
-// rowStore is a buffer's records, one after another: each is its columns' values in
+// RowStore is a buffer's records, one after another: each is its columns' values in
 // the buffers' byte format, column by column (a column's values in a record: the
 // first has repetition level 0, any more a higher one). Appending a record writes
 // one place, so with thousands of open buffers a record costs one run of cache
@@ -102,16 +61,20 @@ func appendValue(b []byte, leaf *schema.Leaf, v parquet.Value) []byte {
 // open buffers, 1 µs at 10). Records sit in chunks that never grow by copying
 // (copying cost the sink 6% of its CPU on 128 MiB buffers), and a record never
 // straddles two chunks.
-type rowStore struct {
+type RowStore struct {
 	leaves []schema.Leaf
 	cur    []byte   // the chunk being filled
 	full   [][]byte // the chunks before it
 }
 
-func newRowStore(leaves []schema.Leaf) *rowStore { return &rowStore{leaves: leaves} }
+// NewRowStore returns an empty store of rows of the given leaf columns.
+func NewRowStore(leaves []schema.Leaf) *RowStore { return &RowStore{leaves: leaves} }
 
-// size is the heap held by the chunks (capacities, not lengths).
-func (s *rowStore) size() int64 {
+// Leaves returns the leaf columns of the store's rows.
+func (s *RowStore) Leaves() []schema.Leaf { return s.leaves }
+
+// Size is the heap held by the chunks (capacities, not lengths).
+func (s *RowStore) Size() int64 {
 	n := int64(cap(s.cur)) + int64(cap(s.full))*24
 	for _, ch := range s.full {
 		n += int64(cap(ch))
@@ -119,11 +82,11 @@ func (s *rowStore) size() int64 {
 	return n
 }
 
-// newCap is the capacity a slice grows to when it needs room for need more bytes:
+// NewCap is the capacity a slice grows to when it needs room for need more bytes:
 // at least what is needed, else double from 64 bytes up to 64 KiB, then a quarter
 // more, at most 16 MiB more. Growth is explicit (not append's doubling) so the
 // memory an append adds is known before making it.
-func newCap(length, capacity, need int) int {
+func NewCap(length, capacity, need int) int {
 	if length+need <= capacity {
 		return capacity
 	}
@@ -142,10 +105,10 @@ func chunkCap(last, need int) int {
 	return max(need, min(max(2*last, 64), 1<<20))
 }
 
-// growth returns how many bytes appendRow(row) will allocate. Growing the list of
+// Growth returns how many bytes AppendRow(row) will allocate. Growing the list of
 // full chunks is counted with the chunk (24 bytes each, with append's doubling).
-func (s *rowStore) growth(row *columns) int64 {
-	need := row.len()
+func (s *RowStore) Growth(row [][]byte) int64 {
+	need := rowLen(row)
 	if cap(s.cur)-len(s.cur) >= need {
 		return 0
 	}
@@ -156,9 +119,9 @@ func (s *rowStore) growth(row *columns) int64 {
 	return n
 }
 
-// appendRow adds row (a decoder's staged record) to s.
-func (s *rowStore) appendRow(row *columns) {
-	if need := row.len(); cap(s.cur)-len(s.cur) < need {
+// AppendRow adds row (a decoder's staged record: its leaf columns' bytes) to s.
+func (s *RowStore) AppendRow(row [][]byte) {
+	if need := rowLen(row); cap(s.cur)-len(s.cur) < need {
 		if s.cur != nil {
 			if len(s.full) == cap(s.full) {
 				full := make([][]byte, len(s.full), max(2*cap(s.full), 4))
@@ -169,29 +132,38 @@ func (s *rowStore) appendRow(row *columns) {
 		}
 		s.cur = make([]byte, 0, chunkCap(cap(s.cur), need))
 	}
-	for _, b := range row.cols {
+	for _, b := range row {
 		s.cur = append(s.cur, b...)
 	}
 }
 
-// chunks is the number of chunks; chunk(k) is the k-th, in order.
-func (s *rowStore) chunks() int { return len(s.full) + 1 }
+// rowLen is the number of bytes a staged row takes in a store.
+func rowLen(row [][]byte) int {
+	n := 0
+	for _, b := range row {
+		n += len(b)
+	}
+	return n
+}
 
-func (s *rowStore) chunk(k int) []byte {
+// chunks is the number of chunks; chunk(k) is the k-th, in order.
+func (s *RowStore) chunks() int { return len(s.full) + 1 }
+
+func (s *RowStore) chunk(k int) []byte {
 	if k < len(s.full) {
 		return s.full[k]
 	}
 	return s.cur
 }
 
-// writeBlock is the number of rows writeTo gathers before it hands each column
+// writeBlock is the number of rows WriteTo gathers before it hands each column
 // writer the block's values.
 const writeBlock = 256
 
-// writeTo streams every kept row (keep nil: all) into the writer's column writers, a
+// WriteTo streams every kept row (keep nil: all) into the writer's column writers, a
 // block of whole rows at a time. batches is scratch space, one slice per column (nil:
 // allocated); it is returned for reuse.
-func (s *rowStore) writeTo(w *parquet.Writer, keep []bool, batches [][]parquet.Value) ([][]parquet.Value, error) {
+func (s *RowStore) WriteTo(w *parquet.Writer, keep []bool, batches [][]parquet.Value) ([][]parquet.Value, error) {
 	cws := w.ColumnWriters()
 	if len(cws) != len(s.leaves) {
 		return batches, fmt.Errorf("writer has %d columns, buffer %d", len(cws), len(s.leaves))
@@ -220,7 +192,7 @@ func (s *rowStore) writeTo(w *parquet.Writer, keep []bool, batches [][]parquet.V
 			kept := keep == nil || keep[row]
 			for i := range s.leaves {
 				leaf := &s.leaves[i]
-				v, rep, def, next := entry(leaf, ch, pos)
+				v, rep, def, next := Entry(leaf, ch, pos)
 				pos = next
 				if leaf.MaxRep == 0 {
 					if kept {
@@ -241,7 +213,7 @@ func (s *rowStore) writeTo(w *parquet.Writer, keep []bool, batches [][]parquet.V
 					if pos == len(ch) || ch[pos]>>4 == 0 {
 						break
 					}
-					v, rep, def, pos = entry(leaf, ch, pos)
+					v, rep, def, pos = Entry(leaf, ch, pos)
 				}
 			}
 			if kept {
@@ -257,10 +229,10 @@ func (s *rowStore) writeTo(w *parquet.Writer, keep []bool, batches [][]parquet.V
 	return batches, flush()
 }
 
-// entry reads the value at pos of leaf's column bytes: its level byte, then its
+// Entry reads the value at pos of leaf's column bytes: its level byte, then its
 // bytes when it is not null. It returns the value (null: the zero Value), its levels
 // and the position of the next value.
-func entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, next int) {
+func Entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, next int) {
 	lv := ch[pos]
 	rep, def, next = int(lv>>4), int(lv&15), pos+1
 	if def == leaf.MaxDef {
@@ -269,6 +241,8 @@ func entry(leaf *schema.Leaf, ch []byte, pos int) (v parquet.Value, rep, def, ne
 	return v, rep, def, next
 }
 
+// value reads the bytes of a non-null value at pos; it returns the value and the
+// position after it.
 func value(leaf *schema.Leaf, data []byte, pos int) (parquet.Value, int) {
 	switch leaf.Kind {
 	case parquet.Boolean:

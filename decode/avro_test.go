@@ -1,50 +1,23 @@
-package sink
+package decode
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/parquet-go/parquet-go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/lakesink/lakesink/decode/decodetest"
 	"github.com/lakesink/lakesink/lake/config"
-	"github.com/lakesink/lakesink/lake/registry"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/schema"
 )
-
-// fakeSchemas is an in-memory SchemaSource that counts fetches and can fail.
-type fakeSchemas struct {
-	mu      sync.Mutex
-	byID    map[int]string
-	calls   atomic.Int64
-	failing atomic.Bool
-}
-
-func (f *fakeSchemas) SchemaByID(_ context.Context, id int) (string, error) {
-	f.calls.Add(1)
-	if f.failing.Load() {
-		return "", errors.New("dial tcp 127.0.0.1:1: connection refused")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s, ok := f.byID[id]
-	if !ok {
-		return "", fmt.Errorf("schema id %d: %w", id, registry.ErrNotFound)
-	}
-	return s, nil
-}
 
 const avroTable = `kafka: {brokers: ["b:9092"]}
 local_dir: /tmp/x
@@ -97,7 +70,7 @@ const writerBadType = `{"type":"record","name":"E","fields":[
 
 const writerNoID = `{"type":"record","name":"E","fields":[{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}}]}`
 
-func testAvroDecoder(t testing.TB) (*avroDecoder, *schema.Schema, *fakeSchemas) {
+func testAvroDecoder(t testing.TB) (*avroDecoder, *schema.Schema, *decodetest.Schemas) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(avroTable), nil)
 	if err != nil {
@@ -107,25 +80,9 @@ func testAvroDecoder(t testing.TB) (*avroDecoder, *schema.Schema, *fakeSchemas) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &fakeSchemas{byID: map[int]string{1: writerV1, 2: writerMicros, 3: writerBadType, 4: writerNoID, 5: `"string"`}}
+	src := &decodetest.Schemas{ByID: map[int]string{1: writerV1, 2: writerMicros, 3: writerBadType, 4: writerNoID, 5: `"string"`}}
 	a := newAvroDecoder(NewDecoder(s, &cfg.Tables[0], 1<<20), "t", newSchemaCache(src), nil)
 	return a, s, src
-}
-
-// frame encodes v with the writer schema and prepends the Confluent header.
-func frame(t testing.TB, id int, writer string, v any) []byte {
-	t.Helper()
-	sch, err := registry.Parse(writer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := avro.Marshal(sch, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := []byte{0, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(out[1:], uint32(id))
-	return append(out, body...)
 }
 
 func v1Record(i int) map[string]any {
@@ -148,12 +105,12 @@ func v1Record(i int) map[string]any {
 
 func TestAvroDecodeRoundTrip(t *testing.T) {
 	a, s, src := testAvroDecoder(t)
-	cols := newRowStore(s.Leaves)
+	cols := rawfile.NewRowStore(s.Leaves)
 	var hugeStaged string
 	recs := [][]byte{
-		frame(t, 1, writerV1, v1Record(0)),
-		frame(t, 1, writerV1, v1Record(1)),
-		frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 5000, time.UTC), "extra": map[string]any{"string": "x"}}),
+		decodetest.Frame(t, 1, writerV1, v1Record(0)),
+		decodetest.Frame(t, 1, writerV1, v1Record(1)),
+		decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 5000, time.UTC), "extra": map[string]any{"string": "x"}}),
 	}
 	for i, v := range recs {
 		et, err := a.Decode(&Record{Topic: "a", Partition: 1, Offset: int64(i), Timestamp: now, Value: v}, now)
@@ -166,10 +123,10 @@ func TestAvroDecodeRoundTrip(t *testing.T) {
 		if i == 0 {
 			hugeStaged = new(big.Int).SetBytes(stagedCols(a.d)[s.Column("huge").Leaf][0].ByteArray()).String()
 		}
-		cols.appendRow(a.d.row)
+		cols.AppendRow(a.d.row.cols)
 	}
-	if src.calls.Load() != 2 {
-		t.Errorf("%d registry fetches, want 2 (one per id)", src.calls.Load())
+	if src.Calls.Load() != 2 {
+		t.Errorf("%d registry fetches, want 2 (one per id)", src.Calls.Load())
 	}
 	got := readBack(t, s, cols, len(recs))
 	check := func(row int, name string, got, want any) {
@@ -206,11 +163,11 @@ func TestAvroDecodeRoundTrip(t *testing.T) {
 	check(2, "_kafka_offset", got[2]["_kafka_offset"], 2)
 }
 
-func readBack(t *testing.T, s *schema.Schema, cols *rowStore, n int) []map[string]any {
+func readBack(t *testing.T, s *schema.Schema, cols *rawfile.RowStore, n int) []map[string]any {
 	t.Helper()
 	var out bytes.Buffer
 	w := parquet.NewWriter(&out, s.WriterOptions()...)
-	if _, err := cols.writeTo(w, nil, nil); err != nil {
+	if _, err := cols.WriteTo(w, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -239,7 +196,7 @@ func readBack(t *testing.T, s *schema.Schema, cols *rowStore, n int) []map[strin
 
 func TestAvroRejections(t *testing.T) {
 	a, _, src := testAvroDecoder(t)
-	good := frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
+	good := decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
 	for _, tc := range []struct {
 		name, reason, field, detail string
 		value                       []byte
@@ -249,15 +206,15 @@ func TestAvroRejections(t *testing.T) {
 		{"unknown id", ReasonUnknownSchema, "", "schema id 99", append([]byte{0, 0, 0, 0, 99}, good[5:]...)},
 		{"not a record", ReasonUnknownSchema, "", "want a record", append([]byte{0, 0, 0, 0, 5}, good[5:]...)},
 		{"type change", ReasonWrongType, "n", "writer type string cannot be written to a int64 column",
-			frame(t, 3, writerBadType, map[string]any{"id": "x", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "n": "seven"})},
+			decodetest.Frame(t, 3, writerBadType, map[string]any{"id": "x", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "n": "seven"})},
 		{"required missing", ReasonMissingField, "id", "not in writer schema id 4",
-			frame(t, 4, writerNoID, map[string]any{"ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)})},
+			decodetest.Frame(t, 4, writerNoID, map[string]any{"ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)})},
 		{"truncated", ReasonMalformedAvro, "ts", "truncated integer", good[:len(good)-3]},
 		{"trailing", ReasonMalformedAvro, "", "bytes left after the record", append(append([]byte{}, good...), 0)},
 		{"too old", ReasonTimeRange, "ts", "before event_time.not_before",
-			frame(t, 2, writerMicros, map[string]any{"id": "x", "ts": time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC), "extra": nil})},
+			decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "x", "ts": time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC), "extra": nil})},
 		{"too late", ReasonTimeRange, "ts", "max_future",
-			frame(t, 2, writerMicros, map[string]any{"id": "x", "ts": now.Add(3 * time.Hour), "extra": nil})},
+			decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "x", "ts": now.Add(3 * time.Hour), "extra": nil})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: tc.value}, now)
@@ -280,14 +237,14 @@ func TestAvroRejections(t *testing.T) {
 // dead-lettered, and the failure is not cached.
 func TestAvroRegistryOutageIsTransient(t *testing.T) {
 	a, _, src := testAvroDecoder(t)
-	src.failing.Store(true)
-	v := frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
+	src.Failing.Store(true)
+	v := decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
 	_, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: v}, now)
 	var rej *Rejection
-	if err == nil || errors.As(err, &rej) || !isTransient(err) {
+	if err == nil || errors.As(err, &rej) || !IsTransient(err) {
 		t.Fatalf("err = %v, want a transient non-rejection", err)
 	}
-	src.failing.Store(false)
+	src.Failing.Store(false)
 	if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: v}, now); err != nil {
 		t.Fatalf("after the registry came back: %v", err)
 	}
@@ -295,7 +252,7 @@ func TestAvroRegistryOutageIsTransient(t *testing.T) {
 
 // Many goroutines asking for the same id cause one fetch.
 func TestSchemaCacheOneFetchPerID(t *testing.T) {
-	src := &fakeSchemas{byID: map[int]string{1: writerMicros, 2: writerV1}}
+	src := &decodetest.Schemas{ByID: map[int]string{1: writerMicros, 2: writerV1}}
 	c := newSchemaCache(src)
 	var wg sync.WaitGroup
 	for i := range 64 {
@@ -314,50 +271,8 @@ func TestSchemaCacheOneFetchPerID(t *testing.T) {
 	if _, err := c.get(context.Background(), 7); err == nil {
 		t.Fatal("unknown id: no error")
 	}
-	if n := src.calls.Load(); n != 3 {
+	if n := src.Calls.Load(); n != 3 {
 		t.Errorf("%d fetches, want 3 (ids 1, 2 and the negative 7 once)", n)
-	}
-}
-
-// The engine neither buffers nor rejects (dead-letters) a record whose schema the
-// registry cannot deliver, and does not move past it; Prepare retries until it can.
-func TestEngineAvroRegistryOutage(t *testing.T) {
-	cfg, err := config.Parse([]byte(strings.Replace(avroTable, "/tmp/x", t.TempDir(), 1)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewMetrics(prometheus.NewRegistry())
-	e, err := NewEngine(cfg, nil, m, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := &fakeSchemas{byID: map[int]string{2: writerMicros}}
-	src.failing.Store(true)
-	e.UseSchemaSource(src)
-	e.avro.maxWait = 300 * time.Millisecond
-	e.Assign("a", 0, -1, "")
-	v := frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
-	e.now = func() time.Time { return now }
-	rec := &Record{Topic: "a", Partition: 0, Offset: 5, Timestamp: now, Value: v}
-	if err := e.Prepare(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "registry unreachable") {
-		t.Fatalf("Prepare during an outage: %v", err)
-	}
-	out, err := e.Process(context.Background(), rec, 0)
-	if out == Rejected || err == nil || !isTransient(err) {
-		t.Fatalf("Process during an outage: outcome %v err %v, want a transient error and no rejection", out, err)
-	}
-	if next := e.Next()["a"][0]; next != 0 {
-		t.Fatalf("next offset moved to %d past a record that was not handled", next)
-	}
-	if got := testutil.ToFloat64(m.RegistryErrors); got < 1 {
-		t.Errorf("schema_registry_errors_total = %v", got)
-	}
-	src.failing.Store(false)
-	if err := e.Prepare(context.Background(), rec); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := e.Process(context.Background(), rec, 0); out != Buffered || err != nil {
-		t.Fatalf("after the outage: %v %v", out, err)
 	}
 }
 
@@ -367,7 +282,7 @@ func TestAvroUnknownFieldsReportedOncePerID(t *testing.T) {
 	var calls []string
 	a.onUnknownFields = func(id int, fields []string) { calls = append(calls, fmt.Sprint(id, fields)) }
 	for i := range 3 {
-		if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: frame(t, 1, writerV1, v1Record(i))}, now); err != nil {
+		if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: decodetest.Frame(t, 1, writerV1, v1Record(i))}, now); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package sink
+package rawfile_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/rawfile"
+	"github.com/lakesink/lakesink/lake/rawfile/rawfiletest"
 )
 
 // TestEncoderReuseSameBytes checks that a writer reset for the next file writes the
@@ -17,18 +19,18 @@ import (
 // its buffer's size.
 func TestEncoderReuseSameBytes(t *testing.T) {
 	small, other, big := sampleBuffer(t, 100, 0), sampleBuffer(t, 37, 5000), sampleBuffer(t, 3000, 900)
-	other.tp = &tpState{topic: "b", partition: 7}
+	other.Topic, other.Partition = "b", 7
 	// All three must share one table (schema) for the writer to be reused.
-	other.table, big.table = small.table, small.table
+	other.Schema, big.Schema = small.Schema, small.Schema
 	huge := *big
-	huge.bytes = int64(config.SmallFileBytes) // counted as large: auto picks zstd
-	keep := make([]bool, small.n)
+	huge.Bytes = int64(config.SmallFileBytes) // counted as large: auto picks zstd
+	keep := make([]bool, small.N)
 	for i := range keep {
 		keep[i] = i%3 != 0
 	}
 	files := []struct {
 		name  string
-		b     *buffer
+		b     *rawfile.File
 		keep  []bool
 		first int64
 	}{
@@ -42,17 +44,19 @@ func TestEncoderReuseSameBytes(t *testing.T) {
 	}
 	for _, mode := range []string{config.CompressionAuto, config.CompressionZstd, config.CompressionSnappy} {
 		t.Run(mode, func(t *testing.T) {
-			reused := &encoder{mode: mode, zstd: newZstdCodec(1)}
+			reused := rawfile.NewEncoder(mode, rawfile.NewZstdCodec(1))
 			for _, f := range files {
 				var got, want bytes.Buffer
-				n, err := reused.encode(&got, f.b, f.keep, f.first)
+				file := *f.b
+				file.First = f.first
+				n, err := reused.Encode(&got, &file, f.keep)
 				if err != nil {
 					t.Fatalf("%s: %v", f.name, err)
 				}
-				if kept := reused.pw != nil; kept != (f.b.bytes < reuseBelow) {
-					t.Fatalf("%s: %d bytes buffered, writer kept: %v", f.name, f.b.bytes, kept)
+				if kept := reused.KeptWriter(); kept != (f.b.Bytes < rawfile.ReuseBelow) {
+					t.Fatalf("%s: %d bytes buffered, writer kept: %v", f.name, f.b.Bytes, kept)
 				}
-				wn, err := (&encoder{mode: mode, zstd: newZstdCodec(1)}).encode(&want, f.b, f.keep, f.first)
+				wn, err := rawfile.NewEncoder(mode, rawfile.NewZstdCodec(1)).Encode(&want, &file, f.keep)
 				if err != nil {
 					t.Fatalf("%s: new writer: %v", f.name, err)
 				}
@@ -88,36 +92,36 @@ func TestEncoderReuseSameBytes(t *testing.T) {
 	}
 }
 
-// TestColumnsGrowthIsExact checks that growth announces exactly the bytes appendRow
-// then adds to size (the engine reserves the one and accounts the other), across
+// TestColumnsGrowthIsExact checks that Growth announces exactly the bytes AppendRow
+// then adds to Size (the engine reserves the one and accounts the other), across
 // chunk boundaries, and that the chunks hold every row in order.
 func TestColumnsGrowthIsExact(t *testing.T) {
 	src := sampleBuffer(t, 3000, 0)
-	s := src.table.schema
-	staged, cols := newColumns(s.Leaves), newRowStore(s.Leaves)
+	s := src.Schema
+	staged, cols := make([][]byte, len(s.Leaves)), rawfile.NewRowStore(s.Leaves)
 	byRow := make([][][]parquet.Value, len(s.Leaves)) // column, row: values
 	for i := range s.Leaves {
-		byRow[i] = rowsOf(src.rows.values(i))
+		byRow[i] = rowsOf(src.Rows.Values(i))
 	}
 	for r := range 3000 {
 		// Stage row r of src as the decoder would.
-		staged.reset()
 		for i := range s.Leaves {
+			staged[i] = staged[i][:0]
 			for _, v := range byRow[i][r] {
-				staged.add(i, v, v.RepetitionLevel(), v.DefinitionLevel())
+				staged[i] = rawfile.AppendEntry(staged[i], &s.Leaves[i], v, v.RepetitionLevel(), v.DefinitionLevel())
 			}
 		}
-		before, want := cols.size(), cols.growth(staged)
-		cols.appendRow(staged)
-		if got := cols.size() - before; got != want {
+		before, want := cols.Size(), cols.Growth(staged)
+		cols.AppendRow(staged)
+		if got := cols.Size() - before; got != want {
 			t.Fatalf("row %d: growth said %d bytes, size grew by %d", r, want, got)
 		}
 	}
-	if cols.chunks() < 10 {
-		t.Fatalf("%d chunk(s): the test crosses too few chunk boundaries", cols.chunks())
+	if cols.Chunks() < 10 {
+		t.Fatalf("%d chunk(s): the test crosses too few chunk boundaries", cols.Chunks())
 	}
 	for i := range s.Leaves {
-		a, b := cols.values(i), src.rows.values(i)
+		a, b := cols.Values(i), src.Rows.Values(i)
 		if len(a) != len(b) {
 			t.Fatalf("column %d: %d values, want %d", i, len(a), len(b))
 		}
@@ -141,11 +145,11 @@ func rowsOf(vals []parquet.Value) [][]parquet.Value {
 	return rows
 }
 
-// TestWriteToMatchesValues checks that writeTo, which skips levels on required
+// TestWriteToMatchesValues checks that WriteTo, which skips levels on required
 // top-level columns, writes the same file as every value written with its levels.
 func TestWriteToMatchesValues(t *testing.T) {
 	b := sampleBuffer(t, 2000, 0)
-	sameFileAsValues(t, b.table.schema, b.rows, b.rows.values)
+	rawfiletest.SameFileAsValues(t, b.Schema, b.Rows, b.Rows.Values)
 }
 
 // TestRawFileIndexAndStatistics checks what query engines prune with in every raw
@@ -158,7 +162,7 @@ func TestRawFileIndexAndStatistics(t *testing.T) {
 	for _, mode := range []string{config.CompressionSnappy, config.CompressionZstd} {
 		t.Run(mode, func(t *testing.T) {
 			var out bytes.Buffer
-			if _, err := (&encoder{mode: mode, zstd: newZstdCodec(1)}).encode(&out, sampleBuffer(t, 2000, 0), nil, 0); err != nil {
+			if _, err := rawfile.NewEncoder(mode, rawfile.NewZstdCodec(1)).Encode(&out, sampleBuffer(t, 2000, 0), nil); err != nil {
 				t.Fatal(err)
 			}
 			f, err := parquet.OpenFile(bytes.NewReader(out.Bytes()), int64(out.Len()))

@@ -1,4 +1,4 @@
-package sink_test
+package deadletter_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lakesink/lakesink/deadletter"
 	"github.com/lakesink/lakesink/lake/config"
-	"github.com/lakesink/lakesink/sink"
 )
 
 // TestReplayFiltersAndLedger runs replays against an in-process Kafka: a filtered
@@ -55,13 +55,13 @@ tables:
 		return &kgo.Record{Topic: "dlq", Key: []byte("k" + strconv.Itoa(i)), Value: []byte(value), Timestamp: origTS,
 			Headers: []kgo.RecordHeader{
 				{Key: "origin", Value: []byte("app")},
-				{Key: sink.HeaderReason, Value: []byte(reason)},
-				{Key: sink.HeaderError, Value: []byte("...")},
-				{Key: sink.HeaderTable, Value: []byte("events")},
-				{Key: sink.HeaderTopic, Value: []byte("src")},
-				{Key: sink.HeaderPartition, Value: []byte(strconv.Itoa(i % 2))},
-				{Key: sink.HeaderOffset, Value: []byte(strconv.Itoa(100 + i))},
-				{Key: sink.HeaderTime, Value: []byte(at.Format(time.RFC3339Nano))},
+				{Key: deadletter.HeaderReason, Value: []byte(reason)},
+				{Key: deadletter.HeaderError, Value: []byte("...")},
+				{Key: deadletter.HeaderTable, Value: []byte("events")},
+				{Key: deadletter.HeaderTopic, Value: []byte("src")},
+				{Key: deadletter.HeaderPartition, Value: []byte(strconv.Itoa(i % 2))},
+				{Key: deadletter.HeaderOffset, Value: []byte(strconv.Itoa(100 + i))},
+				{Key: deadletter.HeaderTime, Value: []byte(at.Format(time.RFC3339Nano))},
 			}}
 	}
 	good := func(i int) string { return fmt.Sprintf(`{"event_id":"e%d","ts":"%s","n":"x"}`, i, ts) }
@@ -77,28 +77,28 @@ tables:
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	replay := func(o sink.ReplayOptions) *sink.ReplaySummary {
+	replay := func(o deadletter.ReplayOptions) *deadletter.ReplaySummary {
 		t.Helper()
-		s, err := sink.Replay(ctx, cfg, o)
+		s, err := deadletter.Replay(ctx, cfg, o)
 		if err != nil {
 			t.Fatalf("replay %+v: %v", o, err)
 		}
 		return s
 	}
-	check := func(name string, s *sink.ReplaySummary, replayed, failing, filtered, already int64) {
+	check := func(name string, s *deadletter.ReplaySummary, replayed, failing, filtered, already int64) {
 		t.Helper()
 		if s.Replayed != replayed || s.StillFailing() != failing || s.Filtered != filtered || s.AlreadyReplayed != already {
 			t.Fatalf("%s: %+v; want replayed %d, failing %d, filtered %d, already %d", name, s, replayed, failing, filtered, already)
 		}
 	}
 	// wrong_type written before the cut: only dead letter 0.
-	check("filtered", replay(sink.ReplayOptions{Reasons: []string{"wrong_type"}, Until: now.Add(-time.Hour)}), 1, 0, 5, 0)
+	check("filtered", replay(deadletter.ReplayOptions{Reasons: []string{"wrong_type"}, Until: now.Add(-time.Hour)}), 1, 0, 5, 0)
 	// The position is now dead letter 1 (the first one kept); 0 is not read again.
-	check("dry run", replay(sink.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
-	check("dry run again", replay(sink.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
-	check("since", replay(sink.ReplayOptions{Since: now.Add(-time.Hour), Table: "events"}), 3, 0, 2, 0)
-	check("all", replay(sink.ReplayOptions{}), 1, 1, 0, 3)
-	check("again", replay(sink.ReplayOptions{}), 0, 1, 0, 3)
+	check("dry run", replay(deadletter.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
+	check("dry run again", replay(deadletter.ReplayOptions{DryRun: true}), 4, 1, 0, 0)
+	check("since", replay(deadletter.ReplayOptions{Since: now.Add(-time.Hour), Table: "events"}), 3, 0, 2, 0)
+	check("all", replay(deadletter.ReplayOptions{}), 1, 1, 0, 3)
+	check("again", replay(deadletter.ReplayOptions{}), 0, 1, 0, 3)
 
 	// The source topic holds each decodable dead letter once, as it was.
 	rd, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("src"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -134,12 +134,12 @@ tables:
 		h := map[string]string{}
 		for _, x := range r.Headers {
 			h[x.Key] = string(x.Value)
-			if strings.HasPrefix(x.Key, "lakesink.") && x.Key != sink.HeaderReplayedFrom {
+			if strings.HasPrefix(x.Key, "lakesink.") && x.Key != deadletter.HeaderReplayedFrom {
 				t.Errorf("%s: header %s not stripped", i, x.Key)
 			}
 		}
 		n, _ := strconv.Atoi(strings.TrimPrefix(i, "k"))
-		if h["origin"] != "app" || !strings.HasPrefix(h[sink.HeaderReplayedFrom], "dlq/0/") || !r.Timestamp.Equal(origTS) ||
+		if h["origin"] != "app" || !strings.HasPrefix(h[deadletter.HeaderReplayedFrom], "dlq/0/") || !r.Timestamp.Equal(origTS) ||
 			r.Partition != int32(n%2) || string(r.Value) != good(n) {
 			t.Errorf("%s: headers %v, timestamp %v, partition %d", i, h, r.Timestamp, r.Partition)
 		}

@@ -1,4 +1,4 @@
-package sink
+package decode
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/lakesink/lakesink/lake/registry"
+	"github.com/lakesink/lakesink/decode/registry"
 )
 
 // SchemaSource fetches Avro writer schemas by their registry id. registry.Client
@@ -136,7 +136,9 @@ type transientError struct{ err error }
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
 
-func isTransient(err error) bool {
+// IsTransient reports whether err is a failure that says nothing about the record
+// (the schema registry is unreachable): retry, never dead-letter.
+func IsTransient(err error) bool {
 	var t *transientError
 	return errors.As(err, &t)
 }

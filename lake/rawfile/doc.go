@@ -1,0 +1,6 @@
+// Package rawfile owns the raw file's format: the byte format the sink's buffers
+// hold rows in (RowStore, AppendEntry), their encoding as Parquet (Encoder, with
+// the process's zstd and Snappy codecs), the footer keys every raw file carries
+// (Meta*, spelled only here), and reading a raw file's coverage back (LastOffset,
+// ReadLastOffset). The sink writes raw files; the compactor and the bench read them.
+package rawfile
