@@ -1,10 +1,12 @@
 // Package compaction merges the raw zone's small files of closed partitions
-// into large sorted Parquet files and commits them to an Iceberg table: the
-// planner (pure: files in, groups out), the merger (dedupe, sort, write), the
-// committer (one Iceberg transaction per table and batch, lineage in the
-// snapshot summary, clean conflicts re-planned, unknown outcomes reconciled by
-// job id) and the cleaner (raw files after a grace period, snapshot expiry,
-// orphan files).
+// into large sorted Parquet files and commits them to an Iceberg table. Each
+// part has its file: the planner (plan.go: pure, files in, groups out), the
+// merger (merge.go: dedupe, sort, write), the committer (commit.go: one Iceberg
+// transaction per table and batch, lineage in the snapshot summary, clean
+// conflicts re-planned, unknown outcomes reconciled by job id), the cleaner
+// (clean.go: raw files after a grace period, snapshot expiry, orphan files),
+// progress and plan printing (progress.go), and the run loop that drives them
+// (compactor.go).
 package compaction
 
 import (
@@ -32,14 +34,6 @@ import (
 	"github.com/lakesink/lakesink/lake/icetable"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
-)
-
-// Snapshot summary keys of a compaction commit (lineage).
-const (
-	SummaryJob     = "lakesink.job-id"
-	SummaryInputs  = "lakesink.inputs-sha256"
-	SummaryOffsets = "lakesink.kafka-offsets"
-	SummaryFiles   = "lakesink.input-files"
 )
 
 // ErrHalt marks failures a retry cannot fix: a human must look (bad input
@@ -95,12 +89,6 @@ func NewJobID(now time.Time) string {
 func (c *Compactor) hook(point string) {
 	if c.Hook != nil {
 		c.Hook(point)
-	}
-}
-
-func (c *Compactor) printf(format string, args ...any) {
-	if c.Progress != nil {
-		fmt.Fprintf(c.Progress, format+"\n", args...)
 	}
 }
 
@@ -256,19 +244,6 @@ func (c *Compactor) params(t *config.Table, g layout.Granularity, now time.Time)
 		SmallRatio: cc.SmallFileRatio, Grace: cc.RawGrace, MaxPeriods: cc.MaxPartitionsPerCommit}
 }
 
-// jobCommits maps compaction job ids to the time their snapshot was committed.
-func jobCommits(tbl *table.Table) map[string]time.Time {
-	out := map[string]time.Time{}
-	for _, s := range tbl.Metadata().Snapshots() {
-		if s.Summary != nil {
-			if job := s.Summary.Properties[SummaryJob]; job != "" {
-				out[job] = time.UnixMilli(s.TimestampMs)
-			}
-		}
-	}
-	return out
-}
-
 // periodOf reads a data file's partition value (hours or days since the epoch).
 func periodOf(df iceberg.DataFile) (layout.Period, error) {
 	for _, v := range df.Partition() {
@@ -313,40 +288,6 @@ func (c *Compactor) footer(ctx context.Context, path string) (string, Coverage, 
 		return "", nil, fmt.Errorf("%w: coverage in footer of %s: %v", ErrHalt, path, err)
 	}
 	return job, cov, nil
-}
-
-func (c *Compactor) printPlan(t *config.Table, g layout.Granularity, st *state) {
-	p := st.plan
-	var in int64
-	for _, gr := range p.Groups {
-		in += gr.Bytes
-	}
-	c.printf("table %s: %d groups, %s of input; %d raw files to delete, %d covered within grace, %d in open partitions, %d partitions with nothing to gain",
-		t.Name, len(p.Groups), human(in), len(p.Delete), p.Covered, p.Open, p.Skipped)
-	for _, gr := range p.Groups {
-		outs := max(1, (gr.Bytes+int64(t.TargetFileSize)-1)/int64(t.TargetFileSize))
-		c.printf("  %s: %d raw + %d table files, %s -> ~%d output(s)", layout.Dir(g, gr.Period), len(gr.Raw), len(gr.Table), human(gr.Bytes), outs)
-		for _, r := range gr.Raw {
-			c.printf("    raw   %s (%s)", r.Key, human(r.Size))
-		}
-		for _, f := range gr.Table {
-			c.printf("    table %s (%s)", f.Path, human(f.Size))
-		}
-	}
-	for _, r := range p.Delete {
-		c.printf("  delete %s", r.Key)
-	}
-}
-
-// conflictError is a clean commit conflict: nothing was committed.
-type conflictError struct{ err error }
-
-func (e *conflictError) Error() string { return "commit conflict: " + e.err.Error() }
-func (e *conflictError) Unwrap() error { return e.err }
-
-func isConflict(err error) bool {
-	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "has changed") ||
-		strings.Contains(err.Error(), "requirement failed")
 }
 
 func (c *Compactor) compactOnce(ctx context.Context, t *config.Table, g layout.Granularity, st *state, sum *Summary) error {
@@ -445,193 +386,11 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	return nil
 }
 
-// pastGrace keeps the all-duplicate raw files old enough to delete.
-func (c *Compactor) pastGrace(rs []RawFile) []RawFile {
-	var out []RawFile
-	for _, r := range rs {
-		if !r.Modified.Add(c.Cfg.Compaction.RawGrace).After(c.Now()) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func partitionValue(g layout.Granularity, p layout.Period) string {
 	if g == layout.Day {
 		return p.Start(g).Format("2006-01-02")
 	}
 	return p.Start(g).Format("2006-01-02-15")
-}
-
-func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties) error {
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		return fmt.Errorf("table file io: %w", err)
-	}
-	order := tbl.SortOrder().OrderID()
-	var adds []iceberg.DataFile
-	for _, o := range outputs {
-		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(o.Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
-		if err != nil {
-			c.deleteOutputs(ctx, outputs)
-			return fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
-		}
-		adds = append(adds, df)
-	}
-	tx := tbl.NewTransaction()
-	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props); err != nil {
-		c.deleteOutputs(ctx, outputs)
-		return fmt.Errorf("stage commit: %w", err)
-	}
-	_, err = tx.Commit(ctx)
-	if err == nil {
-		return nil
-	}
-	if isConflict(err) {
-		// Nothing was committed: the outputs are ours alone.
-		c.deleteOutputs(ctx, outputs)
-		return &conflictError{err}
-	}
-	// Unknown outcome: look for the job in the table before anything else.
-	fresh, lerr := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
-	if lerr == nil {
-		if _, ok := jobCommits(fresh)[props[SummaryJob]]; ok {
-			c.Log.Warn("commit reported an error but the job is in the table", "table", t.Name, "job", props[SummaryJob], "err", err)
-			return nil
-		}
-	}
-	// Not visible (or unknowable): leave the outputs to orphan cleanup, never
-	// delete what a late commit could still reference.
-	return fmt.Errorf("commit with unknown outcome (outputs left for orphan cleanup): %w", err)
-}
-
-func (c *Compactor) deleteOutputs(ctx context.Context, outs []Output) {
-	keys := make([]string, 0, len(outs))
-	for _, o := range outs {
-		keys = append(keys, o.Key)
-	}
-	if len(keys) == 0 {
-		return
-	}
-	if err := c.Warehouse.Delete(context.WithoutCancel(ctx), keys...); err != nil {
-		c.Log.Warn("could not delete uncommitted outputs; orphan cleanup will", "err", err)
-	}
-}
-
-func (c *Compactor) cleanRaw(ctx context.Context, t *config.Table, st *state, sum *Summary) error {
-	if len(st.plan.Delete) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(st.plan.Delete))
-	for _, r := range st.plan.Delete {
-		keys = append(keys, r.Key)
-	}
-	half := (len(keys) + 1) / 2
-	if err := c.Lake.Delete(ctx, keys[:half]...); err != nil {
-		return fmt.Errorf("delete committed raw files: %w", err)
-	}
-	c.hook("during-clean")
-	if err := c.Lake.Delete(ctx, keys[half:]...); err != nil {
-		return fmt.Errorf("delete committed raw files: %w", err)
-	}
-	sum.RawDeleted += len(keys)
-	c.Metrics.rawDeleted(t.Name, len(keys))
-	c.Log.Info("deleted committed raw files", "table", t.Name, "files", len(keys))
-	return nil
-}
-
-// maintain expires snapshots and removes orphan files (both idempotent).
-func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Table, sum *Summary) error {
-	cc := c.Cfg.Compaction
-	if tbl.CurrentSnapshot() == nil {
-		return nil
-	}
-	before := len(tbl.Metadata().Snapshots())
-	cutoff := c.Now().Add(-cc.SnapshotMaxAge)
-	expirable := 0
-	for _, s := range tbl.Metadata().Snapshots() {
-		if time.UnixMilli(s.TimestampMs).Before(cutoff) {
-			expirable++
-		}
-	}
-	if expirable > 0 && before > cc.SnapshotRetainLast {
-		tx := tbl.NewTransaction()
-		if err := tx.ExpireSnapshots(table.WithRetainLast(cc.SnapshotRetainLast), table.WithOlderThan(cc.SnapshotMaxAge)); err != nil {
-			return fmt.Errorf("expire snapshots: %w", err)
-		}
-		next, err := tx.Commit(ctx)
-		switch {
-		case err != nil && isConflict(err):
-			c.Log.Warn("snapshot expiry lost a race; the next run retries", "table", t.Name)
-		case err != nil:
-			return fmt.Errorf("expire snapshots: %w", err)
-		default:
-			n := before - len(next.Metadata().Snapshots())
-			sum.SnapshotsExpired += n
-			tbl = next
-		}
-	}
-	res, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(cc.OrphanMinAge))
-	if err != nil {
-		return fmt.Errorf("delete orphan files: %w", err)
-	}
-	sum.OrphansDeleted += len(res.DeletedFiles)
-	if len(res.DeletedFiles) > 0 {
-		c.Log.Info("deleted orphan files", "table", t.Name, "files", len(res.DeletedFiles))
-	}
-	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
-}
-
-// progress prints files/bytes done, rate and ETA at most every few seconds.
-type progress struct {
-	c           *Compactor
-	table       string
-	total       int64
-	doneBytes   int64
-	files       int
-	start, last time.Time
-}
-
-func newProgress(c *Compactor, table string, total int64) *progress {
-	now := time.Now()
-	return &progress{c: c, table: table, total: total, start: now, last: now}
-}
-
-func (p *progress) add(n int64) {
-	p.doneBytes += n
-	p.files++
-	if time.Since(p.last) >= 2*time.Second {
-		p.print()
-	}
-}
-
-func (p *progress) print() {
-	p.last = time.Now()
-	el := time.Since(p.start).Seconds()
-	rate := float64(p.doneBytes) / max(el, 1e-3)
-	eta := "?"
-	if rate > 0 && p.total >= p.doneBytes {
-		eta = time.Duration(float64(p.total-p.doneBytes) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	p.c.printf("progress table=%s files=%d bytes=%s/%s rate=%s/s eta=%s", p.table, p.files, human(p.doneBytes), human(p.total), human(int64(rate)), eta)
-}
-
-func (p *progress) done() {
-	if p.files > 0 {
-		p.print()
-	}
 }
 
 // ZstdCodec is the codec of compaction.zstd_level (config.ZstdFastest,

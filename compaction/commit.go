@@ -1,0 +1,101 @@
+package compaction
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/lakesink/lakesink/lake/config"
+)
+
+// Snapshot summary keys of a compaction commit (lineage).
+const (
+	SummaryJob     = "lakesink.job-id"
+	SummaryInputs  = "lakesink.inputs-sha256"
+	SummaryOffsets = "lakesink.kafka-offsets"
+	SummaryFiles   = "lakesink.input-files"
+)
+
+// jobCommits maps compaction job ids to the time their snapshot was committed.
+func jobCommits(tbl *table.Table) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.Summary != nil {
+			if job := s.Summary.Properties[SummaryJob]; job != "" {
+				out[job] = time.UnixMilli(s.TimestampMs)
+			}
+		}
+	}
+	return out
+}
+
+// conflictError is a clean commit conflict: nothing was committed.
+type conflictError struct{ err error }
+
+func (e *conflictError) Error() string { return "commit conflict: " + e.err.Error() }
+func (e *conflictError) Unwrap() error { return e.err }
+
+func isConflict(err error) bool {
+	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "has changed") ||
+		strings.Contains(err.Error(), "requirement failed")
+}
+
+func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties) error {
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return fmt.Errorf("table file io: %w", err)
+	}
+	order := tbl.SortOrder().OrderID()
+	var adds []iceberg.DataFile
+	for _, o := range outputs {
+		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(o.Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
+		if err != nil {
+			c.deleteOutputs(ctx, outputs)
+			return fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
+		}
+		adds = append(adds, df)
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props); err != nil {
+		c.deleteOutputs(ctx, outputs)
+		return fmt.Errorf("stage commit: %w", err)
+	}
+	_, err = tx.Commit(ctx)
+	if err == nil {
+		return nil
+	}
+	if isConflict(err) {
+		// Nothing was committed: the outputs are ours alone.
+		c.deleteOutputs(ctx, outputs)
+		return &conflictError{err}
+	}
+	// Unknown outcome: look for the job in the table before anything else.
+	fresh, lerr := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
+	if lerr == nil {
+		if _, ok := jobCommits(fresh)[props[SummaryJob]]; ok {
+			c.Log.Warn("commit reported an error but the job is in the table", "table", t.Name, "job", props[SummaryJob], "err", err)
+			return nil
+		}
+	}
+	// Not visible (or unknowable): leave the outputs to orphan cleanup, never
+	// delete what a late commit could still reference.
+	return fmt.Errorf("commit with unknown outcome (outputs left for orphan cleanup): %w", err)
+}
+
+func (c *Compactor) deleteOutputs(ctx context.Context, outs []Output) {
+	keys := make([]string, 0, len(outs))
+	for _, o := range outs {
+		keys = append(keys, o.Key)
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if err := c.Warehouse.Delete(context.WithoutCancel(ctx), keys...); err != nil {
+		c.Log.Warn("could not delete uncommitted outputs; orphan cleanup will", "err", err)
+	}
+}

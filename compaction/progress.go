@@ -1,0 +1,90 @@
+package compaction
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
+)
+
+func (c *Compactor) printf(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, format+"\n", args...)
+	}
+}
+
+func (c *Compactor) printPlan(t *config.Table, g layout.Granularity, st *state) {
+	p := st.plan
+	var in int64
+	for _, gr := range p.Groups {
+		in += gr.Bytes
+	}
+	c.printf("table %s: %d groups, %s of input; %d raw files to delete, %d covered within grace, %d in open partitions, %d partitions with nothing to gain",
+		t.Name, len(p.Groups), human(in), len(p.Delete), p.Covered, p.Open, p.Skipped)
+	for _, gr := range p.Groups {
+		outs := max(1, (gr.Bytes+int64(t.TargetFileSize)-1)/int64(t.TargetFileSize))
+		c.printf("  %s: %d raw + %d table files, %s -> ~%d output(s)", layout.Dir(g, gr.Period), len(gr.Raw), len(gr.Table), human(gr.Bytes), outs)
+		for _, r := range gr.Raw {
+			c.printf("    raw   %s (%s)", r.Key, human(r.Size))
+		}
+		for _, f := range gr.Table {
+			c.printf("    table %s (%s)", f.Path, human(f.Size))
+		}
+	}
+	for _, r := range p.Delete {
+		c.printf("  delete %s", r.Key)
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// progress prints files/bytes done, rate and ETA at most every few seconds.
+type progress struct {
+	c           *Compactor
+	table       string
+	total       int64
+	doneBytes   int64
+	files       int
+	start, last time.Time
+}
+
+func newProgress(c *Compactor, table string, total int64) *progress {
+	now := time.Now()
+	return &progress{c: c, table: table, total: total, start: now, last: now}
+}
+
+func (p *progress) add(n int64) {
+	p.doneBytes += n
+	p.files++
+	if time.Since(p.last) >= 2*time.Second {
+		p.print()
+	}
+}
+
+func (p *progress) print() {
+	p.last = time.Now()
+	el := time.Since(p.start).Seconds()
+	rate := float64(p.doneBytes) / max(el, 1e-3)
+	eta := "?"
+	if rate > 0 && p.total >= p.doneBytes {
+		eta = time.Duration(float64(p.total-p.doneBytes) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	p.c.printf("progress table=%s files=%d bytes=%s/%s rate=%s/s eta=%s", p.table, p.files, human(p.doneBytes), human(p.total), human(int64(rate)), eta)
+}
+
+func (p *progress) done() {
+	if p.files > 0 {
+		p.print()
+	}
+}
