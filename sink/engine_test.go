@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -212,10 +211,6 @@ func TestMetadataCodec(t *testing.T) {
 	if _, ok := encodeMeta(many, 0); ok {
 		t.Fatal("metadata over the 4 KiB cap was accepted")
 	}
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
 }
 
 // blockingStore never finishes an upload until released, like an S3 outage.
