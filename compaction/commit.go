@@ -40,6 +40,12 @@ type conflictError struct{ err error }
 func (e *conflictError) Error() string { return "commit conflict: " + e.err.Error() }
 func (e *conflictError) Unwrap() error { return e.err }
 
+// isConflict reports whether a failed commit committed nothing and may be re-planned:
+// iceberg-go's table.ErrCommitFailed (REST, and the SQL catalog when the metadata
+// location moved), or the plain text its SQL and Glue catalogs return for a stale
+// transaction, `requirement failed: branch "main" has changed`, which wraps no
+// sentinel. This is the one place that matches that text;
+// TestConcurrentCompactorsConflict pins it.
 func isConflict(err error) bool {
 	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "has changed") ||
 		strings.Contains(err.Error(), "requirement failed")

@@ -112,20 +112,25 @@ func (l *lab) write(t *testing.T, cfg *config.Config, from, to int, second func(
 // compact runs one compaction over cfg.
 func (l *lab) compact(t *testing.T, cfg *config.Config) (compaction.Summary, *icetable.Catalog, error) {
 	t.Helper()
-	ctx := context.Background()
+	c := l.compactor(t, cfg)
+	sum, err := c.Run(context.Background(), "")
+	return sum, c.Cat, err
+}
+
+// compactor returns a compactor over cfg with a catalog of its own.
+func (l *lab) compactor(t *testing.T, cfg *config.Config) *compaction.Compactor {
+	t.Helper()
 	wh, err := store.NewLocal(strings.TrimPrefix(cfg.Catalog.Warehouse, "file://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := icetable.Open(ctx, cfg)
+	cat, err := icetable.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cat.Close() })
-	c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: l.lake, Warehouse: wh, Log: slog.New(slog.DiscardHandler),
+	return &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: l.lake, Warehouse: wh, Log: slog.New(slog.DiscardHandler),
 		Metrics: compaction.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
-	sum, err := c.Run(ctx, "")
-	return sum, cat, err
 }
 
 // TestAddOptionalColumnEvolvesTable: a column added to the config (optional)

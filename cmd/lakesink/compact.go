@@ -141,17 +141,30 @@ func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, 
 	return exitError, sum, err
 }
 
-// killHook lets the crash tests SIGKILL the process at a named point:
-// LAKESINK_TEST_KILL_AT=after-outputs|after-commit|during-clean.
+// killHook lets the end-to-end tests act at a named point of a run
+// (after-outputs, after-commit, during-clean; dlq-before-commit, dlq-after-commit):
+// LAKESINK_TEST_KILL_AT=<point> SIGKILLs the process there (the crash tests);
+// LAKESINK_TEST_PAUSE_AT=<point> with LAKESINK_TEST_PAUSE_DIR=<dir> creates
+// <dir>/paused.<pid> there and waits, at most two minutes, for <dir>/go (the
+// concurrent-compactors test lines two runs up before their commits).
 func killHook() func(string) {
 	at := os.Getenv("LAKESINK_TEST_KILL_AT")
-	if at == "" {
+	pauseAt, pauseDir := os.Getenv("LAKESINK_TEST_PAUSE_AT"), os.Getenv("LAKESINK_TEST_PAUSE_DIR")
+	if at == "" && (pauseAt == "" || pauseDir == "") {
 		return nil
 	}
 	return func(point string) {
 		if point == at {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
+		}
+		if point == pauseAt && pauseDir != "" {
+			_ = os.WriteFile(filepath.Join(pauseDir, fmt.Sprintf("paused.%d", os.Getpid())), nil, 0o644)
+			for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if _, err := os.Stat(filepath.Join(pauseDir, "go")); err == nil {
+					return
+				}
+			}
 		}
 	}
 }

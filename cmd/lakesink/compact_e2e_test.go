@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,6 +175,27 @@ func (f *lakeFixture) compactRun(t *testing.T, cfg string, env ...string) (int, 
 	return code, string(out)
 }
 
+// summaryCount reads "<n> <what>" from the summary line of a compact run's output
+// ("..., 2 conflicts"); 0 if absent.
+func summaryCount(out, what string) int {
+	m := regexp.MustCompile(`(\d+) `+regexp.QuoteMeta(what)+`\b`).FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[len(m)-1][1])
+	return n
+}
+
+// planCount sums "<n> <what>" over the table lines of a dry run's plan.
+func planCount(out, what string) int {
+	n := 0
+	for _, m := range regexp.MustCompile(`(\d+) `+regexp.QuoteMeta(what)).FindAllStringSubmatch(out, -1) {
+		k, _ := strconv.Atoi(m[1])
+		n += k
+	}
+	return n
+}
+
 // compactCmd builds a lakesink compact command; extra entries starting with "-"
 // are flags, the others environment variables.
 func (f *lakeFixture) compactCmd(cfg string, extra ...string) *exec.Cmd {
@@ -255,10 +279,7 @@ print(json.dumps(out))
 
 func readIceberg(t *testing.T, f *lakeFixture, typ, uri, warehouse, table, hour string) []icebergRead {
 	t.Helper()
-	py := os.Getenv(testbed.EnvPython)
-	if py == "" {
-		t.Skip("needs the bed's python venv")
-	}
+	py := testbed.Python(t)
 	args, _ := json.Marshal(map[string]string{"type": typ, "uri": uri, "warehouse": warehouse, "s3": f.b.s3.Endpoint,
 		"table": table, "hour": hour, "glue": os.Getenv("LAKESINK_TEST_GLUE_ENDPOINT")})
 	cmd := exec.Command(py, "-c", readIcebergPy, string(args))
@@ -393,7 +414,7 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 	}
 	points := []string{"after-outputs", "after-commit", "during-clean"}
 	rng := rand.New(rand.NewPCG(1, 2))
-	runs, kills, random := 0, 0, 0
+	runs, kills, random, recovered := 0, 0, 0, 0
 	span := 500 * time.Millisecond
 	for round := 0; round < 60 && kills < 10; round++ {
 		runs++
@@ -421,6 +442,15 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 		case -1:
 			kills++
 			span = time.Since(start)
+			if point == "after-commit" {
+				// The killed run committed and deleted nothing: the next run must see
+				// its inputs as done (covered by the table) and only delete them.
+				if _, plan := f.compactRun(t, cfg, "--dry-run"); planCount(plan, "raw files to delete") == 0 {
+					t.Fatalf("after a kill after the commit, the plan deletes no raw file:\n%s", plan)
+				} else {
+					recovered++
+				}
+			}
 		case 0, 4:
 			feed() // the run never reached the hook: give the next one work
 		default:
@@ -440,23 +470,44 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 	if kills < 10 {
 		t.Errorf("only %d runs were killed at a hook, want ≥ 10", kills)
 	}
-	t.Logf("%d runs, %d killed at a hook, %d at a random moment, %d late duplicates fed", runs, kills, random, late)
+	if recovered == 0 {
+		t.Errorf("no run was killed after its commit: the recovery of a committed, uncleaned run was not exercised")
+	}
+	t.Logf("%d runs, %d killed at a hook (%d after the commit, recovered), %d at a random moment, %d late duplicates fed", runs, kills, recovered, random, late)
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 }
 
 // TestE2ECompactConcurrent: two compactors started together on one table end
-// consistent (one wins, the other re-plans or finds nothing to do).
+// consistent (one wins, the other re-plans or finds nothing to do). Both are
+// held after writing their outputs until both are there, so that their commits
+// race: the test requires that a conflict happened.
 func TestE2ECompactConcurrent(t *testing.T) {
 	f := sinkFixture(t)
 	prefix, _ := f.lakeFor(t)
 	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
 	cfg := f.compactConfig(t, prefix, catYAML, "")
+	pause := t.TempDir()
 	var wg sync.WaitGroup
+	var finished atomic.Int32
 	codes := make([]int, 2)
 	outs := make([]string, 2)
 	for i := range 2 {
 		wg.Add(1)
-		go func() { defer wg.Done(); codes[i], outs[i] = f.compactRun(t, cfg) }()
+		go func() {
+			defer wg.Done()
+			defer finished.Add(1)
+			codes[i], outs[i] = f.compactRun(t, cfg, "LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR="+pause)
+		}()
+	}
+	// Release both once both hold their outputs (or one has finished without).
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		paused, _ := filepath.Glob(filepath.Join(pause, "paused.*"))
+		if len(paused)+int(finished.Load()) >= 2 {
+			break
+		}
+	}
+	if err := os.WriteFile(filepath.Join(pause, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	for i, c := range codes {
@@ -465,6 +516,9 @@ func TestE2ECompactConcurrent(t *testing.T) {
 		}
 	}
 	t.Logf("exit codes %v\n%s\n%s", codes, outs[0], outs[1])
+	if n := summaryCount(outs[0], "conflicts") + summaryCount(outs[1], "conflicts"); n == 0 {
+		t.Fatalf("no commit conflict between the two compactors: the test did not exercise the conflict path")
+	}
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 }
 

@@ -239,6 +239,18 @@ func (p *proc) metrics(t *testing.T) map[string]float64 {
 	return out
 }
 
+// replays sums, in a sink's metrics, the records skipped as already durable and
+// the raw files found already written by an earlier run.
+func replays(m map[string]float64) float64 {
+	n := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "lakesink_records_skipped_total") || strings.HasPrefix(k, "lakesink_upload_conflicts_total") {
+			n += v
+		}
+	}
+	return n
+}
+
 // produce writes n generated events over hours of event time, round-robin over partitions.
 func (b *bed) produce(n, hours int, seed uint64, partitions int32) {
 	b.t.Helper()
@@ -382,20 +394,29 @@ func TestE2ECrashKill9NoLossNoDuplicates(t *testing.T) {
 	cfg := b.config("flush: {max_age: 3s, max_file_bytes: 2MiB, memory_budget: 128MiB, shutdown_timeout: 30s}")
 	rng := rand.New(rand.NewPCG(7, 7))
 	kills := 0
+	// replayed counts, over the runs, the records skipped as already durable and
+	// the raw files found already written by an earlier run: the crashes must make
+	// the replay path run, or the test proves nothing about it.
+	replayed := 0.0
 	for kills < 5 {
 		p := b.start(cfg)
 		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
 		if ok, _ := b.caughtUp(); ok {
 			t.Logf("caught up before kill %d; producing more", kills+1)
 		}
+		replayed += replays(p.metrics(t))
 		p.kill9(t)
 		kills++
 	}
 	p := b.start(cfg)
 	b.waitCaughtUp(5*time.Minute, p)
+	replayed += replays(p.metrics(t))
 	p.stop(t)
 	rows, distinct, misplaced := b.lakeCounts()
-	t.Logf("after %d kill -9: rows %d, distinct %d, duplicates %d", kills, rows, distinct, rows-distinct)
+	t.Logf("after %d kill -9: rows %d, distinct %d, duplicates %d; %.0f records or files of earlier runs skipped", kills, rows, distinct, rows-distinct, replayed)
+	if replayed == 0 {
+		t.Errorf("no run skipped a durable record or met a raw file an earlier run wrote: the replay path did not run")
+	}
 	if distinct != n {
 		t.Fatalf("lost records: %d distinct of %d", distinct, n)
 	}
