@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -134,9 +135,9 @@ func main() {
 		}
 	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tmet\t")
+	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tstatus\t")
 	for _, t := range targets {
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%.2f\t%v\t\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Ratio, t.Met)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%.2f\t%s\t\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Ratio, t.Status)
 	}
 	tw.Flush()
 	if len(parts) > 0 {
@@ -149,7 +150,8 @@ func main() {
 }
 
 // Target is one figure of the performance issue against what was measured;
-// Ratio > 1 is better than wanted.
+// Ratio > 1 is better than wanted. A figure that was not measured (zero: a peak RSS
+// never sampled, a measure that did not run) is StatusNotMeasured, never met.
 type Target struct {
 	Name     string  `json:"name"`
 	Op       string  `json:"op"`
@@ -157,14 +159,35 @@ type Target struct {
 	Measured float64 `json:"measured"`
 	Ratio    float64 `json:"ratio"`
 	Met      bool    `json:"met"`
+	Status   string  `json:"status"` // StatusMet, StatusNotMet or StatusNotMeasured
 }
 
+// Target statuses.
+const (
+	StatusMet         = "met"
+	StatusNotMet      = "not met"
+	StatusNotMeasured = "not measured"
+)
+
 func atLeast(name string, want, got float64) Target {
-	return Target{Name: name, Op: "≥", Want: want, Measured: got, Ratio: got / want, Met: got >= want}
+	return newTarget(Target{Name: name, Op: "≥", Want: want, Measured: got, Ratio: got / want}, got >= want)
 }
 
 func atMost(name string, want, got float64) Target {
-	return Target{Name: name, Op: "≤", Want: want, Measured: got, Ratio: want / got, Met: got <= want}
+	return newTarget(Target{Name: name, Op: "≤", Want: want, Measured: got, Ratio: want / got}, got <= want)
+}
+
+// newTarget sets t's status: not measured when t.Measured is zero or not a number.
+func newTarget(t Target, met bool) Target {
+	switch {
+	case t.Measured <= 0 || math.IsNaN(t.Measured):
+		t.Status, t.Ratio = StatusNotMeasured, 0
+	case met:
+		t.Met, t.Status = true, StatusMet
+	default:
+		t.Status = StatusNotMet
+	}
+	return t
 }
 
 func num(v float64) string {

@@ -141,7 +141,7 @@ func partitionsRun(bin string, n, hours, budgetMiB int) (PartitionsResult, error
 		Flushes: flushes, MemoryFlushes: memFlushes}
 	r.Files = int(flushes)
 	r.RSSOverBudget = r.PeakRSSMiB - float64(budgetMiB)
-	r.RSSWithinLimit = r.PeakRSSMiB <= float64(budgetMiB+64)
+	r.RSSWithinLimit = r.PeakRSSMiB > 0 && r.PeakRSSMiB <= float64(budgetMiB+64) // never sampled: not within
 	return r, nil
 }
 

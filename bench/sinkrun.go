@@ -151,8 +151,12 @@ func (s *sinkRun) drain(ctx context.Context, adm *kadm.Client, group string, n i
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	if l := lag[group]; l.Error() != nil || l.Lag.Total() != 0 {
-		return 0, 0, 0, fmt.Errorf("after the run the group still lags by %d records (%v)", l.Lag.Total(), l.Error())
+	l := lag[group]
+	if err := l.Error(); err != nil {
+		return 0, 0, 0, fmt.Errorf("lag of group %s after the run: %w", group, err)
+	}
+	if l.Lag.Total() != 0 {
+		return 0, 0, 0, fmt.Errorf("after the run the group still lags by %d records", l.Lag.Total())
 	}
 	ru := s.cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return wall, time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rssKiB, nil

@@ -80,6 +80,12 @@ func need(t testing.TB, names ...string) []string {
 	return vals
 }
 
+// Python returns the bed's venv python (with duckdb and pyiceberg).
+func Python(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvPython)[0]
+}
+
 // Kafka returns the bootstrap brokers (host:port) of the bed's Kafka: a single KRaft node
 // with auto topic creation off and 6 partitions by default, so a test creates its topics
 // (named with UniqueName).
