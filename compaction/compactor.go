@@ -285,7 +285,7 @@ func (c *Compactor) footer(ctx context.Context, path string) (string, Coverage, 
 	}
 	var cov Coverage
 	if err := json.Unmarshal([]byte(v), &cov); err != nil {
-		return "", nil, fmt.Errorf("%w: coverage in footer of %s: %v", ErrHalt, path, err)
+		return "", nil, fmt.Errorf("%w: coverage in footer of %s: %w", ErrHalt, path, err)
 	}
 	return job, cov, nil
 }

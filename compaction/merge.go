@@ -296,9 +296,9 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 	}
 	f, err := parquet.OpenFile(src, size, opts...)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err)
+		return 0, 0, fmt.Errorf("%s: %w: %w", st.URI(key), ErrBadInput, err)
 	}
-	bad := func(err error) error { return fmt.Errorf("%s: %w: %v", st.URI(key), ErrBadInput, err) }
+	bad := func(err error) error { return fmt.Errorf("%s: %w: %w", st.URI(key), ErrBadInput, err) }
 	cols, direct := columnPlan(m.Schema.Parquet, f.Schema())
 	var conv parquet.Conversion
 	convert := func() error {
@@ -307,7 +307,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 		}
 		conv, err = parquet.Convert(m.Schema.Parquet, f.Schema())
 		if err != nil {
-			return fmt.Errorf("%s: %w: schema does not convert to table %s: %v", st.URI(key), ErrBadInput, m.Schema.Table, err)
+			return fmt.Errorf("%s: %w: schema does not convert to table %s: %w", st.URI(key), ErrBadInput, m.Schema.Table, err)
 		}
 		return nil
 	}

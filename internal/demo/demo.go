@@ -119,8 +119,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := <-done; err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	if lag, err := commitLag(ctx, adm); err != nil || lag != 0 {
-		return fmt.Errorf("after shutdown the group's commit lags the end by %d records (%v)", lag, err)
+	lag, err := commitLag(ctx, adm)
+	if err != nil {
+		return fmt.Errorf("commit lag after shutdown: %w", err)
+	}
+	if lag != 0 {
+		return fmt.Errorf("after shutdown the group's commit lags the end by %d records", lag)
 	}
 	fmt.Fprintf(o.Out, "▶ sink consumed everything, flushed, committed and left the group in %s\n", time.Since(sinkStart).Round(time.Millisecond))
 	if err := report(o.Out, o.Dir); err != nil {
