@@ -177,7 +177,7 @@ func TestDockerfileBuildsWhatMakeBuilds(t *testing.T) {
 			t.Errorf("Dockerfile.dockerignore does not exclude %s", want)
 		}
 	}
-	for _, keep := range []string{"go.mod", "go.sum", "Makefile", "cmd", "lake", "sink", "internal", "compaction"} {
+	for _, keep := range []string{"go.mod", "go.sum", "Makefile", "cmd", "lake", "sink", "decode", "deadletter", "internal", "compaction", "bench"} {
 		for _, p := range patterns {
 			if ok, _ := filepath.Match(p, keep); ok {
 				t.Errorf("Dockerfile.dockerignore pattern %q excludes %s, which the build needs", p, keep)

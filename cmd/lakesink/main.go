@@ -1,10 +1,14 @@
-// Command lakesink lands Kafka events in an S3 data lake that Athena can query.
+// Command lakesink lands Kafka events in an S3 data lake that Athena can query. It
+// only parses flags, loads the config, wires the packages and handles signals; the
+// work is in sink, compaction, deadletter and lake/athena. Its subcommands:
 //
-//	lakesink sink  -c config.yaml   run the Kafka → Parquet sink (long-running)
-//	lakesink compact -c config.yaml merge closed partitions into Iceberg (CronJob)
-//	lakesink dlq replay -c config.yaml  replay dead letters that the current config decodes
-//	lakesink check -c config.yaml   validate the config and print the effective settings
-//	lakesink demo                   run the whole pipeline embedded and print what landed
+//	lakesink sink -c config.yaml        run the Kafka → Parquet sink (long-running)
+//	lakesink compact -c config.yaml     merge closed partitions into Iceberg (CronJob; --dry-run: plan only)
+//	lakesink dlq replay -c config.yaml  replay dead letters that the current config decodes, exactly once
+//	lakesink dlq stats -c config.yaml   count dead letters by table and reason
+//	lakesink athena-ddl -c config.yaml  print the Athena SQL of the tables (Iceberg, raw zone, view)
+//	lakesink check -c config.yaml       validate the config and print the effective settings
+//	lakesink demo                       run the whole pipeline embedded and print what landed
 package main
 
 import (
