@@ -173,7 +173,7 @@ func schemaID(v []byte) (int, error) {
 }
 
 // plan returns the compiled plan for a writer schema id, fetching the schema if
-// the engine's Prepare did not already.
+// Tables.Prepare did not already.
 func (a *avroDecoder) plan(ctx context.Context, id int) (*avroPlan, error) {
 	if p := a.plans[id]; p != nil {
 		return p, p.err
