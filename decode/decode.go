@@ -41,6 +41,7 @@ type Rejection struct {
 	Detail string
 }
 
+// Error renders the rejection: "reason: field f: detail", or "reason: detail".
 func (r *Rejection) Error() string {
 	if r.Field != "" {
 		return r.Reason + ": field " + r.Field + ": " + r.Detail

@@ -432,6 +432,7 @@ type Error struct {
 	Msg string
 }
 
+// Error renders the error as "key: message".
 func (e *Error) Error() string { return e.Key + ": " + e.Msg }
 
 func keyErr(key, format string, args ...any) error {

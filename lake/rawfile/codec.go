@@ -39,8 +39,10 @@ func NewZstdCodec(keep int) *ZstdCodec {
 	return &ZstdCodec{free: make(chan *zstd.Encoder, keep)}
 }
 
+// String names the codec as parquet-go does.
 func (*ZstdCodec) String() string { return "ZSTD" }
 
+// CompressionCodec is the codec's Parquet code, written into the column chunks.
 func (*ZstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
 
 // Encode compresses src into dst (reallocated if too small).
