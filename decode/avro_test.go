@@ -19,30 +19,8 @@ import (
 	"github.com/lakesink/lakesink/lake/schema"
 )
 
-const avroTable = `kafka: {brokers: ["b:9092"]}
-local_dir: /tmp/x
-dead_letter: {topic: dlq}
-schema_registry: {url: "http://127.0.0.1:1"}
-tables:
-  - name: t
-    topics: [a]
-    format: avro
-    columns:
-      - {name: id, type: string, required: true}
-      - {name: ts, type: timestamp, required: true}
-      - {name: n, type: int64}
-      - {name: price, type: "decimal(9,2)"}
-      - {name: huge, type: "decimal(30,4)"}
-      - {name: day, type: date}
-      - {name: u, type: string}
-      - {name: color, type: string}
-      - {name: f, type: float64}
-      - {name: addr, type: "struct<city:string,zip:int32>"}
-      - {name: tags, type: "list<string>"}
-      - {name: attrs, type: "map<string,int64>"}
-      - {name: extra, type: string}
-    event_time: {column: ts}
-`
+// avroTable is the Avro table of the decoder tests (decodetest.AvroTable).
+const avroTable = decodetest.AvroTable
 
 // writerV1 covers the logical types, unions, nesting, a field the table lacks
 // (ignored) and lacks the table's column "extra" (null).
@@ -62,8 +40,7 @@ const writerV1 = `{"type":"record","name":"Event","namespace":"t","fields":[
  {"name":"attrs","type":{"type":"map","values":"int"}}
 ]}`
 
-const writerMicros = `{"type":"record","name":"E","fields":[
- {"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"extra","type":["null","string"]}]}`
+const writerMicros = decodetest.WriterMicros
 
 const writerBadType = `{"type":"record","name":"E","fields":[
  {"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"n","type":"string"}]}`

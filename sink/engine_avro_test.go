@@ -15,30 +15,12 @@ import (
 	"github.com/lakesink/lakesink/lake/config"
 )
 
-const avroEngineTable = `kafka: {brokers: ["b:9092"]}
-local_dir: /tmp/x
-dead_letter: {topic: dlq}
-schema_registry: {url: "http://127.0.0.1:1"}
-tables:
-  - name: t
-    topics: [a]
-    format: avro
-    columns:
-      - {name: id, type: string, required: true}
-      - {name: ts, type: timestamp, required: true}
-      - {name: extra, type: string}
-    event_time: {column: ts}
-`
-
-const writerMicros = `{"type":"record","name":"E","fields":[
- {"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"extra","type":["null","string"]}]}`
-
 var now = time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
 
 // The engine neither buffers nor rejects (dead-letters) a record whose schema the
 // registry cannot deliver, and does not move past it; Prepare retries until it can.
 func TestEngineAvroRegistryOutage(t *testing.T) {
-	cfg, err := config.Parse([]byte(strings.Replace(avroEngineTable, "/tmp/x", t.TempDir(), 1)), nil)
+	cfg, err := config.Parse([]byte(strings.Replace(decodetest.AvroTable, "/tmp/x", t.TempDir(), 1)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,12 +29,12 @@ func TestEngineAvroRegistryOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &decodetest.Schemas{ByID: map[int]string{2: writerMicros}}
+	src := &decodetest.Schemas{ByID: map[int]string{2: decodetest.WriterMicros}}
 	src.Failing.Store(true)
 	e.UseSchemaSource(src)
 	e.tables.SetRegistryWait(300 * time.Millisecond)
 	e.Assign("a", 0, -1, "")
-	v := decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
+	v := decodetest.Frame(t, 2, decodetest.WriterMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
 	e.now = func() time.Time { return now }
 	rec := &decode.Record{Topic: "a", Partition: 0, Offset: 5, Timestamp: now, Value: v}
 	if err := e.Prepare(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "registry unreachable") {

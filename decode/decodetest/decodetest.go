@@ -57,3 +57,34 @@ func Frame(t testing.TB, id int, writer string, v any) []byte {
 	binary.BigEndian.PutUint32(out[1:], uint32(id))
 	return append(out, body...)
 }
+
+// AvroTable is a config with one Avro table, t, fed by topic a: columns of every
+// logical type, nesting, and an optional column (extra) for writers that lack it.
+const AvroTable = `kafka: {brokers: ["b:9092"]}
+local_dir: /tmp/x
+dead_letter: {topic: dlq}
+schema_registry: {url: "http://127.0.0.1:1"}
+tables:
+  - name: t
+    topics: [a]
+    format: avro
+    columns:
+      - {name: id, type: string, required: true}
+      - {name: ts, type: timestamp, required: true}
+      - {name: n, type: int64}
+      - {name: price, type: "decimal(9,2)"}
+      - {name: huge, type: "decimal(30,4)"}
+      - {name: day, type: date}
+      - {name: u, type: string}
+      - {name: color, type: string}
+      - {name: f, type: float64}
+      - {name: addr, type: "struct<city:string,zip:int32>"}
+      - {name: tags, type: "list<string>"}
+      - {name: attrs, type: "map<string,int64>"}
+      - {name: extra, type: string}
+    event_time: {column: ts}
+`
+
+// WriterMicros is a writer schema of AvroTable's id, ts (timestamp-micros) and extra.
+const WriterMicros = `{"type":"record","name":"E","fields":[
+ {"name":"id","type":"string"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"extra","type":["null","string"]}]}`
