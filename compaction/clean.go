@@ -21,6 +21,8 @@ func (c *Compactor) pastGrace(rs []RawFile) []RawFile {
 	return out
 }
 
+// cleanRaw deletes the raw files the plan found committed and past their grace, in
+// two halves (the crash tests kill the process between them).
 func (c *Compactor) cleanRaw(ctx context.Context, t *config.Table, st *state, sum *Summary) error {
 	if len(st.plan.Delete) == 0 {
 		return nil

@@ -2,8 +2,13 @@ package compaction
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +25,17 @@ const (
 	SummaryOffsets = "lakesink.kafka-offsets"
 	SummaryFiles   = "lakesink.input-files"
 )
+
+// lineage is the snapshot summary of a commit: the job id, a hash and the count of
+// its inputs (table file paths and raw file URIs; sorted here), and the Kafka
+// offsets its outputs cover.
+func lineage(job string, inputs []string, covered Coverage) iceberg.Properties {
+	slices.Sort(inputs)
+	h := sha256.Sum256([]byte(strings.Join(inputs, "\n")))
+	offs, _ := json.Marshal(covered.Offsets())
+	return iceberg.Properties{SummaryJob: job, SummaryInputs: hex.EncodeToString(h[:]),
+		SummaryOffsets: string(offs), SummaryFiles: strconv.Itoa(len(inputs))}
+}
 
 // jobCommits maps compaction job ids to the time their snapshot was committed.
 func jobCommits(tbl *table.Table) map[string]time.Time {
@@ -51,6 +67,12 @@ func isConflict(err error) bool {
 		strings.Contains(err.Error(), "requirement failed")
 }
 
+// commit replaces deletes with outputs in one Iceberg transaction, with props (the
+// lineage) in the snapshot summary. A clean conflict deletes the outputs (nothing
+// referenced them) and returns a *conflictError, which re-plans; any other failure
+// leaves the outcome unknown: the job id is looked for in the reloaded table (found:
+// committed after all) before anything is deleted, and otherwise the outputs are
+// left to orphan cleanup, since a late commit could still reference them.
 func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties) error {
 	fs, err := tbl.FS(ctx)
 	if err != nil {
@@ -93,6 +115,8 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 	return fmt.Errorf("commit with unknown outcome (outputs left for orphan cleanup): %w", err)
 }
 
+// deleteOutputs deletes outputs that no commit references (best effort: orphan
+// cleanup collects what is left).
 func (c *Compactor) deleteOutputs(ctx context.Context, outs []Output) {
 	keys := make([]string, 0, len(outs))
 	for _, o := range outs {

@@ -12,15 +12,12 @@ package compaction
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -372,12 +369,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		st.plan.Delete = append(st.plan.Delete, c.pastGrace(empty)...)
 		return nil
 	}
-	slices.Sort(inputs)
-	h := sha256.Sum256([]byte(strings.Join(inputs, "\n")))
-	offs, _ := json.Marshal(all.Offsets())
-	props := iceberg.Properties{SummaryJob: sum.Job, SummaryInputs: hex.EncodeToString(h[:]),
-		SummaryOffsets: string(offs), SummaryFiles: strconv.Itoa(len(inputs))}
-	if err := c.commit(ctx, t, tbl, deletes, outputs, props); err != nil {
+	if err := c.commit(ctx, t, tbl, deletes, outputs, lineage(sum.Job, inputs, all)); err != nil {
 		return err
 	}
 	c.Log.Info("committed", "table", t.Name, "job", sum.Job, "outputs", len(outputs), "replaced", len(deletes))

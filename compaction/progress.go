@@ -8,12 +8,15 @@ import (
 	"github.com/lakesink/lakesink/lake/layout"
 )
 
+// printf writes one line to Progress, if set.
 func (c *Compactor) printf(format string, args ...any) {
 	if c.Progress != nil {
 		fmt.Fprintf(c.Progress, format+"\n", args...)
 	}
 }
 
+// printPlan prints a table's plan (the dry run): groups, their inputs and
+// outputs, and the raw files to delete.
 func (c *Compactor) printPlan(t *config.Table, g layout.Granularity, st *state) {
 	p := st.plan
 	var in int64
@@ -37,6 +40,7 @@ func (c *Compactor) printPlan(t *config.Table, g layout.Granularity, st *state) 
 	}
 }
 
+// human renders a byte count in B, KiB, MiB or GiB.
 func human(n int64) string {
 	switch {
 	case n >= 1<<30:
