@@ -21,11 +21,10 @@ import (
 // format: its level byte, then its bytes when it is not null (def is the leaf's
 // maximum definition level).
 func AppendEntry(b []byte, leaf *schema.Leaf, v parquet.Value, rep, def int) []byte {
-	b = append(b, byte(rep<<4|def))
-	if def == leaf.MaxDef {
-		b = AppendValue(b, leaf, v)
+	if b = append(b, byte(rep<<4|def)); def != leaf.MaxDef {
+		return b
 	}
-	return b
+	return AppendValue(b, leaf, v)
 }
 
 // AppendValue appends a non-null value's bytes in the buffers' format.
