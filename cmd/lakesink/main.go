@@ -1,11 +1,12 @@
 // Command lakesink lands Kafka events in an S3 data lake that Athena can query. It
 // only parses flags, loads the config, wires the packages and handles signals; the
-// work is in sink, compaction, deadletter and lake/athena. Its subcommands:
+// work is in sink, compaction, deadletter, audit and lake/athena. Its subcommands:
 //
 //	lakesink sink -c config.yaml        run the Kafka → Parquet sink (long-running)
 //	lakesink compact -c config.yaml     merge closed partitions into Iceberg (CronJob; --dry-run: plan only)
 //	lakesink dlq replay -c config.yaml  replay dead letters that the current config decodes, exactly once
 //	lakesink dlq stats -c config.yaml   count dead letters by table and reason
+//	lakesink audit -c config.yaml       check every committed offset is in exactly one place (exit 1: findings)
 //	lakesink athena-ddl -c config.yaml  print the Athena SQL of the tables (Iceberg, raw zone, view)
 //	lakesink check -c config.yaml       validate the config and print the effective settings
 //	lakesink demo                       run the whole pipeline embedded and print what landed
@@ -34,6 +35,9 @@ Usage:
   lakesink dlq replay -c FILE [--reason R] [--table T] [--since T] [--until T] [--dry-run]
                             produce dead letters that now decode back to their source topic, exactly once
   lakesink dlq stats -c FILE  count dead letters by table and reason
+  lakesink audit -c FILE [--table T] [--since T] [--json]
+                            check that every committed offset is in exactly one place (raw zone,
+                            table, dead letters): lost offsets, duplicated rows, missing files (exit 1)
   lakesink demo [-dir DIR]  run Kafka (in-process), the sink and a report, all embedded
 
 Run 'lakesink COMMAND -h' for the flags of a command.
@@ -75,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAthenaDDL(ctx, rest, stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, rest, stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "lakesink: unknown command %q\n\n%s", cmd, usage)
 		return exitConfig
@@ -84,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(auditFindings)):
+		return exitError
 	case errors.As(err, new(*compactResult)):
 		var r *compactResult
 		errors.As(err, &r)
