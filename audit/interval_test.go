@@ -184,9 +184,9 @@ func TestAnalyze(t *testing.T) {
 			kafkaRead: 1,
 		},
 		{
-			name: "marker inside a raw file's range: counts short, read, not lost",
-			part: partition{data: set(R{0, 4}, R{6, 9}), files: map[string][]int64{"a": offs(0, 9, 5)}},
-			in:   audit.PartitionInput{Window: R{0, 9}, Raw: []audit.RawFile{raw("a", 1, offs(0, 9, 5))}},
+			name:      "marker inside a raw file's range: counts short, read, not lost",
+			part:      partition{data: set(R{0, 4}, R{6, 9}), files: map[string][]int64{"a": offs(0, 9, 5)}},
+			in:        audit.PartitionInput{Window: R{0, 9}, Raw: []audit.RawFile{raw("a", 1, offs(0, 9, 5))}},
 			kafkaRead: 1,
 		},
 		{
