@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -252,7 +253,7 @@ func tableDups(in *PartitionInput, window Set, fileOffsets func(string) ([]int64
 	slices.Sort(periods)
 	for _, p := range periods {
 		trs := byPeriod[p]
-		slices.SortFunc(trs, func(a, b TableRange) int { return int(a.Range.First - b.Range.First) })
+		slices.SortFunc(trs, func(a, b TableRange) int { return cmp.Compare(a.Range.First, b.Range.First) })
 		for i := range trs {
 			for j := i + 1; j < len(trs) && trs[j].Range.First <= trs[i].Range.Last; j++ {
 				if trs[i].File == trs[j].File {

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -477,7 +476,7 @@ func (a *Auditor) tableFiles(ctx context.Context, wh *countingStore, t *config.T
 		if !ok {
 			return nil, fmt.Errorf("table %s: data file %s is outside the warehouse %s", t.Name, path, root)
 		}
-		per, err := periodOf(df.Partition())
+		per, err := compaction.PeriodOf(df)
 		if err != nil {
 			return nil, fmt.Errorf("table %s: data file %s: %w", t.Name, path, err)
 		}
@@ -544,22 +543,4 @@ func readCoverage(ctx context.Context, st store.Store, key string) (compaction.C
 		return nil, fmt.Errorf("table file %s: footer key %s: %w", st.URI(key), compaction.CoverageKey, err)
 	}
 	return cov, nil
-}
-
-// periodOf reads a data file's partition value (hours or days since the epoch).
-func periodOf(partition map[int]any) (layout.Period, error) {
-	for _, v := range partition {
-		switch x := v.(type) {
-		case int32:
-			return layout.Period(x), nil
-		case int64:
-			return layout.Period(x), nil
-		case int:
-			return layout.Period(x), nil
-		case iceberg.Date:
-			return layout.Period(x), nil
-		}
-		return 0, fmt.Errorf("partition value %v (%T) is not an hour or day ordinal", v, v)
-	}
-	return 0, errors.New("data file has no partition value")
 }

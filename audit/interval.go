@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -34,15 +35,7 @@ func NewSet(rs ...Range) Set {
 			in = append(in, r)
 		}
 	}
-	slices.SortFunc(in, func(a, b Range) int {
-		switch {
-		case a.First < b.First:
-			return -1
-		case a.First > b.First:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(in, func(a, b Range) int { return cmp.Compare(a.First, b.First) })
 	var out Set
 	for _, r := range in {
 		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
@@ -136,13 +129,7 @@ func Overlaps(rs []Range) Set {
 		}
 	}
 	slices.SortFunc(edges, func(a, b edge) int {
-		switch {
-		case a.at < b.at:
-			return -1
-		case a.at > b.at:
-			return 1
-		}
-		return a.delta - b.delta // ends before starts at the same offset
+		return cmp.Or(cmp.Compare(a.at, b.at), a.delta-b.delta) // ends before starts at one offset
 	})
 	var out []Range
 	depth := 0
@@ -170,15 +157,7 @@ func Components(rs []Range) []Component {
 			idx = append(idx, i)
 		}
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		switch {
-		case rs[a].First < rs[b].First:
-			return -1
-		case rs[a].First > rs[b].First:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(rs[a].First, rs[b].First) })
 	var out []Component
 	for _, i := range idx {
 		r := rs[i]

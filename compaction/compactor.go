@@ -215,7 +215,7 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		commits := jobCommits(tbl)
 		for _, task := range tasks {
 			df := task.File
-			per, err := periodOf(df)
+			per, err := PeriodOf(df)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", df.FilePath(), err)
 			}
@@ -241,8 +241,8 @@ func (c *Compactor) params(t *config.Table, g layout.Granularity, now time.Time)
 		SmallRatio: cc.SmallFileRatio, Grace: cc.RawGrace, MaxPeriods: cc.MaxPartitionsPerCommit}
 }
 
-// periodOf reads a data file's partition value (hours or days since the epoch).
-func periodOf(df iceberg.DataFile) (layout.Period, error) {
+// PeriodOf reads a data file's partition value (hours or days since the epoch).
+func PeriodOf(df iceberg.DataFile) (layout.Period, error) {
 	for _, v := range df.Partition() {
 		switch x := v.(type) {
 		case int32:
