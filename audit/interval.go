@@ -147,9 +147,11 @@ func Overlaps(rs []Range) Set {
 	return NewSet(out...)
 }
 
-// Components groups rs into the connected parts of their union: ranges that
-// overlap or touch end up in one component. It returns each component's extent
-// and the indexes (into rs) of the ranges it holds, in offset order.
+// Components groups rs into chains of overlapping ranges: ranges that share an
+// offset (directly or through others) end up in one component; ranges that
+// merely touch ([0,4] and [5,9]) do not, so that every component's offsets are
+// held only by its own ranges and can be counted alone. It returns each
+// component's extent and the indexes (into rs) of its ranges, in offset order.
 func Components(rs []Range) []Component {
 	idx := make([]int, 0, len(rs))
 	for i, r := range rs {
@@ -161,7 +163,7 @@ func Components(rs []Range) []Component {
 	var out []Component
 	for _, i := range idx {
 		r := rs[i]
-		if n := len(out); n > 0 && r.First <= out[n-1].Extent.Last+1 {
+		if n := len(out); n > 0 && r.First <= out[n-1].Extent.Last {
 			c := &out[n-1]
 			c.Extent.Last = max(c.Extent.Last, r.Last)
 			c.Members = append(c.Members, i)

@@ -105,8 +105,13 @@ func TestOverlaps(t *testing.T) {
 }
 
 func TestComponents(t *testing.T) {
-	got := audit.Components([]R{{10, 12}, {0, 3}, {4, 6}, {20, 20}, {11, 15}})
-	want := []audit.Component{{Extent: R{0, 6}, Members: []int{1, 2}}, {Extent: R{10, 15}, Members: []int{0, 4}}, {Extent: R{20, 20}, Members: []int{3}}}
+	got := audit.Components([]R{{10, 12}, {0, 3}, {4, 6}, {20, 20}, {11, 15}, {5, 8}, {15, 16}})
+	want := []audit.Component{
+		{Extent: R{0, 3}, Members: []int{1}},         // touches the next one: counted alone
+		{Extent: R{4, 8}, Members: []int{2, 5}},      // overlap
+		{Extent: R{10, 16}, Members: []int{0, 4, 6}}, // a chain of overlaps
+		{Extent: R{20, 20}, Members: []int{3}},
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Components = %+v, want %+v", got, want)
 	}
@@ -119,9 +124,10 @@ type partition struct {
 	files map[string][]int64 // file → offsets of its rows
 }
 
-func (p partition) probe() audit.Probe {
+func (p partition) probe(read *[]R) audit.Probe {
 	return audit.Probe{
 		DataOffsets: func(_ context.Context, _ string, _ int32, r audit.Range) (audit.Set, error) {
+			*read = append(*read, r)
 			return p.data.Intersect(audit.NewSet(r)), nil
 		},
 		FileOffsets: func(_ context.Context, file, _ string, _ int32) ([]int64, error) {
@@ -163,6 +169,7 @@ func TestAnalyze(t *testing.T) {
 		dupRows   int64
 		dupWhere  string
 		kafkaRead int
+		readOnly  []R // when set: exactly the Kafka ranges read
 	}{
 		{
 			name: "clean raw zone: two periods interleaved, counts add up, nothing read",
@@ -188,6 +195,13 @@ func TestAnalyze(t *testing.T) {
 			part:      partition{data: set(R{0, 4}, R{6, 9}), files: map[string][]int64{"a": offs(0, 9, 5)}},
 			in:        audit.PartitionInput{Window: R{0, 9}, Raw: []audit.RawFile{raw("a", 1, offs(0, 9, 5))}},
 			kafkaRead: 1,
+		},
+		{
+			name: "marker in one of consecutive files: only that file's stretch is read",
+			part: partition{data: set(R{0, 6}, R{8, 14}), files: map[string][]int64{"b": offs(5, 9, 7)}},
+			in: audit.PartitionInput{Window: R{0, 14}, Raw: []audit.RawFile{
+				raw("a", 1, offs(0, 4)), raw("b", 1, offs(5, 9, 7)), raw("c", 1, offs(10, 14))}},
+			kafkaRead: 1, readOnly: []R{{5, 9}},
 		},
 		{
 			name: "dead letter inside a raw range: counts add up",
@@ -270,7 +284,8 @@ func TestAnalyze(t *testing.T) {
 			if in.Stable == 0 {
 				in.Stable = c.part.data[len(c.part.data)-1].Last + 1
 			}
-			rep, err := audit.Analyze(context.Background(), &in, c.part.probe())
+			var read []R
+			rep, err := audit.Analyze(context.Background(), &in, c.part.probe(&read))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,8 +301,11 @@ func TestAnalyze(t *testing.T) {
 			if c.dupWhere != "" && (len(rep.Dups) != 1 || rep.Dups[0].Where != c.dupWhere) {
 				t.Errorf("dups %+v, want one in %s", rep.Dups, c.dupWhere)
 			}
-			if rep.KafkaReads != c.kafkaRead {
-				t.Errorf("read %d Kafka ranges, want %d", rep.KafkaReads, c.kafkaRead)
+			if rep.KafkaReads != c.kafkaRead || len(read) != c.kafkaRead {
+				t.Errorf("read %d Kafka ranges (%v), want %d", rep.KafkaReads, read, c.kafkaRead)
+			}
+			if c.readOnly != nil && !reflect.DeepEqual(read, c.readOnly) {
+				t.Errorf("read Kafka ranges %v, want %v", read, c.readOnly)
 			}
 		})
 	}
