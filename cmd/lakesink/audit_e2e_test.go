@@ -161,6 +161,11 @@ func TestE2EAudit(t *testing.T) {
 	if code != 1 || rep.Lost != ft.Rows || rep.DupRows != 0 {
 		t.Fatalf("raw file %s (%d rows) deleted: audit exit %d, %d lost, %d dup rows; want 1, %d, 0:\n%s", victim, ft.Rows, code, rep.Lost, rep.DupRows, ft.Rows, out)
 	}
+	// --since after every record: nothing is audited, so nothing is lost.
+	code, rep, out = b.runAudit(cfg, "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	if code != 0 || rep.Lost != 0 {
+		t.Fatalf("--since in the future: audit exit %d, %d lost; want 0, 0:\n%s", code, rep.Lost, out)
+	}
 	if err := copyObject(ctx, lake, backup, lake, victim); err != nil {
 		t.Fatal(err)
 	}
