@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +36,6 @@ type Auditor struct {
 	Cat             *icetable.Catalog
 	// Kafka are the base client options (brokers, TLS, SASL).
 	Kafka []kgo.Opt
-	Log   *slog.Logger
 	// Concurrency bounds footer reads in flight (default 16).
 	Concurrency int
 }
@@ -74,10 +72,13 @@ type MissingFile struct {
 
 // Cost says what the audit read.
 type Cost struct {
-	RawFiles        int     `json:"raw_files"`
-	TableFiles      int     `json:"table_files"`
-	DeadLetters     int64   `json:"dead_letters"`
-	StoreRequests   int64   `json:"store_requests"` // lists, opens (HEAD) and ranged reads
+	RawFiles    int   `json:"raw_files"`
+	TableFiles  int   `json:"table_files"`
+	DeadLetters int64 `json:"dead_letters"`
+	// StoreRequests counts the lake's and warehouse's lists, opens (a HEAD on
+	// S3) and ranged reads; the catalog's metadata and manifest reads (through
+	// iceberg-go's own I/O) come on top.
+	StoreRequests   int64   `json:"store_requests"`
 	PagesReadFiles  int     `json:"files_pages_read"`
 	KafkaRangesRead int     `json:"kafka_ranges_read"`
 	Seconds         float64 `json:"seconds"`
@@ -291,8 +292,14 @@ func (a *Auditor) readDeadLetters(ctx context.Context, adm *kadm.Client, topics 
 		out[t] = map[int32]map[int64]int{}
 	}
 	starts, err := adm.ListStartOffsets(ctx, dlq)
+	if err == nil {
+		err = starts.Error()
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("list start offsets of dead-letter topic %s: %w", dlq, err)
+	}
+	if len(starts[dlq]) == 0 {
+		return nil, 0, fmt.Errorf("dead-letter topic %s has no partitions (does it exist?)", dlq)
 	}
 	ends, err := adm.ListCommittedOffsets(ctx, dlq)
 	if err != nil {

@@ -8,17 +8,38 @@ import (
 	"io"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lakesink/lakesink/audit"
 	"github.com/lakesink/lakesink/internal/kafkaopt"
 	"github.com/lakesink/lakesink/lake/icetable"
 )
 
-// auditFindings makes lakesink audit exit 1 when the report has findings.
-type auditFindings struct{}
+// Exit codes of lakesink audit: exitOK clean, exitError (1) findings,
+// exitConfig (2) usage or config error, exitAuditFailed the audit could not
+// finish (Kafka, S3 or the catalog failed: no verdict).
+const exitAuditFailed = 3
 
-func (auditFindings) Error() string { return "findings" }
+// auditResult carries audit's exit code through run's error handling; the
+// message, if any, is printed already.
+type auditResult struct{ code int }
+
+func (r *auditResult) Error() string { return fmt.Sprintf("exit %d", r.code) }
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := audit1(ctx, args, stdout, stderr)
+	var cfgErr *configError
+	var res *auditResult
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp), errors.As(err, &cfgErr), errors.As(err, &res):
+		return err
+	}
+	fmt.Fprintf(stderr, "lakesink audit: could not finish, no verdict: %v\n", err)
+	return &auditResult{exitAuditFailed}
+}
+
+// audit1 runs one audit; cmdAudit maps its errors to exit codes.
+func audit1(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	only := fs.String("table", "", "audit only this table")
@@ -57,7 +78,8 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return &configError{err}
 	}
-	a := &audit.Auditor{Cfg: cfg, Lake: lake, Warehouse: wh, Cat: cat, Kafka: kopts, Log: newLogger(stderr, cfg.Log.Level)}
+	kopts = append(kopts, kgo.WithLogger(kafkaopt.Logger(newLogger(stderr, cfg.Log.Level))))
+	a := &audit.Auditor{Cfg: cfg, Lake: lake, Warehouse: wh, Cat: cat, Kafka: kopts}
 	rep, err := a.Run(ctx, opt)
 	if errors.Is(err, audit.ErrUnknownTable) {
 		return &configError{err}
@@ -74,7 +96,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if rep.Findings() {
-		return auditFindings{}
+		return &auditResult{exitError}
 	}
 	return nil
 }

@@ -265,6 +265,11 @@ func TestE2EAudit(t *testing.T) {
 	if code, _, stderr := b.lakesink(env, "audit", "-c", cfg, "--table", "nope"); code != 2 {
 		t.Fatalf("--table nope: exit %d, want 2:\n%s", code, stderr)
 	}
+	// No verdict is not a clean verdict: an unreadable dead-letter topic exits 3.
+	absent := b.rewrite(cfg, "absent", "dead_letter: {topic: "+b.dlq+"}", "dead_letter: {topic: "+b.dlq+"-absent}")
+	if code, stdout, stderr := b.lakesink(env, "audit", "-c", absent); code != 3 || !strings.Contains(stderr, b.dlq+"-absent") {
+		t.Fatalf("dead-letter topic absent: exit %d, want 3 naming the topic:\n%s%s", code, stdout, stderr)
+	}
 }
 
 // dupKey is the key plantDup(key, delta) writes.

@@ -37,7 +37,8 @@ Usage:
   lakesink dlq stats -c FILE  count dead letters by table and reason
   lakesink audit -c FILE [--table T] [--since T] [--json]
                             check that every committed offset is in exactly one place (raw zone,
-                            table, dead letters): lost offsets, duplicated rows, missing files (exit 1)
+                            table, dead letters): lost offsets, duplicated rows, missing files
+                            (exit 1: findings, 3: could not finish)
   lakesink demo [-dir DIR]  run Kafka (in-process), the sink and a report, all embedded
 
 Run 'lakesink COMMAND -h' for the flags of a command.
@@ -90,8 +91,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, new(auditFindings)):
-		return exitError
+	case errors.As(err, new(*auditResult)):
+		var r *auditResult
+		errors.As(err, &r)
+		return r.code
 	case errors.As(err, new(*compactResult)):
 		var r *compactResult
 		errors.As(err, &r)
