@@ -117,6 +117,16 @@ func (a *Auditor) Run(ctx context.Context, opt Options) (*Report, error) {
 	for _, t := range tables {
 		topics = append(topics, t.Topics...)
 	}
+	// Order matters against a running sink and compactor: commits first (the
+	// sink acknowledges dead letters and uploads raw files before it commits
+	// past them), then dead letters, then the raw zone, then the table (the
+	// compactor commits before it deletes raw files).
+	windows := make([][]partWindow, len(tables))
+	for i, t := range tables {
+		if windows[i], err = a.windows(ctx, adm, t.Topics, opt.Since); err != nil {
+			return nil, fmt.Errorf("table %s: %w", t.Name, err)
+		}
+	}
 	dead, n, err := a.readDeadLetters(ctx, adm, topics)
 	if err != nil {
 		return nil, err
@@ -127,8 +137,8 @@ func (a *Auditor) Run(ctx context.Context, opt Options) (*Report, error) {
 			return readData(ctx, a.Kafka, topic, partition, r)
 		},
 	}
-	for _, t := range tables {
-		if err := a.table(ctx, adm, &t, opt, lake, wh, dead, probe, rep); err != nil {
+	for i, t := range tables {
+		if err := a.table(ctx, &t, windows[i], lake, wh, dead, probe, rep); err != nil {
 			return nil, err
 		}
 	}
@@ -151,13 +161,9 @@ func (a *Auditor) Run(ctx context.Context, opt Options) (*Report, error) {
 }
 
 // table audits one table.
-func (a *Auditor) table(ctx context.Context, adm *kadm.Client, t *config.Table, opt Options, lake, wh *countingStore,
+func (a *Auditor) table(ctx context.Context, t *config.Table, parts []partWindow, lake, wh *countingStore,
 	dead map[string]map[int32]map[int64]int, probe Probe, rep *Report) error {
 	g, err := layout.ParseGranularity(t.EventTime.Granularity)
-	if err != nil {
-		return fmt.Errorf("table %s: %w", t.Name, err)
-	}
-	parts, err := a.windows(ctx, adm, t.Topics, opt.Since)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", t.Name, err)
 	}
