@@ -225,7 +225,7 @@ type partWindow struct {
 }
 
 // windows lists each partition's log start, last stable offset and committed
-// window (four Kafka requests for all partitions).
+// window (three Kafka requests for all its partitions, four with --since).
 func (a *Auditor) windows(ctx context.Context, adm *kadm.Client, topics []string, since time.Time) ([]partWindow, error) {
 	starts, err := adm.ListStartOffsets(ctx, topics...)
 	if err != nil {

@@ -25,9 +25,15 @@
 //
 // Cost: one listing of the raw zone, one footer read per raw file, the table's
 // manifests and one footer read per live table file, the dead-letter topic once,
-// and four Kafka offset requests. Data pages are read only where a range is in
-// doubt: a hole is read from Kafka (read_committed) to tell data records from
-// markers; a raw-only stretch whose row counts do not add up is settled by
-// reading the files' _kafka_offset column and the stretch from Kafka;
-// overlapping files are read to count the rows they share.
+// and three or four Kafka offset requests per table. Data pages are read only
+// where a range is in doubt: a hole is read from Kafka (read_committed) to tell
+// data records from markers; a stretch of overlapping raw files (raw files that
+// merely touch are counted apart) whose rows and dead letters do not add up to
+// its offsets is settled by reading the files' _kafka_offset column and the
+// stretch from Kafka; overlapping files are read to count the rows they share.
+//
+// Limits: a stretch that table coverage touches is checked by ranges only, so
+// within it a dropped dead letter, or a lost raw file of one period whose
+// offsets lie inside another period's range, is not seen (table files record
+// raw ranges, not row counts per partition).
 package audit
