@@ -102,6 +102,9 @@ func (a *Auditor) Run(ctx context.Context, opt Options) (*Report, error) {
 	if len(tables) == 0 {
 		return nil, fmt.Errorf("--table %q: %w", opt.Table, ErrUnknownTable)
 	}
+	if a.Cat != nil && a.Warehouse == nil {
+		return nil, errors.New("audit: a catalog needs its warehouse store")
+	}
 	lake, wh := &countingStore{Store: a.Lake}, (*countingStore)(nil)
 	if a.Warehouse != nil {
 		wh = &countingStore{Store: a.Warehouse}
@@ -190,19 +193,29 @@ func (a *Auditor) table(ctx context.Context, t *config.Table, parts []partWindow
 		}
 		return readOffsets(ctx, lake, file, topic, partition)
 	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	rawOf := map[tp][]RawFile{}
+	for _, r := range raw {
+		k := tp{r.ft.Topic, r.ft.Partition}
+		rawOf[k] = append(rawOf[k], RawFile{Key: r.key, Period: r.period, Range: Range{r.ft.First, r.ft.Last}, Rows: r.ft.Rows})
+	}
+	covOf := map[tp][]TableRange{}
+	for _, c := range cov {
+		for topic, ps := range c.cov {
+			for p, rgs := range ps {
+				for _, rg := range rgs {
+					covOf[tp{topic, p}] = append(covOf[tp{topic, p}], TableRange{File: c.path, Period: c.period, Range: Range{rg.First, rg.Last}})
+				}
+			}
+		}
+	}
 	for _, pw := range parts {
+		k := tp{pw.topic, pw.partition}
 		in := &PartitionInput{TableName: t.Name, Topic: pw.topic, Partition: pw.partition, LogStart: pw.start,
-			Stable: pw.stable, Window: pw.window, DeadLetters: dead[pw.topic][pw.partition]}
-		for _, r := range raw {
-			if r.ft.Topic == pw.topic && r.ft.Partition == pw.partition {
-				in.Raw = append(in.Raw, RawFile{Key: r.key, Period: r.period, Range: Range{r.ft.First, r.ft.Last}, Rows: r.ft.Rows})
-			}
-		}
-		for _, c := range cov {
-			for _, rg := range c.cov[pw.topic][pw.partition] {
-				in.Coverage = append(in.Coverage, TableRange{File: c.path, Period: c.period, Range: Range{rg.First, rg.Last}})
-			}
-		}
+			Stable: pw.stable, Window: pw.window, DeadLetters: dead[pw.topic][pw.partition], Raw: rawOf[k], Coverage: covOf[k]}
 		pr, err := Analyze(ctx, in, probe)
 		if err != nil {
 			return fmt.Errorf("table %s, %s/%d: %w", t.Name, pw.topic, pw.partition, err)
