@@ -26,10 +26,12 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
 	"github.com/lakesink/lakesink/lake/layout"
+	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -193,7 +195,7 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			return nil
 		}
 		st.raw = append(st.raw, RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset,
-			Size: o.Size, Modified: o.Modified, Period: k.Period})
+			Last: LastUnknown, Size: o.Size, Modified: o.Modified, Period: k.Period})
 		return nil
 	})
 	if err != nil {
@@ -231,8 +233,73 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			st.dfs[tf.Path] = df
 		}
 	}
+	if err := c.readLastOffsets(ctx, t, p, st); err != nil {
+		return nil, err
+	}
 	st.plan = Build(p, st.raw, st.files)
 	return st, nil
+}
+
+// footerReaders bounds the raw footers read at once.
+const footerReaders = 8
+
+// readLastOffsets reads the last offset from the footer of the raw files the
+// planner could take as already in the table: those of closed periods whose
+// first offset lies in a range a table file of the period covers. Only the
+// whole range decides (a sink that replayed from an old commit rewrites a key
+// with more rows); the others stay LastUnknown, which the planner merges
+// anyway. A file gone meanwhile (another compactor cleaned it) is dropped.
+func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Params, st *state) error {
+	cov := map[layout.Period]Coverage{}
+	for _, f := range st.files {
+		if f.Coverage == nil {
+			continue
+		}
+		if cov[f.Period] == nil {
+			cov[f.Period] = Coverage{}
+		}
+		cov[f.Period].Merge(f.Coverage)
+	}
+	var todo []int
+	for i, r := range st.raw {
+		if p.Closed(r.Period) && cov[r.Period].Holds(r.Topic, r.Partition, r.First) {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	gone := make([]bool, len(st.raw))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(footerReaders)
+	for _, i := range todo {
+		g.Go(func() error {
+			key := st.raw[i].Key
+			last, err := rawfile.ReadLastOffset(gctx, c.Lake, key)
+			switch {
+			case store.IsNotFound(err):
+				gone[i] = true
+				return nil
+			case err != nil:
+				return fmt.Errorf("read the last offset of raw file %s: %w", c.Lake.URI(key), err)
+			}
+			st.raw[i].Last = last
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	kept := st.raw[:0]
+	for i, r := range st.raw {
+		if gone[i] {
+			c.Log.Info("raw file gone while planning", "table", t.Name, "file", r.Key)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	st.raw = kept
+	return nil
 }
 
 func (c *Compactor) params(t *config.Table, g layout.Granularity, now time.Time) Params {

@@ -53,16 +53,6 @@ func (c Coverage) Merge(o Coverage) {
 	}
 }
 
-// HasFile reports whether the raw file starting at first was consumed.
-func (c Coverage) HasFile(topic string, partition int32, first int64) bool {
-	for _, r := range c[topic][partition] {
-		if r.First == first {
-			return true
-		}
-	}
-	return false
-}
-
 // Holds reports whether offset lies in a consumed range.
 func (c Coverage) Holds(topic string, partition int32, offset int64) bool {
 	for _, r := range c[topic][partition] {

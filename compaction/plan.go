@@ -16,10 +16,15 @@ type RawFile struct {
 	Topic     string
 	Partition int32
 	First     int64
-	Size      int64
-	Modified  time.Time
-	Period    layout.Period
+	// Last is the file's last offset, from its footer (LastUnknown when not read).
+	Last     int64
+	Size     int64
+	Modified time.Time
+	Period   layout.Period
 }
+
+// LastUnknown is RawFile.Last of a file whose footer was not read.
+const LastUnknown int64 = -1
 
 // TableFile is a live data file of the Iceberg table.
 type TableFile struct {
@@ -108,11 +113,11 @@ func Build(p Params, raw []RawFile, files []TableFile) Plan {
 		}
 		var fresh []RawFile
 		for _, r := range rawBy[per] {
-			f, ok := coveringFile(filesBy[per], r)
+			committed, ok := covered(filesBy[per], r)
 			switch {
 			case !ok:
 				fresh = append(fresh, r)
-			case !f.Committed.IsZero() && f.Committed.Add(p.Grace).After(p.Now):
+			case !committed.IsZero() && committed.Add(p.Grace).After(p.Now):
 				plan.Covered++
 			default:
 				plan.Delete = append(plan.Delete, r)
@@ -141,13 +146,46 @@ func Build(p Params, raw []RawFile, files []TableFile) Plan {
 	return plan
 }
 
-func coveringFile(files []TableFile, r RawFile) (TableFile, bool) {
+// covered reports whether the table files of r's period hold every row of r:
+// its whole offset range [First, Last] lies in the union of their coverage (a
+// file rewritten under the same key by a sink that replayed from an old commit
+// holds more rows than the file first merged under that key). It also returns
+// when the last of the files it needs was committed (zero if unknown). A raw
+// file whose last offset is unknown is never covered.
+func covered(files []TableFile, r RawFile) (time.Time, bool) {
+	if r.Last < r.First {
+		return time.Time{}, false
+	}
+	type span struct {
+		Range
+		committed time.Time
+	}
+	var spans []span
 	for _, f := range files {
-		if f.Coverage.HasFile(r.Topic, r.Partition, r.First) {
-			return f, true
+		for _, rg := range f.Coverage[r.Topic][r.Partition] {
+			if rg.Last >= r.First && rg.First <= r.Last {
+				spans = append(spans, span{rg, f.Committed})
+			}
 		}
 	}
-	return TableFile{}, false
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.First, b.First) })
+	next := r.First // the lowest offset of r not yet seen covered
+	var committed time.Time
+	for _, s := range spans {
+		if s.First > next {
+			break
+		}
+		if s.Last >= next {
+			next = s.Last + 1
+			if s.committed.After(committed) {
+				committed = s.committed
+			}
+		}
+		if next > r.Last {
+			return committed, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // unit is what packing moves as a whole: all new raw files of one Kafka

@@ -96,7 +96,7 @@ func runPlanCase(in string) (string, error) {
 			if v, ok := kv["max_periods"]; ok {
 				p.MaxPeriods, _ = strconv.Atoi(v)
 			}
-		case "raw": // raw HOUR topic.partition.first size=N
+		case "raw": // raw HOUR topic.partition.first size=N [last=M|unknown] (last defaults to first)
 			per, err := hour(f[1])
 			if err != nil {
 				return "", bad(err)
@@ -105,7 +105,17 @@ func runPlanCase(in string) (string, error) {
 			pn, _ := strconv.Atoi(parts[1])
 			first, _ := strconv.ParseInt(parts[2], 10, 64)
 			size, _ := strconv.ParseInt(kv["size"], 10, 64)
-			raw = append(raw, RawFile{Key: f[2], Topic: parts[0], Partition: int32(pn), First: first, Size: size, Period: per})
+			last := first
+			switch v := kv["last"]; v {
+			case "":
+			case "unknown":
+				last = LastUnknown
+			default:
+				if last, err = strconv.ParseInt(v, 10, 64); err != nil {
+					return "", bad(err)
+				}
+			}
+			raw = append(raw, RawFile{Key: f[2], Topic: parts[0], Partition: int32(pn), First: first, Last: last, Size: size, Period: per})
 		case "table": // table HOUR NAME size=N covers=t/p/first-last,... committed=RFC3339|unknown
 			per, err := hour(f[1])
 			if err != nil {
