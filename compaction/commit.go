@@ -84,6 +84,9 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(o.Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
 		if err != nil {
 			c.deleteOutputs(ctx, outputs)
+			if Transient(err) {
+				return fmt.Errorf("register %s: %w", o.Key, err)
+			}
 			return fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
 		}
 		adds = append(adds, df)

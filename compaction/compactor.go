@@ -275,19 +275,30 @@ func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Para
 	for _, i := range todo {
 		g.Go(func() error {
 			key := st.raw[i].Key
-			last, err := rawfile.ReadLastOffset(gctx, c.Lake, key)
+			f, _, obj, err := openParquet(gctx, c.Lake, key, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 			switch {
 			case store.IsNotFound(err):
 				gone[i] = true
 				return nil
 			case err != nil:
-				return fmt.Errorf("read the last offset of raw file %s: %w", c.Lake.URI(key), err)
+				return fmt.Errorf("read the last offset of raw file: %w", err)
+			}
+			defer obj.Close()
+			last, ok, err := rawfile.LastOffset(f)
+			switch {
+			case err != nil:
+				return fmt.Errorf("raw file %s: %w: %w", c.Lake.URI(key), ErrBadInput, err)
+			case !ok:
+				return fmt.Errorf("raw file %s: %w: no %s footer key", c.Lake.URI(key), ErrBadInput, rawfile.MetaLastOffset)
 			}
 			st.raw[i].Last = last
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
+		if errors.Is(err, ErrBadInput) {
+			return fmt.Errorf("%w: %w", ErrHalt, err)
+		}
 		return err
 	}
 	kept := st.raw[:0]
@@ -333,15 +344,14 @@ func (c *Compactor) footer(ctx context.Context, path string) (string, Coverage, 
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrHalt, err)
 	}
-	obj, err := c.Warehouse.Open(ctx, key)
+	f, _, obj, err := openParquet(ctx, c.Warehouse, key, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if errors.Is(err, ErrBadInput) {
+		return "", nil, fmt.Errorf("%w: read the footer of table file: %w", ErrHalt, err)
+	}
 	if err != nil {
-		return "", nil, fmt.Errorf("open table file %s: %w", path, err)
+		return "", nil, fmt.Errorf("read the footer of table file: %w", err)
 	}
 	defer obj.Close()
-	f, err := parquet.OpenFile(obj, obj.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return "", nil, fmt.Errorf("read footer of %s: %w", path, err)
-	}
 	job, _ := f.Lookup(JobKey)
 	v, ok := f.Lookup(CoverageKey)
 	if !ok {

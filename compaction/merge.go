@@ -277,6 +277,9 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
 	var src io.ReaderAt
 	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
+	// tracked sees the reads of a file read piecewise from the store: a
+	// failure there is the store's (retryable), not the file's (a halt).
+	var tracked *trackedReader
 	if size > 0 && size <= wholeFileBytes {
 		// A small file is fetched with one GET (Open would add a HEAD, and reading
 		// it page by page a request per page of every column).
@@ -292,13 +295,14 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 			return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
 		}
 		defer obj.Close()
-		src, size = obj, obj.Size()
+		tracked = &trackedReader{r: obj}
+		src, size = tracked, obj.Size()
 	}
+	bad := func(err error) error { return readFailure(st.URI(key), tracked, err) }
 	f, err := parquet.OpenFile(src, size, opts...)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w: %w", st.URI(key), ErrBadInput, err)
+		return 0, 0, bad(err)
 	}
-	bad := func(err error) error { return fmt.Errorf("%s: %w: %w", st.URI(key), ErrBadInput, err) }
 	cols, direct := columnPlan(m.Schema.Parquet, f.Schema())
 	var conv parquet.Conversion
 	convert := func() error {

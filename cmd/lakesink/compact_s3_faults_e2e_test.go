@@ -1,0 +1,46 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestE2ECompactS3ReadFaults: S3 answers 503 to every read of the table's
+// data files (the compactor reads each output's footer back to register it).
+// That is a retryable failure (exit 1), never a halt (exit 3); once S3 is
+// well again, the next run ends with the table exact.
+func TestE2ECompactS3ReadFaults(t *testing.T) {
+	f := sinkFixture(t)
+	prefix, _ := f.lakeFor(t)
+	proxy := newFaultProxy(t, f.b.s3.Endpoint)
+	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
+	cfg := f.compactConfig(t, prefix, catYAML, "")
+	proxied := writeTemp(t, "compact-proxied.yaml", strings.Replace(readFile(t, cfg), "endpoint: "+f.b.s3.Endpoint, "endpoint: "+proxy.URL, 1))
+	if !strings.Contains(readFile(t, proxied), proxy.URL) {
+		t.Fatalf("the config does not name the S3 endpoint %s", f.b.s3.Endpoint)
+	}
+	proxy.setHook(func(r *http.Request, _ []byte) fault {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.Contains(r.URL.Path, "/warehouse/") &&
+			strings.Contains(r.URL.Path, "/data/") && strings.HasSuffix(r.URL.Path, ".parquet") {
+			return fail503
+		}
+		return pass
+	})
+	code, out, m := f.compactRunFor(t, 5*time.Minute, proxied)
+	if proxy.injected(fail503) == 0 {
+		t.Fatalf("no read of a table data file went through the proxy:\n%s", out)
+	}
+	if code != 1 {
+		t.Fatalf("compact exit %d with S3 answering 503, want 1 (retryable):\n%s", code, out)
+	}
+	if m[`lakesink_compaction_halted`] != 0 {
+		t.Errorf("lakesink_compaction_halted = %v after a transient S3 failure, want 0", m[`lakesink_compaction_halted`])
+	}
+	proxy.setHook(nil)
+	if code, out, _ := f.compactRunFor(t, 5*time.Minute, proxied); code != 0 {
+		t.Fatalf("compact exit %d once S3 answers again:\n%s", code, out)
+	}
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+}
