@@ -24,18 +24,28 @@ const (
 	SummaryInputs  = "lakesink.inputs-sha256"
 	SummaryOffsets = "lakesink.kafka-offsets"
 	SummaryFiles   = "lakesink.input-files"
+	// SummaryAttempt numbers a job's commit attempts (1, 2, ...): each attempt
+	// writes outputs of its own, and reconciling an unknown outcome looks for
+	// the attempt, not only the job.
+	SummaryAttempt = "lakesink.attempt"
 )
 
-// lineage is the snapshot summary of a commit: the job id, a hash and the count of
-// its inputs (table file paths and raw file URIs; sorted here), and the Kafka
-// offsets its outputs cover.
-func lineage(job string, inputs []string, covered Coverage) iceberg.Properties {
+// lineage is the snapshot summary of a commit: the job id and attempt, a hash and
+// the count of its inputs (table file paths and raw file URIs; sorted here), and
+// the Kafka offsets its outputs cover.
+func lineage(job string, attempt int, inputs []string, covered Coverage) iceberg.Properties {
 	slices.Sort(inputs)
 	h := sha256.Sum256([]byte(strings.Join(inputs, "\n")))
 	offs, _ := json.Marshal(covered.Offsets())
-	return iceberg.Properties{SummaryJob: job, SummaryInputs: hex.EncodeToString(h[:]),
+	return iceberg.Properties{SummaryJob: job, SummaryAttempt: strconv.Itoa(attempt), SummaryInputs: hex.EncodeToString(h[:]),
 		SummaryOffsets: string(offs), SummaryFiles: strconv.Itoa(len(inputs))}
 }
+
+// ErrCommitUnknown marks a commit whose outcome could not be established: the
+// catalog reported an error that could hide a success and the table could not
+// be read to tell. The outputs stay (orphan cleanup collects them if unused);
+// the run fails retryable.
+var ErrCommitUnknown = errors.New("commit outcome unknown")
 
 // jobCommits maps compaction job ids to the time their snapshot was committed.
 func jobCommits(tbl *table.Table) map[string]time.Time {
@@ -50,29 +60,64 @@ func jobCommits(tbl *table.Table) map[string]time.Time {
 	return out
 }
 
-// conflictError is a clean commit conflict: nothing was committed.
-type conflictError struct{ err error }
+// hasAttempt reports whether a snapshot of the table carries the job and
+// attempt of props (a commit without an attempt key matches on the job alone).
+func hasAttempt(tbl *table.Table, props iceberg.Properties) bool {
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.Summary == nil || s.Summary.Properties[SummaryJob] != props[SummaryJob] {
+			continue
+		}
+		if a, ok := s.Summary.Properties[SummaryAttempt]; !ok || a == props[SummaryAttempt] {
+			return true
+		}
+	}
+	return false
+}
 
-func (e *conflictError) Error() string { return "commit conflict: " + e.err.Error() }
-func (e *conflictError) Unwrap() error { return e.err }
+// replanError is a commit proven not applied (a clean conflict, or an error
+// whose job the table does not hold): the run plans again from a fresh table.
+type replanError struct {
+	err error
+	// clean is true for a conflict; false for an error of unknown outcome
+	// that reconciling found not applied (its outputs were kept).
+	clean bool
+}
+
+func (e *replanError) Error() string {
+	if e.clean {
+		return "commit conflict: " + e.err.Error()
+	}
+	return "commit not applied: " + e.err.Error()
+}
+func (e *replanError) Unwrap() error { return e.err }
 
 // isConflict reports whether a failed commit committed nothing and may be re-planned:
 // iceberg-go's table.ErrCommitFailed (REST, and the SQL catalog when the metadata
 // location moved), or the plain text its SQL and Glue catalogs return for a stale
 // transaction, `requirement failed: branch "main" has changed`, which wraps no
 // sentinel. This is the one place that matches that text;
-// TestConcurrentCompactorsConflict pins it.
+// TestConcurrentCompactorsConflict pins it. A conflict is proven clean only once
+// reconcile has not found the attempt in the table (a Glue UpdateTable retried
+// by the SDK after a lost answer is refused as a conflict although applied).
 func isConflict(err error) bool {
 	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "has changed") ||
 		strings.Contains(err.Error(), "requirement failed")
 }
 
+// reconcileAttempts and reconcileTimeout bound looking for a job in the table
+// after a commit error (the catalog may be failing for a while).
+const (
+	reconcileAttempts = 5
+	reconcileTimeout  = time.Minute
+)
+
 // commit replaces deletes with outputs in one Iceberg transaction, with props (the
-// lineage) in the snapshot summary. A clean conflict deletes the outputs (nothing
-// referenced them) and returns a *conflictError, which re-plans; any other failure
-// leaves the outcome unknown: the job id is looked for in the reloaded table (found:
-// committed after all) before anything is deleted, and otherwise the outputs are
-// left to orphan cleanup, since a late commit could still reference them.
+// lineage) in the snapshot summary, pinned to the snapshot tbl is at. After any
+// error the attempt is looked for in the reloaded table before anything is
+// deleted (reconcile): found, the commit happened; absent after a conflict, the
+// outputs are deleted and a *replanError re-plans; absent after another error,
+// the outputs are left to orphan cleanup (a late request could still apply) and
+// the run re-plans; the table unreadable, ErrCommitUnknown.
 func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties) error {
 	fs, err := tbl.FS(ctx)
 	if err != nil {
@@ -96,26 +141,63 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		c.deleteOutputs(ctx, outputs)
 		return fmt.Errorf("stage commit: %w", err)
 	}
-	_, err = tx.Commit(ctx)
+	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
+	_, err = tx.Commit(cctx)
+	cancel()
 	if err == nil {
 		return nil
 	}
+	// Any error may hide a success (a response lost after the catalog applied
+	// the commit, a Glue UpdateTable retried by the SDK and refused as a
+	// conflict): look for the attempt in the table before anything else.
+	applied, rerr := c.reconcile(ctx, t, props)
+	log := c.Log.With("table", t.Name, "job", props[SummaryJob], "attempt", props[SummaryAttempt])
+	switch {
+	case rerr != nil:
+		c.Metrics.reconciled(t.Name, "unknown")
+		log.Error("commit outcome unknown; outputs left for orphan cleanup", "err", err, "reconcile_err", rerr)
+		return fmt.Errorf("%w: commit: %w; looking for the job in the table: %w", ErrCommitUnknown, err, rerr)
+	case applied:
+		c.Metrics.reconciled(t.Name, "applied")
+		log.Warn("commit reported an error but the job is in the table", "err", err)
+		return nil
+	}
+	c.Metrics.reconciled(t.Name, "absent")
 	if isConflict(err) {
-		// Nothing was committed: the outputs are ours alone.
+		// Proven clean: nothing was committed, the outputs are ours alone.
 		c.deleteOutputs(ctx, outputs)
-		return &conflictError{err}
+		return &replanError{err: err, clean: true}
 	}
-	// Unknown outcome: look for the job in the table before anything else.
-	fresh, lerr := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
-	if lerr == nil {
-		if _, ok := jobCommits(fresh)[props[SummaryJob]]; ok {
-			c.Log.Warn("commit reported an error but the job is in the table", "table", t.Name, "job", props[SummaryJob], "err", err)
-			return nil
+	// Not applied now, but a request still in flight could apply later: never
+	// delete what a late commit could reference (orphan cleanup will).
+	log.Warn("commit failed and the job is not in the table; planning again", "err", err)
+	return &replanError{err: err}
+}
+
+// reconcile reloads the table and reports whether the commit of props is in
+// it. It uses a context of its own: the commit's may be what timed out, and a
+// cancelled run must still learn whether its outputs are referenced.
+func (c *Compactor) reconcile(ctx context.Context, t *config.Table, props iceberg.Properties) (bool, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reconcileTimeout)
+	defer cancel()
+	wait := 200 * time.Millisecond
+	var err error
+	for i := range reconcileAttempts {
+		if i > 0 {
+			select {
+			case <-rctx.Done():
+				return false, fmt.Errorf("reload table %s: %w (last error: %w)", t.Name, rctx.Err(), err)
+			case <-time.After(wait):
+			}
+			wait *= 2
 		}
+		var tbl *table.Table
+		if tbl, err = c.Cat.Cat.LoadTable(rctx, c.Cat.Ident(t.Name)); err == nil {
+			return hasAttempt(tbl, props), nil
+		}
+		c.Log.Warn("reloading the table to reconcile a commit", "table", t.Name, "job", props[SummaryJob], "err", err)
 	}
-	// Not visible (or unknowable): leave the outputs to orphan cleanup, never
-	// delete what a late commit could still reference.
-	return fmt.Errorf("commit with unknown outcome (outputs left for orphan cleanup): %w", err)
+	return false, fmt.Errorf("reload table %s (%d attempts): %w", t.Name, reconcileAttempts, err)
 }
 
 // deleteOutputs deletes outputs that no commit references (best effort: orphan

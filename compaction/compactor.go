@@ -120,6 +120,9 @@ type state struct {
 	dfs   map[string]iceberg.DataFile
 	raw   []RawFile
 	plan  Plan
+	// attempt numbers the commit attempts of a run for the table (from 1):
+	// outputs of each attempt get names of their own.
+	attempt int
 }
 
 func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) error {
@@ -157,20 +160,23 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			c.printPlan(t, g, st)
 			return nil
 		}
+		st.attempt = attempt
 		err = c.compactOnce(ctx, t, g, st, sum)
-		var conflict *conflictError
-		if !errors.As(err, &conflict) {
+		var replan *replanError
+		if !errors.As(err, &replan) {
 			if err != nil {
 				return err
 			}
 			break
 		}
-		sum.Conflicts++
-		c.Metrics.conflict(t.Name)
-		if attempt >= attempts {
-			return fmt.Errorf("gave up after %d commit conflicts: %w", attempt, conflict.err)
+		if replan.clean {
+			sum.Conflicts++
+			c.Metrics.conflict(t.Name)
 		}
-		c.Log.Warn("commit conflict, planning again", "table", t.Name, "attempt", attempt, "err", conflict.err)
+		if attempt >= attempts {
+			return fmt.Errorf("gave up after %d commit attempts: %w", attempt, replan)
+		}
+		c.Log.Warn("commit not applied, planning again", "table", t.Name, "attempt", attempt, "err", replan)
 		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
 			return fmt.Errorf("reload table: %w", err)
 		}
@@ -392,7 +398,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	prog := newProgress(c, t.Name, total)
 	m := &Merger{Schema: out, SortBy: icetable.SortColumns(t), Lake: c.Lake, Warehouse: c.Warehouse,
 		Budget: int64(c.Cfg.Compaction.MemoryBudget) / 2, RowGroupSize: int64(c.Cfg.Compaction.RowGroupSize),
-		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Progress: prog.add,
+		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, Progress: prog.add,
 		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel)}
 	filters := map[layout.Period]Coverage{}
 	for _, f := range st.files {
@@ -446,7 +452,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		st.plan.Delete = append(st.plan.Delete, c.pastGrace(empty)...)
 		return nil
 	}
-	if err := c.commit(ctx, t, tbl, deletes, outputs, lineage(sum.Job, inputs, all)); err != nil {
+	if err := c.commit(ctx, t, tbl, deletes, outputs, lineage(sum.Job, st.attempt, inputs, all)); err != nil {
 		return err
 	}
 	c.Log.Info("committed", "table", t.Name, "job", sum.Job, "outputs", len(outputs), "replaced", len(deletes))

@@ -34,8 +34,10 @@ type Merger struct {
 	RowGroupSize    int64
 	Target          int64
 	TempDir         string
-	// Job names the run; outputs are <Dir>/<Job>-<group>-<n>.parquet.
-	Job string
+	// Job names the run and Attempt its commit attempt (from 1); outputs are
+	// <Dir>/<Job>-a<Attempt>-<group>-<n>.parquet, fresh on every attempt.
+	Job     string
+	Attempt int
 	// Progress, when set, is told of every input file read (its bytes).
 	Progress func(bytes int64)
 	// Codec compresses the outputs; nil: the lake's default (zstd, default level).
@@ -599,7 +601,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 func (o *outputs) open() error {
-	o.key = fmt.Sprintf("%s/%s-%d-%d.parquet", o.dir, o.m.Job, o.gi, len(o.done))
+	o.key = fmt.Sprintf("%s/%s-a%d-%d-%d.parquet", o.dir, o.m.Job, o.m.Attempt, o.gi, len(o.done))
 	pr, pw := io.Pipe()
 	o.pw, o.cw = pw, &countWriter{w: pw}
 	o.errc = make(chan error, 1)

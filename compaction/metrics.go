@@ -16,6 +16,7 @@ type Metrics struct {
 	Rows        *prometheus.CounterVec
 	Duplicates  *prometheus.CounterVec
 	Conflicts   *prometheus.CounterVec
+	Reconciled  *prometheus.CounterVec
 	RawDeleted  *prometheus.CounterVec
 	Duration    prometheus.Gauge
 	LastSuccess *prometheus.GaugeVec
@@ -44,6 +45,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rows dropped because their (topic, partition, offset) was already present."}, tl),
 		Conflicts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_conflicts_total",
 			Help: "Iceberg commits that lost a race and were planned again."}, tl),
+		Reconciled: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_reconciled_total",
+			Help: "Commit errors reconciled by looking for the job in the table, by outcome (applied: the commit was in; absent: it was not; unknown: the table could not be read)."},
+			[]string{"table", "outcome"}),
 		RawDeleted: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_raw_files_deleted_total",
 			Help: "Raw files deleted after their rows were committed and the grace period passed."}, tl),
 		Duration: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_duration_seconds",
@@ -58,6 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) conflict(table string) {
 	if m != nil {
 		m.Conflicts.WithLabelValues(table).Inc()
+	}
+}
+
+func (m *Metrics) reconciled(table, outcome string) {
+	if m != nil {
+		m.Reconciled.WithLabelValues(table, outcome).Inc()
 	}
 }
 
@@ -86,5 +96,8 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 func (m *Metrics) Touch(table string) {
 	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.RawDeleted} {
 		v.WithLabelValues(table)
+	}
+	for _, outcome := range []string{"applied", "absent", "unknown"} {
+		m.Reconciled.WithLabelValues(table, outcome)
 	}
 }

@@ -101,6 +101,8 @@ func (p *Compaction) validate() error {
 		return keyErr("compaction.max_partitions_per_commit", "must be at least 1")
 	case p.CommitAttempts < 1:
 		return keyErr("compaction.commit_attempts", "must be at least 1")
+	case p.CommitTimeout < time.Second:
+		return keyErr("compaction.commit_timeout", "%s is too short (minimum 1s)", p.CommitTimeout)
 	case p.RawGrace < 0:
 		return keyErr("compaction.raw_grace", "must not be negative")
 	case p.SnapshotRetainLast < 1:

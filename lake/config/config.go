@@ -103,6 +103,9 @@ type Compaction struct {
 	MaxPartitionsPerCommit int `yaml:"max_partitions_per_commit"`
 	// CommitAttempts bounds the re-plan-and-retry loop on commit conflicts.
 	CommitAttempts int `yaml:"commit_attempts"`
+	// CommitTimeout bounds one Iceberg commit request; past it the outcome is
+	// unknown and the compactor looks for its job in the table (default 2m).
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
 	// RawGrace is how long raw files stay after their rows are committed (readers finish).
 	RawGrace time.Duration `yaml:"raw_grace"`
 	// SnapshotRetainLast and SnapshotMaxAge drive snapshot expiry.
@@ -308,6 +311,7 @@ func Default() Config {
 			MemoryBudget:           512 * MiB,
 			MaxPartitionsPerCommit: 200,
 			CommitAttempts:         5,
+			CommitTimeout:          2 * time.Minute,
 			RawGrace:               time.Hour,
 			SnapshotRetainLast:     20,
 			SnapshotMaxAge:         7 * 24 * time.Hour,
