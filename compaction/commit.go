@@ -137,6 +137,15 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		adds = append(adds, df)
 	}
 	tx := tbl.NewTransaction()
+	// Compare-and-swap on the snapshot we planned from: iceberg-go replays a
+	// conflicting commit on the new head when the table's
+	// commit.retry.num-retries is above 0 (any writer can set it), which would
+	// add our outputs on top of a rival's holding the same rows. A pinned ref
+	// is never replayed; a conflict comes back to us and we plan again.
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		c.deleteOutputs(ctx, outputs)
+		return fmt.Errorf("stage commit: %w", err)
+	}
 	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props); err != nil {
 		c.deleteOutputs(ctx, outputs)
 		return fmt.Errorf("stage commit: %w", err)

@@ -17,9 +17,15 @@ import (
 
 // Properties are the table properties lakesink sets on tables it creates:
 // Parquet with zstd (what Athena's write_compression maps to), the target file
-// size, and the retention the compactor's own snapshot expiry follows.
+// size, the retention the compactor's own snapshot expiry follows, and no
+// commit replay: iceberg-go v0.7.0 (table.readRetryConfig in doCommit) reads
+// commit.retry.num-retries from the table and, above 0, replays a conflicting
+// commit on the new head, which would add a compaction's outputs on top of a
+// rival's holding the same rows. Another writer can change the property, so
+// the compactor also pins its commits to the snapshot it planned from.
 func Properties(t *config.Table, comp *config.Compaction) iceberg.Properties {
 	return iceberg.Properties{
+		table.CommitNumRetriesKey:                    "0",
 		"format-version":                             "2",
 		"write.format.default":                       "parquet",
 		"write.parquet.compression-codec":            "zstd",
