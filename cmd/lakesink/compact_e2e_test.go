@@ -398,7 +398,10 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 	cfg := f.compactConfig(t, prefix, catYAML, "  max_partitions_per_commit: 1")
 	// A raw file kept aside: whenever the runs run out of work, a copy of it
 	// under a fresh name lands as a late duplicate into a compacted hour, so
-	// that the next run has an hour to rewrite and a raw file to clean.
+	// that the next run has an hour to rewrite and a raw file to clean. The
+	// name's first offset lies past every offset produced: a copy named inside
+	// a covered range, with its footer's last offset, is a file the table
+	// already holds whole, which the planner deletes without a rewrite.
 	spare := readObject(t, lake, keys[2])
 	late := int64(0)
 	feed := func() {
@@ -407,7 +410,7 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 		parts := strings.Split(strings.TrimSuffix(base, ".parquet"), ".")
 		var first int64
 		fmt.Sscan(parts[len(parts)-1], &first)
-		parts[len(parts)-1] = fmt.Sprintf("%020d", first+1000+late)
+		parts[len(parts)-1] = fmt.Sprintf("%020d", first+1_000_000+late)
 		if err := lake.Create(context.Background(), dir+"/"+strings.Join(parts, ".")+".parquet", bytes.NewReader(spare)); err != nil {
 			t.Fatal(err)
 		}
