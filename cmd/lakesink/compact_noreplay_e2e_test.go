@@ -69,14 +69,19 @@ func TestE2ECompactNoReplayOnRival(t *testing.T) {
 	}
 
 	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var once, releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the proxy closes (cleanups run last first): a held request never blocks it
 	proxy.setHook(func(r *http.Request, _ []byte) fault {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/namespaces/"+ns+"/tables/events") {
 			held := false
 			once.Do(func() { held = true })
 			if held {
 				close(arrived)
-				<-release
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
 			}
 		}
 		return pass
@@ -98,11 +103,10 @@ func TestE2ECompactNoReplayOnRival(t *testing.T) {
 	case r := <-resA:
 		t.Fatalf("compactor A ended (exit %d) without committing through the proxy:\n%s", r.code, r.out)
 	case <-time.After(3 * time.Minute):
-		close(release)
 		t.Fatal("compactor A's commit did not reach the proxy within 3 minutes")
 	}
 	codeB, outB, _ := f.compactRunFor(t, 3*time.Minute, cfgB)
-	close(release)
+	free()
 	a := <-resA
 	if a.err != nil {
 		t.Fatalf("compactor A: %v:\n%s", a.err, a.out)
