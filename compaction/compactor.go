@@ -281,7 +281,7 @@ func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Para
 	for _, i := range todo {
 		g.Go(func() error {
 			key := st.raw[i].Key
-			f, _, obj, err := openParquet(gctx, c.Lake, key, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+			f, _, obj, err := openParquet(gctx, c.Lake, key, c.Cfg.Compaction.ReadTimeout, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 			switch {
 			case store.IsNotFound(err):
 				gone[i] = true
@@ -350,7 +350,7 @@ func (c *Compactor) footer(ctx context.Context, path string) (string, Coverage, 
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrHalt, err)
 	}
-	f, _, obj, err := openParquet(ctx, c.Warehouse, key, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	f, _, obj, err := openParquet(ctx, c.Warehouse, key, c.Cfg.Compaction.ReadTimeout, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if errors.Is(err, ErrBadInput) {
 		return "", nil, fmt.Errorf("%w: read the footer of table file: %w", ErrHalt, err)
 	}
@@ -398,7 +398,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	prog := newProgress(c, t.Name, total)
 	m := &Merger{Schema: out, SortBy: icetable.SortColumns(t), Lake: c.Lake, Warehouse: c.Warehouse,
 		Budget: int64(c.Cfg.Compaction.MemoryBudget) / 2, RowGroupSize: int64(c.Cfg.Compaction.RowGroupSize),
-		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, Progress: prog.add,
+		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, ReadTimeout: c.Cfg.Compaction.ReadTimeout, Progress: prog.add,
 		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel)}
 	filters := map[layout.Period]Coverage{}
 	for _, f := range st.files {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -38,6 +39,10 @@ type Merger struct {
 	// <Dir>/<Job>-a<Attempt>-<group>-<n>.parquet, fresh on every attempt.
 	Job     string
 	Attempt int
+	// ReadTimeout bounds reading one input file (0: none): the store's
+	// requests have no deadline of their own, and a hung read must end the
+	// run retryable rather than hang it.
+	ReadTimeout time.Duration
 	// Progress, when set, is told of every input file read (its bytes).
 	Progress func(bytes int64)
 	// Codec compresses the outputs; nil: the lake's default (zstd, default level).
@@ -277,6 +282,11 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 // listed (0: unknown). filter, when set, drops rows it holds (raw files). It returns
 // the rows kept and the file's last offset.
 func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
+	if m.ReadTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.ReadTimeout)
+		defer cancel()
+	}
 	var src io.ReaderAt
 	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
 	// tracked sees the reads of a file read piecewise from the store: a

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -78,9 +79,15 @@ func readFailure(uri string, r *trackedReader, err error) error {
 	return fmt.Errorf("%s: %w: %w", uri, ErrBadInput, err)
 }
 
-// openParquet opens key's Parquet footer through st with reads tracked; the
-// caller closes the returned object.
-func openParquet(ctx context.Context, st store.Store, key string, opts ...parquet.FileOption) (*parquet.File, *trackedReader, io.Closer, error) {
+// openParquet opens key's Parquet footer through st with reads tracked, within
+// timeout (0: none; the store's requests have no deadline of their own). The
+// caller closes the returned object; reads past the footer are not expected.
+func openParquet(ctx context.Context, st store.Store, key string, timeout time.Duration, opts ...parquet.FileOption) (*parquet.File, *trackedReader, io.Closer, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	obj, err := st.Open(ctx, key)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open %s: %w", st.URI(key), err)

@@ -44,3 +44,32 @@ func TestE2ECompactS3ReadFaults(t *testing.T) {
 	}
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 }
+
+// TestE2ECompactS3ReadHang: S3 accepts the reads of the raw files and never
+// answers. The store sets no deadline of its own; compaction.read_timeout
+// bounds each input read, and the run ends retryable (exit 1), not hung and
+// not halted.
+func TestE2ECompactS3ReadHang(t *testing.T) {
+	f := sinkFixture(t)
+	prefix, _ := f.lakeFor(t)
+	proxy := newFaultProxy(t, f.b.s3.Endpoint)
+	catYAML, _, _ := sqliteCatalog(t, f.b, prefix)
+	cfg := f.compactConfig(t, prefix, catYAML, "  read_timeout: 3s")
+	proxied := writeTemp(t, "compact-proxied.yaml", strings.Replace(readFile(t, cfg), "endpoint: "+f.b.s3.Endpoint, "endpoint: "+proxy.URL, 1))
+	proxy.setHook(func(r *http.Request, _ []byte) fault {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/raw/") && strings.HasSuffix(r.URL.Path, ".parquet") {
+			return hang
+		}
+		return pass
+	})
+	defer proxy.setHook(nil)
+	start := time.Now()
+	code, out, _ := f.compactRunFor(t, 2*time.Minute, proxied)
+	if proxy.injected(hang) == 0 {
+		t.Fatalf("no read of a raw file went through the proxy:\n%s", out)
+	}
+	if code != 1 {
+		t.Fatalf("compact exit %d with S3 hanging, want 1 (retryable):\n%s", code, out)
+	}
+	t.Logf("a hung S3 ended the run (exit 1) in %s", time.Since(start).Round(time.Second))
+}

@@ -103,6 +103,8 @@ func (p *Compaction) validate() error {
 		return keyErr("compaction.commit_attempts", "must be at least 1")
 	case p.CommitTimeout < time.Second:
 		return keyErr("compaction.commit_timeout", "%s is too short (minimum 1s)", p.CommitTimeout)
+	case p.ReadTimeout < time.Second:
+		return keyErr("compaction.read_timeout", "%s is too short (minimum 1s)", p.ReadTimeout)
 	case p.RawGrace < 0:
 		return keyErr("compaction.raw_grace", "must not be negative")
 	case p.SnapshotRetainLast < 1:

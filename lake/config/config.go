@@ -106,6 +106,10 @@ type Compaction struct {
 	// CommitTimeout bounds one Iceberg commit request; past it the outcome is
 	// unknown and the compactor looks for its job in the table (default 2m).
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
+	// ReadTimeout bounds reading one file (an input, or a footer) from the
+	// object store, whose requests have no deadline of their own: past it the
+	// run fails retryable (default 10m).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// RawGrace is how long raw files stay after their rows are committed (readers finish).
 	RawGrace time.Duration `yaml:"raw_grace"`
 	// SnapshotRetainLast and SnapshotMaxAge drive snapshot expiry.
@@ -312,6 +316,7 @@ func Default() Config {
 			MaxPartitionsPerCommit: 200,
 			CommitAttempts:         5,
 			CommitTimeout:          2 * time.Minute,
+			ReadTimeout:            10 * time.Minute,
 			RawGrace:               time.Hour,
 			SnapshotRetainLast:     20,
 			SnapshotMaxAge:         7 * 24 * time.Hour,
