@@ -7,20 +7,30 @@ import (
 	"time"
 )
 
+// behindS3Proxy copies the fixture's raw zone under a prefix of its own and
+// writes a compactor config (SQLite catalog, extra compaction YAML) whose S3
+// endpoint, for the raw zone and the table's files alike, is a fault proxy.
+// It returns the proxy, the config and the catalog's URI and warehouse.
+func (f *lakeFixture) behindS3Proxy(t *testing.T, extra string) (proxy *faultProxy, cfg, uri, wh string) {
+	t.Helper()
+	prefix, _ := f.lakeFor(t)
+	proxy = newFaultProxy(t, f.b.s3.Endpoint)
+	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
+	direct := readFile(t, f.compactConfig(t, prefix, catYAML, extra))
+	if !strings.Contains(direct, "endpoint: "+f.b.s3.Endpoint) {
+		t.Fatalf("the config does not name the S3 endpoint %s", f.b.s3.Endpoint)
+	}
+	cfg = writeTemp(t, "compact-proxied.yaml", strings.Replace(direct, "endpoint: "+f.b.s3.Endpoint, "endpoint: "+proxy.URL, 1))
+	return proxy, cfg, uri, wh
+}
+
 // TestE2ECompactS3ReadFaults: S3 answers 503 to every read of the table's
 // data files (the compactor reads each output's footer back to register it).
 // That is a retryable failure (exit 1), never a halt (exit 3); once S3 is
 // well again, the next run ends with the table exact.
 func TestE2ECompactS3ReadFaults(t *testing.T) {
 	f := sinkFixture(t)
-	prefix, _ := f.lakeFor(t)
-	proxy := newFaultProxy(t, f.b.s3.Endpoint)
-	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
-	cfg := f.compactConfig(t, prefix, catYAML, "")
-	proxied := writeTemp(t, "compact-proxied.yaml", strings.Replace(readFile(t, cfg), "endpoint: "+f.b.s3.Endpoint, "endpoint: "+proxy.URL, 1))
-	if !strings.Contains(readFile(t, proxied), proxy.URL) {
-		t.Fatalf("the config does not name the S3 endpoint %s", f.b.s3.Endpoint)
-	}
+	proxy, proxied, uri, wh := f.behindS3Proxy(t, "")
 	proxy.setHook(func(r *http.Request, _ []byte) fault {
 		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.Contains(r.URL.Path, "/warehouse/") &&
 			strings.Contains(r.URL.Path, "/data/") && strings.HasSuffix(r.URL.Path, ".parquet") {
@@ -51,11 +61,7 @@ func TestE2ECompactS3ReadFaults(t *testing.T) {
 // not halted.
 func TestE2ECompactS3ReadHang(t *testing.T) {
 	f := sinkFixture(t)
-	prefix, _ := f.lakeFor(t)
-	proxy := newFaultProxy(t, f.b.s3.Endpoint)
-	catYAML, _, _ := sqliteCatalog(t, f.b, prefix)
-	cfg := f.compactConfig(t, prefix, catYAML, "  read_timeout: 3s")
-	proxied := writeTemp(t, "compact-proxied.yaml", strings.Replace(readFile(t, cfg), "endpoint: "+f.b.s3.Endpoint, "endpoint: "+proxy.URL, 1))
+	proxy, proxied, _, _ := f.behindS3Proxy(t, "  read_timeout: 3s")
 	proxy.setHook(func(r *http.Request, _ []byte) fault {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/raw/") && strings.HasSuffix(r.URL.Path, ".parquet") {
 			return hang
