@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local test bed (no Docker): Kafka (KRaft), an S3 server (versitygw), Postgres (the Iceberg
-# SQL catalog's database), moto (AWS Glue), Iceberg's REST catalog fixture, and a Python venv
-# with DuckDB and PyIceberg as independent readers. Works from any directory.
+# SQL catalog's database), moto (AWS Glue), Iceberg's REST catalog fixture, Trino (Athena's
+# engine) over those catalogs, and a Python venv with DuckDB and PyIceberg as independent
+# readers. Works from any directory.
 #
 #   bed.sh up [--hold]    install what is missing and start everything (idempotent); prints the
 #                         time of each step on stderr. --hold: keep the bed up across other
@@ -12,7 +13,7 @@
 #   bed.sh status         state of each part; exit 1 if one is down
 #   bed.sh check          Kafka answers a Metadata request; DuckDB reads Parquet from S3; an
 #                         Iceberg table written by PyIceberg (SQLite catalog) reads back with
-#                         icebergq.py; Postgres, moto (Glue) and the REST catalog answer
+#                         icebergq.py; Postgres, moto (Glue), the REST catalog and Trino answer
 #   bed.sh reset          stop everything and delete the servers' data (caches and venv stay)
 #
 # Each `up` records its caller (the parent process, e.g. make's recipe shell) as a lease in
@@ -72,7 +73,10 @@ up() {
   lease_take
   local t0; t0=$(now_us)
   # Installs (mvn, go, pip, apt) run at once; each server starts as soon as what it needs is
-  # there: moto after the venv, the REST catalog after S3 (it is configured with S3's port).
+  # there: moto after the venv, the REST catalog after S3 (it is configured with S3's port),
+  # Trino (the slowest: an 820 MB download, then half a minute or more to start) after every
+  # server its catalogs point at, so that its configuration has their ports.
+  ( timed "trino install" "$HERE/trino.sh" install ) & local ti=$!
   ( timed "kafka install" "$HERE/kafka.sh" install && timed "kafka start" "$HERE/kafka.sh" start ) & local k=$!
   ( timed "rest install" "$HERE/rest.sh" install ) & local ri=$!
   ( timed "s3 install" "$HERE/s3.sh" install && timed "s3 start" "$HERE/s3.sh" start ) & local s=$!
@@ -88,12 +92,17 @@ up() {
   wait "$ri" || true
   wait "$r" || failed+=(rest)
   wait "$k" || failed+=(kafka)
+  if wait "$ti" && ((${#failed[@]} == 0)); then
+    timed "trino start" "$HERE/trino.sh" start || failed+=(trino)
+  else
+    failed+=(trino)
+  fi
   local ms=$((($(now_us) - t0) / 1000))
   if ((${#failed[@]})); then
     log "up FAILED after $((ms / 1000)).$((ms % 1000 / 100))s: ${failed[*]} (see messages above; logs under $RUN)"
     return 1
   fi
-  log "$(printf '%-14s %3d.%01ds' "up total" $((ms / 1000)) $((ms % 1000 / 100)))  kafka 127.0.0.1:$("$HERE/kafka.sh" port), s3 http://127.0.0.1:$("$HERE/s3.sh" port), postgres 127.0.0.1:$("$HERE/postgres.sh" port), glue $("$HERE/moto.sh" url), rest $("$HERE/rest.sh" url)"
+  log "$(printf '%-14s %3d.%01ds' "up total" $((ms / 1000)) $((ms % 1000 / 100)))  kafka 127.0.0.1:$("$HERE/kafka.sh" port), s3 http://127.0.0.1:$("$HERE/s3.sh" port), postgres 127.0.0.1:$("$HERE/postgres.sh" port), glue $("$HERE/moto.sh" url), rest $("$HERE/rest.sh" url), trino $("$HERE/trino.sh" url)"
 }
 
 down() {
@@ -106,7 +115,7 @@ down() {
     return 0
   fi
   local rc=0 pids=() name p
-  for name in kafka s3 postgres moto rest; do
+  for name in kafka s3 postgres moto rest trino; do
     "$HERE/$name.sh" stop & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
@@ -131,7 +140,8 @@ env_lines() {
     LAKESINK_TEST_ICEBERGQ "$HERE/icebergq.py" \
     LAKESINK_TEST_POSTGRES_DSN "$("$HERE/postgres.sh" dsn)" \
     LAKESINK_TEST_GLUE_ENDPOINT "$("$HERE/moto.sh" url)" \
-    LAKESINK_TEST_REST_URI "$("$HERE/rest.sh" url)"
+    LAKESINK_TEST_REST_URI "$("$HERE/rest.sh" url)" \
+    LAKESINK_TEST_TRINO_URI "$("$HERE/trino.sh" url)"
 }
 
 status() {
@@ -141,6 +151,7 @@ status() {
   "$HERE/postgres.sh" status || rc=1
   "$HERE/moto.sh" status || rc=1
   "$HERE/rest.sh" status || rc=1
+  "$HERE/trino.sh" status || rc=1
   if [[ -f "$BED/venv/.bed-stamp" ]]; then echo "venv: $BED/venv"; else echo "venv: not installed"; rc=1; fi
   local l; l=$(live_leases)
   echo "leases: ${l:-none}"
@@ -154,6 +165,7 @@ check() {
   "$HERE/postgres.sh" status >&2
   "$HERE/moto.sh" status >&2
   "$HERE/rest.sh" status >&2
+  "$HERE/trino.sh" query 'SELECT count(*) FROM system.metadata.catalogs' >&2
 }
 
 # iceberg_smoke: PyIceberg writes a small table (SQLite catalog, local warehouse); icebergq.py
@@ -189,7 +201,7 @@ case "${1:-}" in
   check) check ;;
   reset)
     down --force
-    for n in kafka s3 postgres rest; do "$HERE/$n.sh" reset; done
+    for n in kafka s3 postgres rest trino; do "$HERE/$n.sh" reset; done
     rm -f "$RUN"/*.port ;;
   *) echo "usage: $0 up [--hold]|down [--force]|env|status|check|reset" >&2; exit 2 ;;
 esac

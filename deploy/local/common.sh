@@ -9,7 +9,7 @@
 #
 # Ports: LAKESINK_BED_KAFKA_PORT (default 19092; controller on +1, SASL/SCRAM on +2),
 # LAKESINK_BED_S3_PORT (19000), LAKESINK_BED_POSTGRES_PORT (15432), LAKESINK_BED_MOTO_PORT
-# (15000) and LAKESINK_BED_REST_PORT (18181). When a default port is held by a process that is not this bed's (say a bed
+# (15000), LAKESINK_BED_REST_PORT (18181) and LAKESINK_BED_TRINO_PORT (18080). When a default port is held by a process that is not this bed's (say a bed
 # of another checkout on the same machine), start picks a free one and records it in
 # .bed/run/<name>.port, which `bed.sh env` prints; a port set explicitly is never changed. Each
 # start of a stopped server tries the explicit/default port first again.
@@ -17,7 +17,10 @@
 # shellcheck disable=SC2034 # used by the scripts that source this file
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$REPO/deploy/local"
-BED="$REPO/.bed"
+# .bed may be a symlink (git worktrees sharing one bed): resolve it, so that the paths in pid
+# markers and configurations are the same whichever checkout runs a script.
+mkdir -p "$REPO/.bed"
+BED="$(cd "$REPO/.bed" && pwd -P)"
 CACHE="$BED/cache"
 RUN="$BED/run"
 BIN="$BED/bin"
@@ -54,6 +57,8 @@ POSTGRES_PORT=$(_bed_port POSTGRES 15432) POSTGRES_WANT_PORT=${LAKESINK_BED_POST
 MOTO_PORT=$(_bed_port MOTO 15000) MOTO_WANT_PORT=${LAKESINK_BED_MOTO_PORT:-15000}
 # shellcheck disable=SC2034
 REST_PORT=$(_bed_port REST 18181) REST_WANT_PORT=${LAKESINK_BED_REST_PORT:-18181}
+# shellcheck disable=SC2034
+TRINO_PORT=$(_bed_port TRINO 18080) TRINO_WANT_PORT=${LAKESINK_BED_TRINO_PORT:-18080}
 
 # port_explicit NAME: true if the user chose the port (then it is never moved).
 port_explicit() { local v="LAKESINK_BED_${1}_PORT"; [[ -n "${!v:-}" ]]; }

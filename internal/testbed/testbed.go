@@ -1,8 +1,8 @@
 // Package testbed gives tests the servers of the local test bed started by
 // deploy/local/bed.sh (no Docker): a real Kafka broker, a real S3 server (versitygw),
 // PostgreSQL (for the Iceberg SQL catalog), moto as an AWS Glue endpoint, Iceberg's REST
-// catalog, and DuckDB and PyIceberg, in a project-local Python venv, as independent readers
-// of what was written.
+// catalog, DuckDB and PyIceberg, in a project-local Python venv, as independent readers of
+// what was written, and Trino (Athena's engine) over the Glue, REST and SQL catalogs.
 //
 // The bed is found through the LAKESINK_TEST_* environment variables that
 // `deploy/local/bed.sh env` prints; `make test` starts the bed and sets them. When they are
@@ -52,6 +52,7 @@ const (
 	EnvPostgresDSN  = "LAKESINK_TEST_POSTGRES_DSN"        // postgres://lakesink:lakesink@127.0.0.1:15432/lakesink?sslmode=disable
 	EnvGlueEndpoint = "LAKESINK_TEST_GLUE_ENDPOINT"       // http://127.0.0.1:15000 (moto)
 	EnvRESTURI      = "LAKESINK_TEST_REST_URI"            // http://127.0.0.1:18181 (Iceberg REST catalog)
+	EnvTrinoURI     = "LAKESINK_TEST_TRINO_URI"           // http://127.0.0.1:18080 (Trino 476)
 	EnvRequireBed   = "LAKESINK_REQUIRE_BED"              // "1": a missing bed fails the test
 )
 

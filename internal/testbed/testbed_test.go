@@ -289,3 +289,42 @@ func TestIDChecksum(t *testing.T) {
 		t.Errorf("IDChecksum = %s", got)
 	}
 }
+
+// TestTrino: the bed's Trino answers with exact values, reports query errors as *TrinoError,
+// lists the four catalogs, and TrinoScanSplits sees partition pruning on a table Trino
+// writes into the REST catalog (three hour partitions; one hour reads one file).
+func TestTrino(t *testing.T) {
+	rows := Trino(t, "SELECT BIGINT '9007199254740993', DECIMAL '12345678901234567890.123456', "+
+		"TIMESTAMP '2026-11-24 13:05:00.123456 UTC', X'cafe', ARRAY[1, 2], MAP(ARRAY['a'], ARRAY[1]), CAST(ROW(1, 'x') AS ROW(n integer, s varchar)), NULL")
+	want := []any{json.Number("9007199254740993"), "12345678901234567890.123456", "2026-11-24 13:05:00.123456 UTC", "yv4=",
+		[]any{json.Number("1"), json.Number("2")}, map[string]any{"a": json.Number("1")}, []any{json.Number("1"), "x"}, nil}
+	if len(rows) != 1 || fmt.Sprint(rows[0]) != fmt.Sprint(want) {
+		t.Fatalf("Trino rows %#v, want %#v", rows, want)
+	}
+	_, err := TrinoExec(t, "SELECT * FROM rest.no_such_schema.no_such_table")
+	var te *TrinoError
+	if !errors.As(err, &te) || te.Name != "SCHEMA_NOT_FOUND" && te.Name != "TABLE_NOT_FOUND" {
+		t.Fatalf("query of a missing table: %v, want SCHEMA_NOT_FOUND or TABLE_NOT_FOUND", err)
+	}
+	var cats []string
+	for _, r := range Trino(t, "SELECT catalog_name FROM system.metadata.catalogs ORDER BY 1") {
+		cats = append(cats, r[0].(string))
+	}
+	if got := strings.Join(cats, ","); got != "glue,gluehive,rest,sql,system" {
+		t.Fatalf("catalogs %s, want glue,gluehive,rest,sql,system", got)
+	}
+
+	schema := "rest." + strings.ReplaceAll(UniqueName(t, "trino"), "-", "_")
+	Trino(t, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() {
+		_, _ = TrinoExec(t, "DROP TABLE IF EXISTS "+schema+".t")
+		_, _ = TrinoExec(t, "DROP SCHEMA IF EXISTS "+schema)
+	})
+	Trino(t, "CREATE TABLE "+schema+".t (id bigint, ts timestamp(6) with time zone) WITH (partitioning = ARRAY['hour(ts)'])")
+	Trino(t, "INSERT INTO "+schema+".t VALUES (1, TIMESTAMP '2026-11-24 13:05:00 UTC'), (2, TIMESTAMP '2026-11-24 14:05:00 UTC'), (3, TIMESTAMP '2026-11-24 15:05:00 UTC')")
+	all := TrinoScanSplits(t, "SELECT sum(id) FROM "+schema+".t")
+	one := TrinoScanSplits(t, "SELECT sum(id) FROM "+schema+".t WHERE ts >= TIMESTAMP '2026-11-24 14:00:00 UTC' AND ts < TIMESTAMP '2026-11-24 15:00:00 UTC'")
+	if fmt.Sprint(all) != "[3]" || fmt.Sprint(one) != "[1]" {
+		t.Fatalf("splits read: whole table %v, one hour %v; want [3] and [1]", all, one)
+	}
+}
