@@ -448,14 +448,46 @@ func (p *plan) notInGlue(w *writer) {
 	w.note(lines...)
 }
 
-func (p *plan) rawSection(w *writer) {
-	unit, _ := p.periodWords()
-	lo := p.t.EventTime.NotBefore.UTC().Format("2006-01-02")
+// rawRange is the dt projection's range: from event_time.not_before to NOW+<n>DAYS, n
+// covering event_time.max_future.
+func (p *plan) rawRange() (lo, hi string) {
+	lo = p.t.EventTime.NotBefore.UTC().Format("2006-01-02")
 	ahead := int(math.Ceil(p.t.EventTime.MaxFuture.Hours() / 24))
 	if ahead < 1 {
 		ahead = 1
 	}
-	hi := fmt.Sprintf("NOW+%dDAYS", ahead)
+	return lo, fmt.Sprintf("NOW+%dDAYS", ahead)
+}
+
+// rawProperties are the raw table's TBLPROPERTIES (partition projection), in print order.
+func (p *plan) rawProperties() [][2]string {
+	lo, hi := p.rawRange()
+	props := [][2]string{
+		{"projection.enabled", "true"},
+		{"projection." + p.dt + ".type", "date"},
+		{"projection." + p.dt + ".format", "yyyy-MM-dd"},
+		{"projection." + p.dt + ".range", lo + "," + hi},
+		{"projection." + p.dt + ".interval", "1"},
+		{"projection." + p.dt + ".interval.unit", "DAYS"},
+	}
+	if p.hour != "" {
+		props = append(props,
+			[2]string{"projection." + p.hour + ".type", "integer"},
+			[2]string{"projection." + p.hour + ".range", "0,23"},
+			[2]string{"projection." + p.hour + ".digits", "2"},
+		)
+	}
+	return append(props, [2]string{"storage.location.template", p.rawTemplate()})
+}
+
+// rawComment is the raw table's COMMENT.
+func (p *plan) rawComment() string {
+	return fmt.Sprintf("lakesink raw zone of %s (topics %s), before compaction", p.t.Name, strings.Join(p.t.Topics, ", "))
+}
+
+func (p *plan) rawSection(w *writer) {
+	unit, _ := p.periodWords()
+	lo, hi := p.rawRange()
 	parts := fmt.Sprintf("%s (yyyy-MM-dd, UTC)", p.dt)
 	if p.hour != "" {
 		parts += fmt.Sprintf(" and %s (00-23)", p.hour)
@@ -490,7 +522,7 @@ func (p *plan) rawSection(w *writer) {
 		fmt.Fprintf(&b, "  %s %s%s\n", ddlIdent(c.name), hiveType(c.typ), sep)
 	}
 	b.WriteString(")\n")
-	fmt.Fprintf(&b, "COMMENT %s\n", literal(fmt.Sprintf("lakesink raw zone of %s (topics %s), before compaction", p.t.Name, strings.Join(p.t.Topics, ", "))))
+	fmt.Fprintf(&b, "COMMENT %s\n", literal(p.rawComment()))
 	if p.hour != "" {
 		fmt.Fprintf(&b, "PARTITIONED BY (%s string, %s string)\n", ddlIdent(p.dt), ddlIdent(p.hour))
 	} else {
@@ -498,22 +530,7 @@ func (p *plan) rawSection(w *writer) {
 	}
 	b.WriteString("STORED AS PARQUET\n")
 	fmt.Fprintf(&b, "LOCATION %s\n", literal(p.rawRoot))
-	props := [][2]string{
-		{"projection.enabled", "true"},
-		{"projection." + p.dt + ".type", "date"},
-		{"projection." + p.dt + ".format", "yyyy-MM-dd"},
-		{"projection." + p.dt + ".range", lo + "," + hi},
-		{"projection." + p.dt + ".interval", "1"},
-		{"projection." + p.dt + ".interval.unit", "DAYS"},
-	}
-	if p.hour != "" {
-		props = append(props,
-			[2]string{"projection." + p.hour + ".type", "integer"},
-			[2]string{"projection." + p.hour + ".range", "0,23"},
-			[2]string{"projection." + p.hour + ".digits", "2"},
-		)
-	}
-	props = append(props, [2]string{"storage.location.template", p.rawTemplate()})
+	props := p.rawProperties()
 	b.WriteString("TBLPROPERTIES (\n")
 	for i, kv := range props {
 		sep := ","
