@@ -67,6 +67,8 @@ type bed struct {
 	sinkBrokers []string
 	kafkaExtra  string
 	env         []string
+	// tables, when set, replaces the generated events table in config's tables section.
+	tables string
 }
 
 func newBed(t *testing.T, partitions int32) *bed {
@@ -112,6 +114,10 @@ func (b *bed) config(flush string) string {
 	if flush == "" {
 		flush = "flush: {max_age: 10s, max_file_bytes: 8MiB, memory_budget: 128MiB, shutdown_timeout: 30s}"
 	}
+	tables := gen.TableYAML("events", b.topic)
+	if b.tables != "" {
+		tables = b.tables
+	}
 	brokers := b.brokers
 	if b.sinkBrokers != nil {
 		brokers = b.sinkBrokers
@@ -136,7 +142,7 @@ http: {listen: "127.0.0.1:0"}
 log: {level: info}
 tables:
 %s`, strings.Join(brokers, ","), b.group, b.kafkaExtra, b.s3.Bucket, b.prefix, b.s3.Region, b.s3.Endpoint, b.dlq, flush,
-		gen.TableYAML("events", b.topic))
+		tables)
 	path := filepath.Join(b.t.TempDir(), "lakesink.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		b.t.Fatal(err)

@@ -89,10 +89,33 @@ func TrinoQuery(t testing.TB, sql string) TrinoResult {
 // rejected or failed the query (other errors, such as an unreachable server, fail the test).
 func TrinoExec(t testing.TB, sql string) (TrinoResult, error) {
 	t.Helper()
+	return TrinoSession{}.Exec(t, sql)
+}
+
+// TrinoSession runs queries with a default catalog and schema, in which unqualified names
+// resolve (as Athena resolves them in its current database), e.g. TrinoSession{Catalog:
+// TrinoGlue, Schema: "lake"}.
+type TrinoSession struct {
+	Catalog, Schema string
+}
+
+// Query is TrinoQuery in the session.
+func (s TrinoSession) Query(t testing.TB, sql string) TrinoResult {
+	t.Helper()
+	res, err := s.Exec(t, sql)
+	if err != nil {
+		t.Fatalf("trino query failed: %v\nsql: %s", err, sql)
+	}
+	return res
+}
+
+// Exec is TrinoExec in the session.
+func (s TrinoSession) Exec(t testing.TB, sql string) (TrinoResult, error) {
+	t.Helper()
 	uri := TrinoURI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), TrinoTimeout)
 	defer cancel()
-	res, err := trinoRun(ctx, uri, sql)
+	res, err := trinoRun(ctx, uri, s, sql)
 	var te *TrinoError
 	if err != nil && !errors.As(err, &te) {
 		t.Fatalf("trino at %s: %v\nsql: %s", uri, err, sql)
@@ -116,7 +139,7 @@ type trinoResponse struct {
 	} `json:"error"`
 }
 
-func trinoRun(ctx context.Context, uri, sql string) (TrinoResult, error) {
+func trinoRun(ctx context.Context, uri string, s TrinoSession, sql string) (TrinoResult, error) {
 	var res TrinoResult
 	method, next, body := http.MethodPost, strings.TrimSuffix(uri, "/")+"/v1/statement", sql
 	for {
@@ -127,6 +150,12 @@ func trinoRun(ctx context.Context, uri, sql string) (TrinoResult, error) {
 		req.Header.Set("X-Trino-User", "lakesink-test")
 		req.Header.Set("X-Trino-Source", "lakesink-tests")
 		req.Header.Set("X-Trino-Time-Zone", "UTC")
+		if s.Catalog != "" {
+			req.Header.Set("X-Trino-Catalog", s.Catalog)
+		}
+		if s.Schema != "" {
+			req.Header.Set("X-Trino-Schema", s.Schema)
+		}
 		// Without it Trino rounds timestamps to milliseconds for old clients.
 		req.Header.Set("X-Trino-Client-Capabilities", "PARAMETRIC_DATETIME")
 		page, retry, err := trinoPage(req)
