@@ -700,3 +700,132 @@ func athenaJourney(t *testing.T, ef *everyFixture, prefix, ns, cfg string) {
 		t.Errorf("view %s: %d Kafka coordinates more than once, e.g. %v", view, len(dups), dups[0])
 	}
 }
+
+// trinoRegister puts an Iceberg table that any catalog wrote (e.g. the SQLite catalog of the
+// compaction tests) in front of Trino: register_table in Trino's REST catalog, under a schema
+// of its own, at the given metadata file. The registration (not the data) is removed when
+// the test ends. It returns the table's qualified name.
+func trinoRegister(t *testing.T, metadataLocation string) string {
+	t.Helper()
+	i := strings.LastIndex(metadataLocation, "/metadata/")
+	if i < 0 {
+		t.Fatalf("metadata location %q is not under <table>/metadata/", metadataLocation)
+	}
+	ns := strings.ReplaceAll(testbed.UniqueName(t, "reg"), "-", "_")
+	testbed.Trino(t, "CREATE SCHEMA rest."+ns)
+	testbed.Trino(t, fmt.Sprintf("CALL rest.system.register_table(schema_name => '%s', table_name => 'events', table_location => '%s', metadata_file_name => '%s')",
+		ns, metadataLocation[:i], metadataLocation[i+len("/metadata/"):]))
+	t.Cleanup(func() {
+		_, _ = testbed.TrinoExec(t, fmt.Sprintf("CALL rest.system.unregister_table(schema_name => '%s', table_name => 'events')", ns))
+		_, _ = testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS rest."+ns)
+	})
+	return "rest." + ns + ".events"
+}
+
+// trinoCheckEvents reads a compacted table of the sink fixture through Trino: it must hold
+// exactly the produced events (count, Kafka coordinates, rows per hour, the checksum of the
+// ids), reading several columns of every data file (a missing file fails the query).
+func trinoCheckEvents(t *testing.T, f *lakeFixture, table string) {
+	t.Helper()
+	rows := testbed.Trino(t, `SELECT count(*),
+  lower(to_hex(sha256(to_utf8(array_join(array_agg(event_id ORDER BY event_id), chr(10)))))),
+  count(amount) + count(device.os) + count(tags) + count(latency_ms) + count(user_agent) >= 0
+FROM `+table)
+	if got, want := fmt.Sprint(rows[0]), fmt.Sprint([]any{f.expect.Count, f.expect.IDSum, true}); got != want {
+		t.Errorf("trino %s: count, id checksum = %s, want %s", table, got, want)
+	}
+	if n := trinoInt(t, "SELECT count(*) FROM (SELECT DISTINCT _kafka_topic, _kafka_partition, _kafka_offset FROM "+table+")"); n != f.expect.Count {
+		t.Errorf("trino %s: %d distinct Kafka coordinates, want %d", table, n, f.expect.Count)
+	}
+	got := map[string]int64{}
+	for _, r := range testbed.Trino(t, "SELECT date_format(ts, '%Y-%m-%dT%H'), count(*) FROM "+table+" GROUP BY 1") {
+		got[r[0].(string)], _ = r[1].(json.Number).Int64()
+	}
+	if fmt.Sprint(got) != fmt.Sprint(f.expect.PerHour) {
+		t.Errorf("trino %s: rows per hour %v, want %v", table, got, f.expect.PerHour)
+	}
+}
+
+// TestE2ETrinoAfterExpiryAndOrphans: snapshot expiry (retain 1) and orphan removal, with
+// every file in the table location aged past orphan_min_age and an orphan planted, leave a
+// table Trino reads whole: the files expiry released and the orphan are gone, every file
+// the table still references is there.
+func TestE2ETrinoAfterExpiryAndOrphans(t *testing.T) {
+	testbed.TrinoURI(t)
+	f := sinkFixture(t)
+	s3 := testbed.S3(t)
+	if s3.Dir == "" {
+		t.Skipf("needs %s (the S3 server's directory) to age files", testbed.EnvS3Dir)
+	}
+	prefix, lake := f.lakeFor(t)
+	ns := strings.ReplaceAll(testbed.UniqueName(t, "ns"), "-", "_")
+	wh := fmt.Sprintf("s3://%s/%swarehouse", f.b.s3.Bucket, prefix)
+	cat := fmt.Sprintf("  type: rest\n  namespace: %s\n  warehouse: %s\n  rest: {uri: %s}", ns, wh, testbed.REST(t))
+	cfg := f.compactConfig(t, prefix, cat, "  max_partitions_per_commit: 1\n  snapshot_retain_last: 1\n  snapshot_max_age: 1ms\n  orphan_min_age: 1h")
+	table := "rest." + ns + ".events"
+	t.Cleanup(func() { _, _ = testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table) })
+	if code, out := f.compactRun(t, cfg); code != 0 {
+		t.Fatalf("compact exit %d:\n%s", code, out)
+	}
+	// Late duplicates into two compacted hours: each run rewrites an hour (new snapshots,
+	// and the replaced files become garbage once their snapshots expire).
+	var keys []string
+	_ = lake.List(context.Background(), "raw/", func(o store.ObjectInfo) error { keys = append(keys, o.Key); return nil })
+	plantDup(t, lake, keys[0], 1)
+	plantDup(t, lake, keys[len(keys)-1], 1)
+	for i := 0; ; i++ {
+		code, out := f.compactRun(t, cfg)
+		if code == 4 {
+			break
+		}
+		if code != 0 || i == 10 {
+			t.Fatalf("run %d: exit %d (not idle after %d runs):\n%s", i, code, i, out)
+		}
+	}
+	if n := trinoInt(t, `SELECT count(*) FROM rest.`+ns+`."events$snapshots"`); n != 1 {
+		t.Errorf("%d snapshots after expiry with snapshot_retain_last 1, want 1", n)
+	}
+	// Age every file of the table location past orphan_min_age (1h), plant an orphan, and
+	// run once more: orphan removal sees everything as old enough.
+	loc := strings.TrimPrefix(wh, "s3://"+s3.Bucket+"/") + "/" + ns + "/events"
+	dir := s3.Dir + "/" + s3.Bucket + "/" + loc
+	orphan := loc + "/data/orphan-planted.parquet"
+	whStore := f.s3(t, "")
+	if err := whStore.Create(context.Background(), orphan, strings.NewReader("not a parquet file")); err != nil {
+		t.Fatal(err)
+	}
+	before := countFiles(t, dir)
+	if out, err := exec.Command("find", dir, "-type", "f", "-exec", "touch", "-d", "3 hours ago", "{}", "+").CombinedOutput(); err != nil {
+		t.Fatalf("age files: %v\n%s", err, out)
+	}
+	code, out := f.compactRun(t, cfg)
+	if code != 0 && code != 4 {
+		t.Fatalf("compact exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "orphans deleted") || strings.Contains(out, " 0 orphans deleted") {
+		t.Errorf("the run deleted no orphan:\n%s", out)
+	}
+	if _, err := os.Stat(s3.Dir + "/" + s3.Bucket + "/" + orphan); !os.IsNotExist(err) {
+		t.Errorf("the planted orphan %s is still there (%v)", orphan, err)
+	}
+	after := countFiles(t, dir)
+	live := trinoInt(t, `SELECT count(*) FROM rest.`+ns+`."events$files"`)
+	data := countFiles(t, dir+"/data", "-name", "*.parquet")
+	t.Logf("table location: %d files before orphan removal, %d after; %d data files, %d live", before, after, data, live)
+	// Expiry deleted the files the rewrites replaced, orphan removal the planted one: every
+	// data file left is live, and Trino finds every live file.
+	if int64(data) != live || live < 4 {
+		t.Errorf("%d data files in the table location, %d live (want equal, at least one per hour)", data, live)
+	}
+	trinoCheckEvents(t, f, table)
+}
+
+// countFiles counts the files under dir (with extra find predicates).
+func countFiles(t *testing.T, dir string, pred ...string) int {
+	t.Helper()
+	out, err := exec.Command("find", append([]string{dir, "-type", "f"}, pred...)...).Output()
+	if err != nil {
+		t.Fatalf("find %s: %v", dir, err)
+	}
+	return strings.Count(string(out), "\n")
+}
