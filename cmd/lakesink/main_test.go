@@ -20,6 +20,9 @@ func TestCheckCommand(t *testing.T) {
 		{"no -c", []string{"check"}, exitConfig, "", "-c FILE is required"},
 		{"unknown command", []string{"frobnicate"}, exitConfig, "", "unknown command"},
 		{"help", []string{"--help"}, exitOK, "", "Usage:"},
+		{"athena-ddl --apply, SQL catalog", []string{"athena-ddl", "-c", "../../testdata/athena/sql-catalog.yaml", "--apply"}, exitConfig, "", "--apply needs catalog.type glue"},
+		{"athena-ddl --apply, local lake", []string{"athena-ddl", "-c", "../../testdata/athena/local.yaml", "--apply"}, exitConfig, "", ""},
+		{"athena-ddl --apply, unknown table", []string{"athena-ddl", "-c", "../../testdata/athena/glue-hour-nested.yaml", "--apply", "--table", "nope"}, exitConfig, "", "--table: unknown table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

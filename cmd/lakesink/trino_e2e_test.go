@@ -558,6 +558,7 @@ func TestE2ETrinoEveryCatalog(t *testing.T) {
 				if _, err := testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table); err != nil {
 					t.Logf("drop %s: %v", table, err)
 				}
+				_, _ = testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS "+c.name+"."+ns)
 			})
 
 			// (A) three closed hours.
@@ -763,7 +764,10 @@ func TestE2ETrinoAfterExpiryAndOrphans(t *testing.T) {
 	cat := fmt.Sprintf("  type: rest\n  namespace: %s\n  warehouse: %s\n  rest: {uri: %s}", ns, wh, testbed.REST(t))
 	cfg := f.compactConfig(t, prefix, cat, "  max_partitions_per_commit: 1\n  snapshot_retain_last: 1\n  snapshot_max_age: 1ms\n  orphan_min_age: 1h")
 	table := "rest." + ns + ".events"
-	t.Cleanup(func() { _, _ = testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table) })
+	t.Cleanup(func() {
+		_, _ = testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table)
+		_, _ = testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS rest."+ns)
+	})
 	if code, out := f.compactRun(t, cfg); code != 0 {
 		t.Fatalf("compact exit %d:\n%s", code, out)
 	}
