@@ -92,10 +92,10 @@ up() {
   wait "$ri" || true
   wait "$r" || failed+=(rest)
   wait "$k" || failed+=(kafka)
-  if wait "$ti" && ((${#failed[@]} == 0)); then
+  if ! wait "$ti"; then
+    failed+=(trino-install)
+  elif ((${#failed[@]} == 0)); then
     timed "trino start" "$HERE/trino.sh" start || failed+=(trino)
-  else
-    failed+=(trino)
   fi
   local ms=$((($(now_us) - t0) / 1000))
   if ((${#failed[@]})); then

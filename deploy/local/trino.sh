@@ -4,8 +4,9 @@
 # server, on 127.0.0.1. The tests read what lakesink writes through it as Athena would.
 #
 #   trino.sh install   fetch trino-server 476 (tar.gz, ~820 MB) and trino-cli 476 from Maven
-#                      Central (cached in .bed/cache/m2-trino) and unpack the server's lib/ and
-#                      only its iceberg and hive plugins into .bed/cache/trino-476/server
+#                      Central (through .bed/cache/m2-trino) and unpack the server's lib/ and
+#                      only its iceberg and hive plugins into .bed/cache/trino-476/server (464 MB;
+#                      the tarball is deleted then)
 #   trino.sh start     install, write the configuration from the bed's ports, start a single
 #                      node (coordinator and worker), wait until it is started and its catalogs
 #                      answer a query
@@ -99,7 +100,7 @@ install() {
   mkdir -p "$HOME_DIR"
   local tgz="$M2/io/trino/trino-server/$VERSION/trino-server-$VERSION.tar.gz"
   local jar="$M2/io/trino/trino-cli/$VERSION/trino-cli-$VERSION-executable.jar"
-  if [[ ! -f "$tgz" ]]; then
+  if [[ ! -f "$stamp" && ! -f "$tgz" ]]; then
     log "fetching trino-server $VERSION (~820 MB) from Maven Central (cached in $M2)"
     mvn_get "io.trino:trino-server:$VERSION:tar.gz" >"$HOME_DIR/mvn.log" 2>&1 \
       || { show_log "$HOME_DIR/mvn.log" 60; die "mvn could not fetch io.trino:trino-server:$VERSION:tar.gz (log: $HOME_DIR/mvn.log)"; }
@@ -125,6 +126,9 @@ install() {
     [[ -d "$SERVER.tmp/lib" && -d "$SERVER.tmp/plugin/iceberg" ]] || die "$tgz has no lib/ or plugin/iceberg/"
     touch "$SERVER.tmp/${stamp##*/}"
     rm -rf "$SERVER"; mv "$SERVER.tmp" "$SERVER"
+    # The unpacked server is the cache: the tarball would add 820 MB to .bed/cache (and to CI's
+    # cache of it); a change of version or plugins downloads it again (~30 s).
+    rm -f "$tgz"
   fi
   log "Trino $VERSION: server $(du -sh "$SERVER" | cut -f1) in $SERVER (plugins: ${PLUGINS[*]}), CLI $CLI"
 }
