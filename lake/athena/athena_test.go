@@ -3,6 +3,7 @@ package athena_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -183,5 +184,70 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 	good := "CREATE EXTERNAL TABLE IF NOT EXISTS `d`.`t` (\n  `a` struct<`_b`:int,c:array<map<string,decimal(38,0)>>>\n)\nPARTITIONED BY (`dt` string)\nLOCATION 's3://b/x=${dt}/';"
 	if err := checkBlock(good); err != nil {
 		t.Errorf("checker rejected a good statement: %v", err)
+	}
+}
+
+// TestRawTablesMatchDDL: what athena-ddl --apply registers in Glue (RawTables) is what the
+// printed CREATE EXTERNAL TABLE says: the same columns and types, partition keys, location and
+// TBLPROPERTIES, for every case with an S3 lake.
+func TestRawTablesMatchDDL(t *testing.T) {
+	for _, f := range cases(t) {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			cfg := load(t, f)
+			tables, err := athena.RawTables(cfg, athena.Options{})
+			if cfg.S3 == nil {
+				if !errors.Is(err, athena.ErrNotS3) {
+					t.Fatalf("local lake: err %v, want ErrNotS3", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := athena.Generate(cfg, athena.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ddls []string
+			for _, blk := range strings.Split(out, "\n\n") {
+				if strings.HasPrefix(blk, "CREATE EXTERNAL TABLE") {
+					ddls = append(ddls, blk)
+				}
+			}
+			if len(ddls) != len(tables) || len(tables) == 0 {
+				t.Fatalf("%d raw tables, %d CREATE EXTERNAL TABLE statements", len(tables), len(ddls))
+			}
+			for i, rt := range tables {
+				var b strings.Builder
+				fmt.Fprintf(&b, "CREATE EXTERNAL TABLE IF NOT EXISTS `%s`.`%s` (\n", rt.Database, rt.Name)
+				for j, c := range rt.Columns {
+					sep := ","
+					if j == len(rt.Columns)-1 {
+						sep = ""
+					}
+					fmt.Fprintf(&b, "  `%s` %s%s\n", c[0], c[1], sep)
+				}
+				fmt.Fprintf(&b, ")\nCOMMENT '%s'\nPARTITIONED BY (", strings.ReplaceAll(rt.Comment, "'", "''"))
+				for j, k := range rt.PartitionKeys {
+					if j > 0 {
+						b.WriteString(", ")
+					}
+					fmt.Fprintf(&b, "`%s` %s", k[0], k[1])
+				}
+				fmt.Fprintf(&b, ")\nSTORED AS PARQUET\nLOCATION '%s'\nTBLPROPERTIES (\n", rt.Location)
+				for j, kv := range rt.Properties {
+					sep := ","
+					if j == len(rt.Properties)-1 {
+						sep = ""
+					}
+					fmt.Fprintf(&b, "  '%s' = '%s'%s\n", kv[0], kv[1], sep)
+				}
+				b.WriteString(");")
+				if b.String() != ddls[i] {
+					t.Errorf("RawTables[%d] differs from the printed DDL:\n%s", i, firstDiff(ddls[i], b.String()))
+				}
+			}
+		})
 	}
 }

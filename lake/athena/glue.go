@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
@@ -18,7 +19,8 @@ import (
 type RawTable struct {
 	// Database is the Glue database (catalog.namespace); Name is <table>_raw.
 	Database, Name string
-	// Columns and PartitionKeys are {name, Hive type} pairs, lower-cased as Athena stores them.
+	// Columns and PartitionKeys are {name, Hive type} pairs, lower-cased as Athena stores them;
+	// types are spelled as in the DDL (struct field names that are keywords in backticks).
 	Columns, PartitionKeys [][2]string
 	// Location is the table's raw prefix, s3://<bucket>/<prefix>raw/<table>/.
 	Location string
@@ -128,7 +130,8 @@ func (rt RawTable) tableInput() *types.TableInput {
 	cols := func(kv [][2]string) []types.Column {
 		out := make([]types.Column, len(kv))
 		for i, c := range kv {
-			out[i] = types.Column{Name: aws.String(c[0]), Type: aws.String(c[1])}
+			// Glue keeps types without DDL quoting: struct<from:string>, not struct<`from`:string>.
+			out[i] = types.Column{Name: aws.String(c[0]), Type: aws.String(strings.ReplaceAll(c[1], "`", ""))}
 		}
 		return out
 	}
