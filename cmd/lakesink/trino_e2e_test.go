@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
+	gluetypes "github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/testbed"
@@ -638,19 +642,45 @@ func athenaJourney(t *testing.T, ef *everyFixture, prefix, ns, cfg string) {
 	})
 	ddl := run("athena-ddl", "-c", cfg)
 
-	// The raw table in Glue has exactly the columns of the printed CREATE EXTERNAL TABLE.
-	var want []string
+	// The raw table in Glue has exactly the columns, types and TBLPROPERTIES of the printed
+	// CREATE EXTERNAL TABLE (read back with the Glue API), and Trino sees those columns.
+	var want, wantTypes []string
+	wantProps := map[string]string{}
 	for _, blk := range strings.Split(ddl, "\n\n") {
 		if !strings.HasPrefix(blk, "CREATE EXTERNAL TABLE") {
 			continue
 		}
+		props := false
 		for _, l := range strings.Split(blk, "\n")[1:] {
-			if !strings.HasPrefix(l, "  `") {
-				break
+			switch {
+			case strings.HasPrefix(l, "  `") && !props:
+				name, typ, _ := strings.Cut(strings.TrimSuffix(l[2:], ","), " ")
+				want = append(want, strings.Trim(name, "`"))
+				wantTypes = append(wantTypes, strings.ReplaceAll(typ, "`", ""))
+			case l == "TBLPROPERTIES (":
+				props = true
+			case props && strings.HasPrefix(l, "  '"):
+				k, v, _ := strings.Cut(strings.TrimSuffix(l[2:], ","), " = ")
+				wantProps[strings.Trim(k, "'")] = strings.Trim(v, "'")
 			}
-			want = append(want, strings.Trim(strings.Fields(l)[0], "`"))
 		}
 		want = append(want, "dt", "hour")
+	}
+	gt := glueTable(t, ns, "every_raw")
+	var gotTypes []string
+	for _, c := range gt.StorageDescriptor.Columns {
+		gotTypes = append(gotTypes, *c.Type)
+	}
+	if strings.Join(gotTypes, ";") != strings.Join(wantTypes, ";") {
+		t.Errorf("Glue column types of every_raw:\n%v\nthe DDL's:\n%v", gotTypes, wantTypes)
+	}
+	if len(wantProps) < 8 {
+		t.Errorf("found %d TBLPROPERTIES in the DDL, want the projection properties", len(wantProps))
+	}
+	for k, v := range wantProps {
+		if gt.Parameters[k] != v {
+			t.Errorf("Glue parameter %s of every_raw = %q, the DDL says %q", k, gt.Parameters[k], v)
+		}
 	}
 	var got []string
 	for _, r := range testbed.Trino(t, "SELECT column_name FROM gluehive.information_schema.columns WHERE table_schema = '"+ns+"' AND table_name = 'every_raw' ORDER BY ordinal_position") {
@@ -832,4 +862,20 @@ func countFiles(t *testing.T, dir string, pred ...string) int {
 		t.Fatalf("find %s: %v", dir, err)
 	}
 	return strings.Count(string(out), "\n")
+}
+
+// glueTable reads a table from the bed's Glue (moto) with the Glue API.
+func glueTable(t *testing.T, db, name string) *gluetypes.Table {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"), awsconfig.WithBaseEndpoint(testbed.Glue(t)),
+		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("lakesink", "lakesinksecret", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := glue.NewFromConfig(cfg).GetTable(ctx, &glue.GetTableInput{DatabaseName: &db, Name: &name})
+	if err != nil {
+		t.Fatalf("glue GetTable %s.%s: %v", db, name, err)
+	}
+	return out.Table
 }

@@ -31,8 +31,8 @@
 # The server needs Java 24+ (Trino 476 is built for Java 24; on these machines Temurin 25 sits
 # beside the default Java 17): LAKESINK_BED_TRINO_JAVA_HOME, else the newest JDK under
 # /usr/lib/jvm that is 24 or newer. The CLI runs on Java 17+ (JAVA_HOME or java on PATH).
-# One node, heap LAKESINK_BED_TRINO_HEAP (3G), only two plugins: it starts in about a minute
-# on 2 cores.
+# One node, heap LAKESINK_BED_TRINO_HEAP (3G), only two plugins: it starts in 20-55 s on 2
+# cores (depending on what else runs).
 #
 # Env: LAKESINK_BED_TRINO_PORT (18080), LAKESINK_BED_TRINO_TIMEOUT (start timeout, 300s),
 #      LAKESINK_BED_TRINO_JAVA_HOME, LAKESINK_BED_TRINO_HEAP.
