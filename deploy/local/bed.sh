@@ -73,10 +73,11 @@ up() {
   lease_take
   local t0; t0=$(now_us)
   # Installs (mvn, go, pip, apt) run at once; each server starts as soon as what it needs is
-  # there: moto after the venv, the REST catalog after S3 (it is configured with S3's port),
-  # Trino (the slowest: an 820 MB download, then half a minute or more to start) after every
-  # server its catalogs point at, so that its configuration has their ports.
-  ( timed "trino install" "$HERE/trino.sh" install ) & local ti=$!
+  # there: moto after the venv, the REST catalog after S3 (it is configured with S3's port).
+  # Trino, the slowest (an 820 MB download, then 20 s to minutes to start), starts at once with
+  # the ports the other servers have (or will get) and connects to them only when queried; at
+  # the end a second `trino.sh start` restarts it only if one of them had to move to another port.
+  ( timed "trino install" "$HERE/trino.sh" install && timed "trino start" "$HERE/trino.sh" start ) & local ti=$!
   ( timed "kafka install" "$HERE/kafka.sh" install && timed "kafka start" "$HERE/kafka.sh" start ) & local k=$!
   ( timed "rest install" "$HERE/rest.sh" install ) & local ri=$!
   ( timed "s3 install" "$HERE/s3.sh" install && timed "s3 start" "$HERE/s3.sh" start ) & local s=$!
@@ -93,9 +94,9 @@ up() {
   wait "$r" || failed+=(rest)
   wait "$k" || failed+=(kafka)
   if ! wait "$ti"; then
-    failed+=(trino-install)
+    failed+=(trino)
   elif ((${#failed[@]} == 0)); then
-    timed "trino start" "$HERE/trino.sh" start || failed+=(trino)
+    timed "trino ports" "$HERE/trino.sh" start || failed+=(trino)
   fi
   local ms=$((($(now_us) - t0) / 1000))
   if ((${#failed[@]})); then
