@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,6 +26,10 @@ type tpState struct {
 	next int64
 	// live holds the buffers (open, sealed or uploading) with records of this partition.
 	live map[*buffer]struct{}
+	// rejected holds the offsets of rejected records whose dead letter the dead-letter
+	// topic has not acknowledged yet, ascending: like a buffered record, each holds
+	// the commit point back until it is somewhere durable.
+	rejected []int64
 	// durable lists uploaded ranges that may lie above the commit point.
 	durable []span
 	maxLast int64 // highest last offset in durable, for a fast skip check
@@ -39,8 +44,9 @@ func newTPState(topic string, partition int32) *tpState {
 		live: map[*buffer]struct{}{}, maxLast: -1}
 }
 
-// commitPoint is the lowest offset still held in any buffer, or the next offset to
-// consume when nothing is held; -1 when nothing was consumed yet.
+// commitPoint is the lowest offset still held in any buffer or waiting for its dead
+// letter to be acknowledged, or the next offset to consume when nothing is held; -1
+// when nothing was consumed yet.
 func (st *tpState) commitPoint() int64 {
 	cp := st.next
 	for b := range st.live {
@@ -48,7 +54,17 @@ func (st *tpState) commitPoint() int64 {
 			cp = b.first
 		}
 	}
+	if len(st.rejected) > 0 && (cp < 0 || st.rejected[0] < cp) {
+		cp = st.rejected[0]
+	}
 	return cp
+}
+
+// deadLettered releases a rejected record whose dead letter was acknowledged.
+func (st *tpState) deadLettered(offset int64) {
+	if i, ok := slices.BinarySearch(st.rejected, offset); ok {
+		st.rejected = slices.Delete(st.rejected, i, i+1)
+	}
 }
 
 // skip reports whether the record at offset for (table, period) is already durable.

@@ -15,7 +15,9 @@
 //     the record as one row and returns its event time, which picks the period. A
 //     record the offset book already knows to be durable (commit metadata of an
 //     earlier run) is skipped. A rejected record goes to the dead-letter topic
-//     (deadletter.Record), produced synchronously before the loop goes on.
+//     (deadletter.Record), produced synchronously at the end of the poll (also when
+//     it ended early); the offset book holds it like a buffered record until the
+//     topic acknowledged it (Engine.DeadLettered).
 //  3. Buffer (engine.go, memory.go): the row is appended to the buffer of its
 //     (partition, table, period), after reserving exactly the bytes it adds within
 //     the buffers' share of flush.memory_budget; over budget, the largest and oldest
@@ -27,7 +29,8 @@
 //     that exists was written by an earlier run: its range becomes durable and the
 //     rest goes to the next key. The buffer's range becomes durable in the book.
 //  6. Commit (book.go, Engine.Commits, Sink.commit): each partition commits the
-//     lowest offset still held in any buffer (or the next to fetch), with the
+//     lowest offset still held in any buffer or waiting for its dead letter (or the
+//     next to fetch), with the
 //     durable ranges above it in the commit metadata so a replay skips them. On
 //     revoke, the partitions' buffers are sealed, waited for and committed before
 //     release; lost partitions are dropped without commit.

@@ -206,7 +206,9 @@ const (
 )
 
 // Process decodes one record and buffers it. A decode failure returns Rejected with
-// the *decode.Rejection; the caller sends the record to the dead-letter topic before it commits.
+// the *decode.Rejection; the caller sends the record to the dead-letter topic and
+// calls DeadLettered once the topic acknowledged it: until then the record holds
+// its partition's commit point back.
 // Process blocks while the memory budget is exhausted, until uploads free it.
 func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Outcome, error) {
 	e.mu.Lock()
@@ -223,15 +225,21 @@ func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Ou
 		return Skipped, nil
 	}
 	// st.next moves past a record only once it is handled (buffered, skipped as
-	// durable, or rejected for the dead-letter topic, which the caller acknowledges
-	// before any commit): a record still waiting for memory is never committed past.
+	// durable, or rejected): a record still waiting for memory is never committed
+	// past. A rejected record stays in the book (tpState.rejected) until the caller
+	// reports its dead letter acknowledged (DeadLettered): it is never committed
+	// past before, whatever stops the caller in between.
 	handled := func() {
 		st.next = r.Offset + 1
 		st.epoch = epoch
 	}
+	rejected := func() {
+		handled()
+		st.rejected = append(st.rejected, r.Offset)
+	}
 	t := e.byTopic[r.Topic]
 	if t == nil {
-		handled()
+		rejected()
 		return Rejected, decode.NoTable(r.Topic)
 	}
 	et, err := t.Decode(r, e.now())
@@ -239,7 +247,7 @@ func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Ou
 		if decode.IsTransient(err) {
 			return 0, err // transient (schema registry): not handled, never dead-lettered
 		}
-		handled()
+		rejected()
 		return Rejected, err
 	}
 	period := int64(layout.PeriodOf(t.Gran, et))
@@ -324,13 +332,23 @@ func (e *Engine) Prepare(ctx context.Context, r *decode.Record) error {
 	return e.tables.Prepare(ctx, r)
 }
 
-// Advance moves a partition's next offset past a record that was handled outside
-// the buffers (dead-lettered after the producer acknowledged it).
+// Advance moves a partition's next offset past a record that holds nothing to land
+// (a transaction marker).
 func (e *Engine) Advance(topic string, partition int32, offset int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if st := e.tps[tpKey{topic, partition}]; st != nil && offset >= st.next {
 		st.next = offset + 1
+	}
+}
+
+// DeadLettered reports that the dead-letter topic acknowledged the dead letter of
+// the record Process rejected at offset: the commit point may now pass it.
+func (e *Engine) DeadLettered(topic string, partition int32, offset int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.tps[tpKey{topic, partition}]; st != nil {
+		st.deadLettered(offset)
 	}
 }
 

@@ -289,3 +289,32 @@ func TestShutdownWhileOverBudget(t *testing.T) {
 		t.Fatalf("%d offsets in the lake, want %d", len(seen), blockedAt)
 	}
 }
+
+// TestRejectedRecordHoldsCommitPoint: a rejected record is held in the offset book
+// like a buffered one until its dead letter is acknowledged.
+func TestRejectedRecordHoldsCommitPoint(t *testing.T) {
+	e := newTestEngine(t, t.TempDir(), "", nil)
+	ctx := context.Background()
+	e.Start(ctx)
+	defer e.Close()
+	e.Assign("t", 0, -1, "")
+	ev := events(3, 1)
+	ev[1] = []byte(`{"event_id":`)
+	for i, v := range ev {
+		out, _ := e.Process(ctx, &decode.Record{Topic: "t", Offset: int64(i), Timestamp: time.Now(), Value: v}, 0)
+		if want := map[bool]Outcome{true: Rejected, false: Buffered}[i == 1]; out != want {
+			t.Fatalf("record %d: outcome %d, want %d", i, out, want)
+		}
+	}
+	e.SealPartitions(nil, "test")
+	if err := e.WaitDurable(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.Commits(nil); len(c) != 1 || c[0].Offset != 1 {
+		t.Fatalf("commits %+v before the dead letter is acknowledged, want offset 1", c)
+	}
+	e.DeadLettered("t", 0, 1)
+	if c := e.Commits(nil); len(c) != 1 || c[0].Offset != 3 {
+		t.Fatalf("commits %+v after the dead letter is acknowledged, want offset 3", c)
+	}
+}

@@ -142,6 +142,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		// plus the commit metadata keep the replay free of duplicates.
 		s.log.Error("sink stopping on error", "err", err)
 		stopWorkers()
+		s.cl.AllowRebalance()
 		s.cl.Close()
 		return err
 	}
@@ -157,6 +158,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	if err := s.commit(sctx, nil); err != nil {
 		s.log.Error("final commit failed", "err", err)
 	}
+	s.cl.AllowRebalance()
 	s.cl.Close() // leaves the group; revoke callbacks find nothing left to flush
 	s.log.Info("shut down cleanly")
 	return nil
@@ -206,18 +208,18 @@ func (s *Sink) loop(ctx context.Context) error {
 			}
 			perr = err
 		})
+		// The poll's dead letters go out also when it ended early (SIGTERM while a
+		// record waited for memory): the offset book holds each rejected record until
+		// its dead letter is acknowledged, so what fails here is never committed past.
+		if err := s.produceDeadLetters(ctx, dlq); err != nil {
+			return err
+		}
+		clear(dlq) // so that the slice does not keep the poll's records alive
 		if perr != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return perr
-		}
-		if len(dlq) > 0 {
-			// Dead letters are acknowledged before anything past them can be committed.
-			if err := s.cl.ProduceSync(context.WithoutCancel(ctx), dlq...).FirstErr(); err != nil {
-				return fmt.Errorf("produce to dead-letter topic %s: %w", s.cfg.DeadLetter.Topic, err)
-			}
-			clear(dlq) // so that the slice does not keep the poll's records alive
 		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {
@@ -244,11 +246,44 @@ func (s *Sink) loop(ctx context.Context) error {
 	return nil
 }
 
+// produceDeadLetters sends the dead letters of a poll and waits for the
+// acknowledgements; each acknowledged one releases its source record in the offset
+// book (Engine.DeadLettered). A cancelled ctx does not cut it short.
+func (s *Sink) produceDeadLetters(ctx context.Context, dlq []*kgo.Record) error {
+	if len(dlq) == 0 {
+		return nil
+	}
+	var firstErr error
+	for _, res := range s.cl.ProduceSync(context.WithoutCancel(ctx), dlq...) {
+		src := res.Record.Context.Value(sourceKey{}).(source)
+		if res.Err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("produce to dead-letter topic %s (topic %s, partition %d, offset %d): %w",
+					s.cfg.DeadLetter.Topic, src.topic, src.partition, src.offset, res.Err)
+			}
+			continue
+		}
+		s.eng.DeadLettered(src.topic, src.partition, src.offset)
+	}
+	return firstErr
+}
+
+// sourceKey keys a dead letter's source coordinates in its record's Context.
+type sourceKey struct{}
+
+type source struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
 func (s *Sink) deadLetter(r *kgo.Record, err error) *kgo.Record {
 	reason, table := deadletter.Reason(err), s.tables[r.Topic]
 	s.m.RecordsDeadLettered.WithLabelValues(table, reason).Inc()
 	s.log.Debug("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "table", table, "reason", reason, "err", err)
-	return deadletter.Record(r, s.cfg.DeadLetter.Topic, table, reason, err, time.Now())
+	dl := deadletter.Record(r, s.cfg.DeadLetter.Topic, table, reason, err, time.Now())
+	dl.Context = context.WithValue(context.Background(), sourceKey{}, source{r.Topic, r.Partition, r.Offset})
+	return dl
 }
 
 // commit sends the engine's pending offsets, with their metadata, for the partitions

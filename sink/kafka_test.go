@@ -1,0 +1,350 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/lakesink/lakesink/deadletter"
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// The tests of this file run the whole sink (Sink.Run) against an in-process Kafka
+// (kfake) with source topic "t" (one partition) and dead-letter topic "d".
+
+const testGroup = "g"
+
+// newCluster starts an in-process Kafka with the source and dead-letter topics.
+func newCluster(t *testing.T) (*kfake.Cluster, []string) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"), kfake.SeedTopics(1, "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()
+}
+
+// sinkConfig is a sink of table events (gen.TableYAML) over topic t, into dir.
+func sinkConfig(t *testing.T, addrs []string, dir, flush string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, `kafka: {brokers: [%s], group: %s, commit_interval: 100ms}
+local_dir: %s
+dead_letter: {topic: d}
+flush: {max_file_bytes: 1MiB, shutdown_timeout: 20s%s}
+tables:
+%s`, strings.Join(addrs, ","), testGroup, dir, flush, gen.TableYAML("events", "t")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runningSink is a Sink.Run in its own goroutine.
+type runningSink struct {
+	s      *Sink
+	m      *Metrics
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startSink(t *testing.T, cfg *config.Config, st store.Store, setup func(*Sink)) *runningSink {
+	t.Helper()
+	m := NewMetrics(prometheus.NewRegistry())
+	s, err := New(cfg, st, m, slog.New(slog.DiscardHandler), kgo.HeartbeatInterval(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningSink{s: s, m: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Error("sink did not stop within 30s")
+		}
+	})
+	return r
+}
+
+// stop cancels the sink (SIGTERM) and returns what Run returned.
+func (r *runningSink) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	return r.wait(t)
+}
+
+func (r *runningSink) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("sink did not stop within 30s")
+		return nil
+	}
+}
+
+// waitFor polls cond every 10 ms until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newClient(t *testing.T, addrs []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ProducerBatchMaxBytes(4 << 20)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce appends values to topic t, partition 0, in one batch.
+func produce(t *testing.T, cl *kgo.Client, values ...[]byte) {
+	t.Helper()
+	recs := make([]*kgo.Record, len(values))
+	for i, v := range values {
+		recs[i] = &kgo.Record{Topic: "t", Value: v}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// committedOffset is the group's committed offset of t/0, -1 when none.
+func committedOffset(t *testing.T, cl *kgo.Client) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, testGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("t", 0); ok && o.Err == nil {
+		return o.At
+	}
+	return -1
+}
+
+// deadLetters counts the dead letters in topic d by source offset.
+func deadLetters(t *testing.T, addrs []string) map[int64]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, addrs))
+	ends, err := adm.ListEndOffsets(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup("d", 0)
+	out := map[int64]int{}
+	if end.Offset == 0 {
+		return out
+	}
+	cl := newClient(t, addrs, kgo.ConsumeTopics("d"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for read := int64(0); read < end.Offset; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d dead letters: %v", read, end.Offset, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			for _, h := range r.Headers {
+				if h.Key == deadletter.HeaderOffset {
+					o, err := strconv.ParseInt(string(h.Value), 10, 64)
+					if err != nil {
+						t.Fatalf("dead letter %d: %s %q", r.Offset, h.Key, h.Value)
+					}
+					out[o]++
+				}
+			}
+		})
+	}
+	return out
+}
+
+// requireLanded fails unless offsets 0..n-1 of t/0 are each in exactly one place:
+// the raw files in dir, or (the offsets in bad) the dead-letter topic.
+func requireLanded(t *testing.T, addrs []string, dir string, n int64, bad ...int64) {
+	t.Helper()
+	raw, dead := lakeOffsets(t, dir), deadLetters(t, addrs)
+	isBad := map[int64]bool{}
+	for _, o := range bad {
+		isBad[o] = true
+	}
+	for o := range n {
+		want, other := raw, dead
+		if isBad[o] {
+			want, other = dead, raw
+		}
+		if want[o] != 1 || other[o] != 0 {
+			t.Errorf("offset %d: %d times in the raw zone, %d times in the dead-letter topic", o, raw[o], dead[o])
+		}
+	}
+	if len(raw)+len(dead) != int(n) {
+		t.Errorf("%d offsets in the raw zone and %d dead letters, want %d in all", len(raw), len(dead), n)
+	}
+}
+
+// TestCancelWhileBlockedOnMemoryKeepsDeadLetter: a poll holds a rejected record and,
+// after it, records that wait for memory (uploads stuck). SIGTERM then: the rejected
+// record is either in the dead-letter topic or not committed past, and a restart
+// lands every record exactly once.
+func TestCancelWhileBlockedOnMemoryKeepsDeadLetter(t *testing.T) {
+	_, addrs := newCluster(t)
+	dir := t.TempDir()
+	local, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sinkConfig(t, addrs, dir, ", memory_budget: 4MiB")
+	blocked := blockingStore{Store: local, release: make(chan struct{})}
+	r := startSink(t, cfg, blocked, nil)
+	cl := newClient(t, addrs)
+	ev := events(3000, 1)
+	// About two thirds of the buffers' 1 MiB, consumed and held (uploads are stuck).
+	produce(t, cl, ev[:1200]...)
+	waitFor(t, 30*time.Second, "the first records consumed", func() bool { return r.s.eng.Next()["t"][0] == 1200 })
+	// One poll: a rejected record, then more than the budget has room for.
+	bad := int64(1200)
+	produce(t, cl, append([][]byte{[]byte(`{"event_id":`)}, ev[1201:]...)...)
+	waitFor(t, 30*time.Second, "the sink to wait for memory", func() bool { return testutil.ToFloat64(r.m.FetchPaused) == 1 })
+	if next := r.s.eng.Next()["t"][0]; next <= bad {
+		t.Fatalf("next offset %d: the rejected record at %d was not handled before the wait", next, bad)
+	}
+	// SIGTERM; the uploads recover while the sink shuts down.
+	r.cancel()
+	close(blocked.release)
+	if err := r.wait(t); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if c, dead := committedOffset(t, cl), deadLetters(t, addrs); c > bad && dead[bad] != 1 {
+		t.Fatalf("committed offset %d is past the rejected record %d, which is %d times in the dead-letter topic", c, bad, dead[bad])
+	}
+	// A restart lands everything exactly once.
+	r2 := startSink(t, cfg, local, nil)
+	waitFor(t, 60*time.Second, "everything consumed", func() bool { return r2.s.eng.Next()["t"][0] == 3000 })
+	if err := r2.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOffset(t, cl); got != 3000 {
+		t.Fatalf("committed offset %d after the restart, want 3000", got)
+	}
+	requireLanded(t, addrs, dir, 3000, bad)
+}
+
+// failProduce makes the cluster answer every produce to topic d with a
+// non-retriable error while on is true; it counts the produces it failed.
+func failProduce(t *testing.T, c *kfake.Cluster, cl *kgo.Client, on *atomic.Bool, failed *atomic.Int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := details["d"].ID
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		toD := false
+		for _, tp := range pr.Topics {
+			toD = toD || tp.Topic == "d" || tp.TopicID == id
+		}
+		if !toD || !on.Load() {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+// TestDeadLetterProduceFailingCommitsNothingPast: the dead-letter produce fails (the
+// broker refuses it) and the sink stops with an error; its revoke on the way out
+// commits nothing past the rejected record, and a restart lands it exactly once.
+func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
+	c, addrs := newCluster(t)
+	dir := t.TempDir()
+	local, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sinkConfig(t, addrs, dir, "")
+	cl := newClient(t, addrs)
+	var on atomic.Bool
+	var failed atomic.Int64
+	failProduce(t, c, cl, &on, &failed)
+	ev := events(100, 1)
+	produce(t, cl, ev[:50]...)
+	r := startSink(t, cfg, local, nil)
+	waitFor(t, 30*time.Second, "the first records consumed", func() bool { return r.s.eng.Next()["t"][0] == 50 })
+	// Make them durable, so that nothing but the rejected record holds the commit back.
+	r.s.eng.SealPartitions(nil, "test")
+	waitFor(t, 30*time.Second, "the first records durable", func() bool { return r.s.eng.WaitDurable(context.Background(), nil) == nil })
+	on.Store(true)
+	bad := int64(50)
+	produce(t, cl, []byte(`{"event_id":`))
+	err = r.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "dead-letter") {
+		t.Fatalf("sink returned %v, want the dead-letter produce error", err)
+	}
+	if failed.Load() == 0 {
+		t.Fatal("no dead-letter produce was refused")
+	}
+	if got := committedOffset(t, cl); got > bad {
+		t.Fatalf("committed offset %d is past the rejected record %d, which was never produced", got, bad)
+	}
+	on.Store(false)
+	produce(t, cl, ev[51:]...)
+	r2 := startSink(t, cfg, local, nil)
+	waitFor(t, 60*time.Second, "everything consumed", func() bool { return r2.s.eng.Next()["t"][0] == 100 })
+	if err := r2.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOffset(t, cl); got != 100 {
+		t.Fatalf("committed offset %d after the restart, want 100", got)
+	}
+	requireLanded(t, addrs, dir, 100, bad)
+}
