@@ -42,6 +42,15 @@ type Sink struct {
 
 	idMu     sync.Mutex
 	topicIDs map[string][16]byte // OffsetCommit v10+ names topics by id
+
+	hooks loopHooks // tests
+}
+
+// loopHooks, when set, are called by the consumer loop: polled after each poll with
+// the number of records it returned, allowing just before AllowRebalance.
+type loopHooks struct {
+	polled   func(records int)
+	allowing func()
 }
 
 // New builds a sink: the engine, the Kafka client and its rebalance callbacks.
@@ -173,6 +182,9 @@ func (s *Sink) loop(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := s.cl.PollRecords(pctx, 10_000)
 		cancel()
+		if s.hooks.polled != nil {
+			s.hooks.polled(fetches.NumRecords())
+		}
 		if fetches.IsClientClosed() {
 			return errors.New("kafka client closed")
 		}
@@ -227,12 +239,15 @@ func (s *Sink) loop(ctx context.Context) error {
 				s.m.ConsumerLagRecords.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(lag))
 			}
 		})
-		s.cl.AllowRebalance()
 		now := time.Now()
 		if now.After(nextTick) {
 			s.eng.Tick()
 			nextTick = now.Add(time.Second)
 		}
+		// Commit while the poll still blocks rebalances: after AllowRebalance a
+		// rebalance may hand a partition to another member, and this commit, of the
+		// generation it was built in, could land after that member's and rewind it
+		// (franz-go's BlockRebalanceOnPoll documentation).
 		if now.After(nextCommit) {
 			if err := s.commit(ctx, nil); err != nil && ctx.Err() == nil {
 				s.log.Warn("offset commit failed; will retry", "err", err)
@@ -242,6 +257,10 @@ func (s *Sink) loop(ctx context.Context) error {
 		if err := s.eng.Err(); err != nil {
 			return err
 		}
+		if s.hooks.allowing != nil {
+			s.hooks.allowing()
+		}
+		s.cl.AllowRebalance()
 	}
 	return nil
 }

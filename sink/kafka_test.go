@@ -348,3 +348,67 @@ func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
 	}
 	requireLanded(t, addrs, dir, 100, bad)
 }
+
+// TestCommitWhileRebalanceBlocked: the loop's periodic commit reaches the broker
+// while the poll that moved it still blocks rebalances (BlockRebalanceOnPoll). A
+// commit sent after AllowRebalance can land after a rebalance gave the partition to
+// another member and rewind that member's commit.
+func TestCommitWhileRebalanceBlocked(t *testing.T) {
+	c, addrs := newCluster(t)
+	dir := t.TempDir()
+	local, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sinkConfig(t, addrs, dir, "")
+	// The loop's state as franz-go sees it: a poll that returned records blocks
+	// rebalances until AllowRebalance; an empty poll does not.
+	const (
+		allowed = iota
+		held
+		empty
+	)
+	var state, recording atomic.Int32
+	var commits [3]atomic.Int32
+	recording.Store(1)
+	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if req.(*kmsg.OffsetCommitRequest).Group == testGroup && recording.Load() == 1 {
+			commits[state.Load()].Add(1)
+		}
+		return nil, nil, false
+	})
+	r := startSink(t, cfg, local, func(s *Sink) {
+		s.hooks.polled = func(n int) {
+			if n > 0 {
+				state.Store(held)
+			} else {
+				state.Store(empty)
+			}
+		}
+		s.hooks.allowing = func() { state.Store(allowed) }
+	})
+	cl := newClient(t, addrs)
+	// Rejected records only: each one moves the commit point once dead-lettered.
+	deadline := time.Now().Add(30 * time.Second)
+	for commits[held].Load() < 3 && commits[allowed].Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit while a poll held records within 30s: %d after an empty poll", commits[empty].Load())
+		}
+		n := commits[held].Load() + commits[empty].Load() + commits[allowed].Load()
+		// Let the commit interval (100ms) pass since the last commit, so that the
+		// loop's iteration of the poll that returns the record is due to commit.
+		time.Sleep(2 * cfg.Kafka.CommitInterval)
+		produce(t, cl, []byte(`{"event_id":`))
+		waitFor(t, 10*time.Second, "a commit", func() bool {
+			return commits[held].Load()+commits[empty].Load()+commits[allowed].Load() > n
+		})
+	}
+	recording.Store(0)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits[allowed].Load(); n > 0 {
+		t.Fatalf("%d offset commits sent after AllowRebalance (%d while the poll blocked rebalances)", n, commits[held].Load())
+	}
+}
