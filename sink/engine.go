@@ -25,6 +25,8 @@ type table struct {
 	// WithLabelValues per record was 1 % of the sink's CPU; decodedFast its
 	// lakesink_records_decoded_fast_total.
 	decoded, decodedFast prometheus.Counter
+	// unreadable is the table's lakesink_raw_file_unreadable_total.
+	unreadable prometheus.Counter
 }
 
 type bufKey struct {
@@ -95,6 +97,10 @@ type Engine struct {
 	// and concurrency size uploadCost.
 	writerFixed             int64
 	partSize, partsInFlight int64
+
+	// unreadableBackoff is the first wait before reading an unreadable existing raw
+	// file again (worker.go; tests shorten it).
+	unreadableBackoff time.Duration
 }
 
 type tpKey struct {
@@ -105,7 +111,7 @@ type tpKey struct {
 // NewEngine compiles the tables of cfg and returns an engine writing to st.
 func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger) (*Engine, error) {
 	e := &Engine{log: log, st: st, m: m, flush: cfg.Flush, byTopic: map[string]*table{}, now: time.Now,
-		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{},
+		tps: map[tpKey]*tpState{}, open: map[bufKey]*buffer{}, uploading: map[bufKey]bool{}, unreadableBackoff: 200 * time.Millisecond,
 		zstd: rawfile.NewZstdCodec(cfg.Flush.Workers + 2)}
 	e.cond = sync.NewCond(&e.mu)
 	tables, err := decode.Compile(cfg, decode.Options{MaxRecordBytes: int(cfg.Flush.MaxRecordBytes), Log: log,
@@ -117,7 +123,8 @@ func NewEngine(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger)
 	e.tables = tables
 	for _, dt := range tables.All() {
 		t := &table{Table: dt, decoded: m.RecordsDecoded.WithLabelValues(dt.Config.Name),
-			decodedFast: m.RecordsDecodedFast.WithLabelValues(dt.Config.Name)}
+			decodedFast: m.RecordsDecodedFast.WithLabelValues(dt.Config.Name),
+			unreadable:  m.RawFileUnreadable.WithLabelValues(dt.Config.Name)}
 		for _, topic := range dt.Config.Topics {
 			e.byTopic[topic] = t
 		}

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/lakesink/lakesink/deadletter"
 	"github.com/lakesink/lakesink/internal/gen"
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -410,5 +412,44 @@ func TestCommitWhileRebalanceBlocked(t *testing.T) {
 	}
 	if n := commits[allowed].Load(); n > 0 {
 		t.Fatalf("%d offset commits sent after AllowRebalance (%d while the poll blocked rebalances)", n, commits[held].Load())
+	}
+}
+
+// TestUnreadableRawFileStopsSink: the key the sink must write already holds an
+// object that is not a raw file. The sink retries reading it with backoff, counts
+// each failure, then stops with an error naming the key and commits nothing.
+func TestUnreadableRawFileStopsSink(t *testing.T) {
+	_, addrs := newCluster(t)
+	dir := t.TempDir()
+	local, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sinkConfig(t, addrs, dir, "")
+	g := gen.New(3, time.Now().UTC().Truncate(time.Hour).Add(-time.Hour), time.Hour)
+	var ev [][]byte
+	for i := range 5 {
+		v, _ := g.Event(i, 5)
+		ev = append(ev, append([]byte(nil), v...))
+	}
+	ts := g.Time(0, 5)
+	key := layout.RawKey("events", layout.Hour, layout.PeriodOf(layout.Hour, ts.UnixMicro()), "t", 0, 0)
+	if err := local.Create(context.Background(), key, strings.NewReader("not a parquet file")); err != nil {
+		t.Fatal(err)
+	}
+	cl := newClient(t, addrs)
+	produce(t, cl, ev...)
+	r := startSink(t, cfg, local, func(s *Sink) { s.eng.unreadableBackoff = time.Millisecond })
+	waitFor(t, 30*time.Second, "the records consumed", func() bool { return r.s.eng.Next()["t"][0] == 5 })
+	r.s.eng.SealPartitions(nil, "test")
+	err = r.wait(t)
+	if !errors.Is(err, ErrUnreadableRawFile) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("sink returned %v, want ErrUnreadableRawFile naming %s", err, key)
+	}
+	if n := testutil.ToFloat64(r.m.RawFileUnreadable.WithLabelValues("events")); n != unreadableTries {
+		t.Fatalf("lakesink_raw_file_unreadable_total = %v, want %d", n, unreadableTries)
+	}
+	if c := committedOffset(t, cl); c > 0 {
+		t.Fatalf("committed offset %d, past the records the unreadable file was in the way of", c)
 	}
 }

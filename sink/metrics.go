@@ -23,6 +23,7 @@ type Metrics struct {
 	FileBytes           prometheus.Histogram
 	FileRows            prometheus.Histogram
 	UploadConflicts     prometheus.Counter
+	RawFileUnreadable   *prometheus.CounterVec
 	Commits             *prometheus.CounterVec
 	CommitLagRecords    *prometheus.GaugeVec
 	ConsumerLagRecords  *prometheus.GaugeVec
@@ -69,6 +70,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rows per uploaded Parquet file.", Buckets: prometheus.ExponentialBuckets(10, 4, 10)}),
 		UploadConflicts: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "upload_conflicts_total",
 			Help: "Uploads that found their key already written by an earlier run (replay after a crash)."}),
+		RawFileUnreadable: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "raw_file_unreadable_total",
+			Help: "Failed reads of a raw file found at the key an upload must write (corrupt, truncated, not a raw file); after 10 the sink stops with an error naming the key."}, []string{"table"}),
 		Commits: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commits_total",
 			Help: "Offset commits, by result."}, []string{"result"}),
 		CommitLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "commit_lag_records",

@@ -66,6 +66,7 @@ func (e *Engine) next() *buffer {
 func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) error {
 	t := b.table
 	backoff := 200 * time.Millisecond
+	readBackoff, unreadable := e.unreadableBackoff, 0
 	for {
 		e.mu.Lock()
 		skips := b.tp.overlapping(t.Config.Name, b.period, b.first, b.last)
@@ -101,12 +102,26 @@ func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) er
 			return nil
 		case store.IsExists(err):
 			last, rerr := rawfile.ReadLastOffset(ctx, e.st, key)
+			if rerr != nil && store.IsNotFound(rerr) {
+				continue // deleted since (the compactor's cleaning): write it again
+			}
 			if rerr != nil {
-				e.m.FlushErrors.WithLabelValues("conflict").Inc()
-				e.log.Error("reading existing raw file", "file", key, "err", rerr)
-				if err := sleep(ctx, backoff); err != nil {
-					return err
+				if ctx.Err() != nil {
+					return fmt.Errorf("read existing raw file %s: %w", key, ctx.Err())
 				}
+				unreadable++
+				e.m.FlushErrors.WithLabelValues("conflict").Inc()
+				t.unreadable.Inc()
+				if unreadable >= unreadableTries {
+					return fmt.Errorf("%w: %s (topic %s, partition %d, offset %d; %d reads failed): %w",
+						ErrUnreadableRawFile, key, b.tp.topic, b.tp.partition, first, unreadable, rerr)
+				}
+				e.log.Error("reading existing raw file failed; retrying", "file", key, "topic", b.tp.topic,
+					"partition", b.tp.partition, "offset", first, "err", rerr, "retry_in", readBackoff)
+				if err := sleep(ctx, readBackoff); err != nil {
+					return fmt.Errorf("read existing raw file %s: %w", key, err)
+				}
+				readBackoff = min(readBackoff*2, 30*time.Second)
 				continue
 			}
 			e.m.UploadConflicts.Inc()
@@ -128,6 +143,17 @@ func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) er
 		}
 	}
 }
+
+// ErrUnreadableRawFile stops the sink: a raw file already exists at the key an
+// upload must write, and it cannot be read back (corrupt, truncated, not Parquet,
+// not a raw file), so the sink cannot know which records it holds. It needs a
+// human: see "Unreadable raw file" in deploy/README.md.
+var ErrUnreadableRawFile = errors.New("existing raw file cannot be read")
+
+// unreadableTries bounds the reads of an existing raw file before the sink stops
+// with ErrUnreadableRawFile; with the backoff from 200 ms doubling up to 30 s, the
+// last one comes about 80 s after the first (a transient S3 error has passed by then).
+const unreadableTries = 10
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
