@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -67,11 +68,15 @@ type ReplayExample struct {
 
 // ReplaySummary counts what a replay did with the dead letters it read.
 type ReplaySummary struct {
-	Read            int64            // dead letters judged in this run
-	Replayed        int64            // produced back to their source topic
-	Filtered        int64            // left out by --reason/--table/--since/--until (kept for later)
-	AlreadyReplayed int64            // replayed by an earlier run, skipped
-	Deferred        int64            // not judged: the partition's ledger is full (see replayLedger)
+	Read            int64 // dead letters judged in this run
+	Replayed        int64 // produced back to their source topic
+	Filtered        int64 // left out by --reason/--table/--since/--until (kept for later)
+	AlreadyReplayed int64 // replayed by an earlier run, skipped
+	Deferred        int64 // not judged: the partition's ledger is full (see replayLedger)
+	// Duplicates are dead letters of a source record already replayed from another
+	// dead letter, skipped: the sink dead-lettered the record twice (it stopped
+	// between the dead letter's acknowledgement and its offset commit).
+	Duplicates      int64
 	Failing         map[string]int64 // still failing with the current config, by reason (kept)
 	ReplayedByTable map[string]int64
 	Examples        []ReplayExample
@@ -107,7 +112,41 @@ type replayer struct {
 	starts  map[int32]int64
 	ends    map[int32]int64 // end offsets captured at start: the replay stops there
 
+	// replayed holds the source records replayed, by this run or an earlier one:
+	// those of the dead letters the ledgers mark done (read by scanReplayed) and
+	// those this run produced back. A dead letter of one of them is a duplicate.
+	replayed map[sourceRecord]bool
+	added    []sourceRecord // replayed since the last committed transaction: undone by an abort
+	scanned  bool
+
 	sum ReplaySummary
+}
+
+// sourceRecord is the Kafka record a dead letter was made of (its
+// lakesink.source.* headers): the sink may dead-letter one record twice, a replay
+// produces it back once.
+type sourceRecord struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+// sourceOf reads a dead letter's source record from its headers.
+func sourceOf(h map[string]string) (sourceRecord, bool) {
+	p, perr := strconv.ParseInt(h[HeaderPartition], 10, 32)
+	o, oerr := strconv.ParseInt(h[HeaderOffset], 10, 64)
+	if h[HeaderTopic] == "" || perr != nil || oerr != nil {
+		return sourceRecord{}, false
+	}
+	return sourceRecord{h[HeaderTopic], int32(p), o}, true
+}
+
+func headerMap(rec *kgo.Record) map[string]string {
+	h := make(map[string]string, len(rec.Headers))
+	for _, x := range rec.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
 }
 
 // Replay re-reads the dead-letter topic from the replay group's position up to the
@@ -117,7 +156,10 @@ type replayer struct {
 // lakesink.replayed-from). The records produced and the replay group's new position
 // commit in one Kafka transaction, so a record is replayed exactly once even when a
 // replay crashes or runs twice; the sink reads with isolation read_committed, so it
-// never lands records of an aborted replay.
+// never lands records of an aborted replay. A source record the sink dead-lettered
+// twice (lakesink.source.topic|partition|offset) is replayed once: a dead letter of a
+// source record already replayed, in this run or an earlier one (scanReplayed), is
+// counted in Duplicates and marked done.
 func Replay(ctx context.Context, cfg *config.Config, opt ReplayOptions) (*ReplaySummary, error) {
 	r, admCl, err := newReplayer(ctx, cfg, &opt)
 	if err != nil {
@@ -151,7 +193,7 @@ func newReplayer(ctx context.Context, cfg *config.Config, opt *ReplayOptions) (*
 	}
 	r := &replayer{cfg: cfg, opt: *opt, dlq: cfg.DeadLetter.Topic, parts: map[string]int{},
 		ledgers: map[int32]*replayLedger{}, initial: map[int32]*replayLedger{}, full: map[int32]bool{}, dirty: map[int32]bool{},
-		pos: map[int32]int64{}, starts: map[int32]int64{}, ends: map[int32]int64{},
+		pos: map[int32]int64{}, starts: map[int32]int64{}, ends: map[int32]int64{}, replayed: map[sourceRecord]bool{},
 		sum: ReplaySummary{Failing: map[string]int64{}, ReplayedByTable: map[string]int64{}}}
 	if len(opt.Reasons) > 0 {
 		r.reasons = map[string]bool{}
@@ -291,9 +333,20 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 		r.sum.Read++
 		return true
 	}
-	h := map[string]string{}
-	for _, x := range rec.Headers {
-		h[x.Key] = string(x.Value)
+	h := headerMap(rec)
+	src, hasSource := sourceOf(h)
+	if hasSource && r.replayed[src] {
+		// The same source record was replayed from another dead letter.
+		if !l.canResolve(o) {
+			r.full[p] = true
+			r.sum.Deferred++
+			return nil
+		}
+		l.judged(o, false)
+		r.dirty[p] = true
+		r.sum.Read++
+		r.sum.Duplicates++
+		return nil
 	}
 	if !r.match(h) {
 		if keep() {
@@ -326,12 +379,88 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 	r.dirty[p] = true
 	r.sum.Read++
 	r.sum.Replayed++
+	r.replayed[src] = true // rebuild succeeded: src is valid
+	r.added = append(r.added, src)
 	table := ""
 	if t := r.tables.ForTopic(out.Topic); t != nil {
 		table = t.Config.Name
 	}
 	r.sum.ReplayedByTable[table]++
 	return out
+}
+
+// scanReplayed reads the dead letters each ledger marks done (from the log start
+// up to its frontier) and records their source records as replayed, so that a
+// later dead letter of the same record is a duplicate, also across runs: the
+// ledger and the dead-letter topic are the durable state. Call it once the ledgers
+// are set, before any record is judged. It reads what retention keeps of the
+// dead-letter topic up to the replay position, each run.
+func (r *replayer) scanReplayed(ctx context.Context) error {
+	r.mu.Lock()
+	r.scanned = true
+	want := map[int32]int64{}
+	from := map[int32]kgo.Offset{}
+	for p, l := range r.ledgers {
+		if target := min(l.frontier, r.ends[p]); target > r.starts[p] {
+			want[p] = target
+			from[p] = kgo.NewOffset().At(r.starts[p])
+		}
+	}
+	r.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	base, err := kafkaopt.ClientOptions(&r.cfg.Kafka)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrReplaySetup, err)
+	}
+	cl, err := kgo.NewClient(append(base,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.dlq: from}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(int32(r.cfg.Kafka.FetchMaxBytes)),
+		kgo.WithLogger(kafkaopt.Logger(r.opt.Log.With("component", "kafka"))),
+	)...)
+	if err != nil {
+		return fmt.Errorf("%w: kafka client: %w", ErrReplaySetup, err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(r.opt.Wait)
+	for len(want) > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("read the replayed dead letters of %s: partitions %v not read within %s", r.dlq, slices.Sorted(maps.Keys(want)), r.opt.Wait)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, r.opt.Batch)
+		cancel()
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				r.opt.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		r.mu.Lock()
+		fetches.EachRecord(func(rec *kgo.Record) {
+			target, ok := want[rec.Partition]
+			if !ok || rec.Offset >= target {
+				delete(want, rec.Partition)
+				return
+			}
+			if rec.Offset+1 >= target {
+				delete(want, rec.Partition)
+			}
+			if rec.Attrs.IsControl() || !r.ledgers[rec.Partition].done(rec.Offset) {
+				return
+			}
+			if src, ok := sourceOf(headerMap(rec)); ok {
+				r.replayed[src] = true
+			}
+		})
+		r.mu.Unlock()
+	}
+	return nil
 }
 
 func (r *replayer) match(h map[string]string) bool {
@@ -581,6 +710,7 @@ func (r *replayer) run(ctx context.Context) (*ReplaySummary, error) {
 		aborts = 0
 		r.mu.Lock()
 		clear(r.dirty)
+		r.added = r.added[:0]
 		r.mu.Unlock()
 		r.sum.Transactions++
 		saved = r.snapshot()
@@ -612,6 +742,12 @@ func (r *replayer) run(ctx context.Context) (*ReplaySummary, error) {
 		cancel()
 		if fetches.IsClientClosed() {
 			return &r.sum, errors.New("kafka client closed")
+		}
+		if !r.scanned && r.ledgersKnown() {
+			if err := r.scanReplayed(ctx); err != nil {
+				_, _ = sess.End(context.WithoutCancel(ctx), kgo.TryAbort)
+				return &r.sum, err
+			}
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -695,6 +831,10 @@ func (r *replayer) restore(st replayState) {
 	r.full = cp.full
 	r.sum = cp.sum
 	clear(r.dirty)
+	for _, src := range r.added {
+		delete(r.replayed, src)
+	}
+	r.added = r.added[:0]
 }
 
 // snapshotOf deep-copies a snapshot so it can be restored more than once.
@@ -715,7 +855,9 @@ func (r *replayer) snapshotOf(st replayState) replayState {
 // producing or committing anything.
 func (r *replayer) dryRun(ctx context.Context) (*ReplaySummary, error) {
 	offs, err := r.adm.FetchOffsets(ctx, r.opt.Group)
-	if err != nil && !errors.Is(err, kadm.ErrEmpty) {
+	// A group that never committed: kadm.ErrEmpty, or GROUP_ID_NOT_FOUND from a
+	// coordinator that does not know it.
+	if err != nil && !errors.Is(err, kadm.ErrEmpty) && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, fmt.Errorf("replay group %s offsets: %w", r.opt.Group, err)
 	}
 	starts := map[int32]kgo.Offset{}
@@ -726,6 +868,9 @@ func (r *replayer) dryRun(ctx context.Context) (*ReplaySummary, error) {
 		}
 		r.setLedger(p, committed, meta)
 		starts[p] = kgo.NewOffset().At(r.pos[p])
+	}
+	if err := r.scanReplayed(ctx); err != nil {
+		return nil, err
 	}
 	base, _ := kafkaopt.ClientOptions(&r.cfg.Kafka)
 	cl, err := kgo.NewClient(append(base,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -143,5 +144,114 @@ tables:
 			r.Partition != int32(n%2) || string(r.Value) != good(n) {
 			t.Errorf("%s: headers %v, timestamp %v, partition %d", i, h, r.Timestamp, r.Partition)
 		}
+	}
+}
+
+// TestReplayDedupesBySourceRecord: the sink dead-letters a source record twice when
+// it crashes between the dead letter's acknowledgement and its offset commit. A
+// replay produces each source record (lakesink.source.topic|partition|offset) back
+// once, whether both copies are judged in one run or the second copy arrives after
+// the first was replayed by an earlier run.
+func TestReplayDedupesBySourceRecord(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "src"), kfake.SeedTopics(2, "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	addrs := cluster.ListenAddrs()
+	cfg, err := config.Parse(fmt.Appendf(nil, `kafka: {brokers: [%s], group: g}
+local_dir: %s
+dead_letter: {topic: dlq}
+tables:
+  - name: events
+    topics: [src]
+    columns:
+      - {name: event_id, type: string, required: true}
+      - {name: ts, type: timestamp, required: true}
+    event_time: {column: ts, granularity: hour}
+`, strings.Join(addrs, ","), t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ts := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	// dead is a dead letter, in dead-letter partition p, of source record src/0/offset.
+	dead := func(p int32, offset int) *kgo.Record {
+		return &kgo.Record{Topic: "dlq", Partition: p, Key: []byte("k" + strconv.Itoa(offset)),
+			Value: fmt.Appendf(nil, `{"event_id":"e%d","ts":"%s"}`, offset, ts),
+			Headers: []kgo.RecordHeader{
+				{Key: deadletter.HeaderReason, Value: []byte("wrong_type")},
+				{Key: deadletter.HeaderTable, Value: []byte("events")},
+				{Key: deadletter.HeaderTopic, Value: []byte("src")},
+				{Key: deadletter.HeaderPartition, Value: []byte("0")},
+				{Key: deadletter.HeaderOffset, Value: []byte(strconv.Itoa(offset))},
+				{Key: deadletter.HeaderTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+			}}
+	}
+	produce := func(recs ...*kgo.Record) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replay := func(name string, o deadletter.ReplayOptions, replayed, duplicates int64) {
+		t.Helper()
+		s, err := deadletter.Replay(ctx, cfg, o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Replayed != replayed || s.Duplicates != duplicates {
+			t.Fatalf("%s: %+v; want replayed %d, duplicates %d", name, s, replayed, duplicates)
+		}
+	}
+	// Both copies of source offset 100 in one run, in two dead-letter partitions.
+	produce(dead(0, 100), dead(1, 100))
+	replay("dry run", deadletter.ReplayOptions{DryRun: true}, 1, 1)
+	replay("one run", deadletter.ReplayOptions{}, 1, 1)
+	// Source offset 101 replayed; its second copy arrives after, in the other partition.
+	produce(dead(0, 101))
+	replay("first copy", deadletter.ReplayOptions{}, 1, 0)
+	produce(dead(1, 101), dead(1, 100))
+	replay("later copies", deadletter.ReplayOptions{}, 0, 2)
+	// A filtered run keeps source offset 102 for later; its copy in a later run too.
+	produce(dead(0, 102))
+	replay("filtered", deadletter.ReplayOptions{Table: "other"}, 0, 0)
+	produce(dead(1, 102))
+	replay("after the filter", deadletter.ReplayOptions{}, 1, 1)
+	replay("again", deadletter.ReplayOptions{}, 0, 0)
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("src"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, "src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup("src", 0)
+	got := map[string]int{}
+	for pos := int64(0); pos < end.Offset; {
+		fs := rd.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal(ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			pos = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				got[string(r.Key)]++
+			}
+		})
+	}
+	if len(got) != 3 || got["k100"] != 1 || got["k101"] != 1 || got["k102"] != 1 {
+		t.Fatalf("source topic holds %v, want k100, k101 and k102 once each", got)
 	}
 }

@@ -97,8 +97,8 @@ func printReplaySummary(w io.Writer, s *deadletter.ReplaySummary, dry, failed bo
 	if failed {
 		fmt.Fprintln(w, "dlq replay stopped early: work of the last, uncommitted transaction is counted below but was aborted")
 	}
-	fmt.Fprintf(w, "dlq replay: read %d, %s %d, still failing %d, filtered %d, already replayed %d, deferred %d (%d transactions, %s)\n",
-		s.Read, verb, s.Replayed, s.StillFailing(), s.Filtered, s.AlreadyReplayed, s.Deferred, s.Transactions, took.Round(time.Millisecond))
+	fmt.Fprintf(w, "dlq replay: read %d, %s %d, still failing %d, filtered %d, already replayed %d, deferred %d, duplicates %d (%d transactions, %s)\n",
+		s.Read, verb, s.Replayed, s.StillFailing(), s.Filtered, s.AlreadyReplayed, s.Deferred, s.Duplicates, s.Transactions, took.Round(time.Millisecond))
 	for _, t := range slices.Sorted(maps.Keys(s.ReplayedByTable)) {
 		fmt.Fprintf(w, "  %s table=%s: %d\n", verb, t, s.ReplayedByTable[t])
 	}
