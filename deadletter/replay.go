@@ -335,17 +335,23 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 	}
 	h := headerMap(rec)
 	src, hasSource := sourceOf(h)
-	if hasSource && r.replayed[src] {
-		// The same source record was replayed from another dead letter.
+	// resolve marks o done (replayed, or a duplicate) unless the ledger is full.
+	resolve := func() bool {
 		if !l.canResolve(o) {
 			r.full[p] = true
 			r.sum.Deferred++
-			return nil
+			return false
 		}
 		l.judged(o, false)
 		r.dirty[p] = true
 		r.sum.Read++
-		r.sum.Duplicates++
+		return true
+	}
+	if hasSource && r.replayed[src] {
+		// The same source record was replayed from another dead letter.
+		if resolve() {
+			r.sum.Duplicates++
+		}
 		return nil
 	}
 	if !r.match(h) {
@@ -370,14 +376,9 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) *kgo.Record {
 		}
 		return nil
 	}
-	if !l.canResolve(o) {
-		r.full[p] = true
-		r.sum.Deferred++
+	if !resolve() {
 		return nil
 	}
-	l.judged(o, false)
-	r.dirty[p] = true
-	r.sum.Read++
 	r.sum.Replayed++
 	r.replayed[src] = true // rebuild succeeded: src is valid
 	r.added = append(r.added, src)

@@ -16,15 +16,16 @@ import (
 	"github.com/lakesink/lakesink/lake/config"
 )
 
-// TestReplayFiltersAndLedger runs replays against an in-process Kafka: a filtered
-// replay keeps the other dead letters for later, a dry run changes nothing, a full
-// replay produces each decodable dead letter back once, and a rerun replays nothing.
-func TestReplayFiltersAndLedger(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "src"), kfake.SeedTopics(1, "dlq"))
+// replayCluster starts an in-process Kafka with topics src and dlq of the given
+// partition counts and returns its addresses, a config with table events over src
+// (columns event_id, ts, n) and a client producing to chosen partitions.
+func replayCluster(t *testing.T, srcPartitions, dlqPartitions int) ([]string, *config.Config, *kgo.Client) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(srcPartitions), "src"), kfake.SeedTopics(int32(dlqPartitions), "dlq"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close)
 	addrs := cluster.ListenAddrs()
 	cfg, err := config.Parse(fmt.Appendf(nil, `kafka: {brokers: [%s], group: g}
 local_dir: %s
@@ -45,7 +46,15 @@ tables:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
+	return addrs, cfg, cl
+}
+
+// TestReplayFiltersAndLedger runs replays against an in-process Kafka: a filtered
+// replay keeps the other dead letters for later, a dry run changes nothing, a full
+// replay produces each decodable dead letter back once, and a rerun replays nothing.
+func TestReplayFiltersAndLedger(t *testing.T) {
+	addrs, cfg, cl := replayCluster(t, 2, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -153,31 +162,7 @@ tables:
 // once, whether both copies are judged in one run or the second copy arrives after
 // the first was replayed by an earlier run.
 func TestReplayDedupesBySourceRecord(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "src"), kfake.SeedTopics(2, "dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	addrs := cluster.ListenAddrs()
-	cfg, err := config.Parse(fmt.Appendf(nil, `kafka: {brokers: [%s], group: g}
-local_dir: %s
-dead_letter: {topic: dlq}
-tables:
-  - name: events
-    topics: [src]
-    columns:
-      - {name: event_id, type: string, required: true}
-      - {name: ts, type: timestamp, required: true}
-    event_time: {column: ts, granularity: hour}
-`, strings.Join(addrs, ","), t.TempDir()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	addrs, cfg, cl := replayCluster(t, 1, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ts := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)

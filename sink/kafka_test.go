@@ -57,6 +57,19 @@ tables:
 	return cfg
 }
 
+// sinkBed starts an in-process Kafka and returns it, a sink config into a fresh
+// local directory (sinkConfig) and the store over that directory.
+func sinkBed(t *testing.T, flush string) (*kfake.Cluster, *config.Config, store.Store) {
+	t.Helper()
+	c, addrs := newCluster(t)
+	dir := t.TempDir()
+	local, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, sinkConfig(t, addrs, dir, flush), local
+}
+
 // runningSink is a Sink.Run in its own goroutine.
 type runningSink struct {
 	s      *Sink
@@ -219,18 +232,29 @@ func requireLanded(t *testing.T, addrs []string, dir string, n int64, bad ...int
 	}
 }
 
+// restartAndLand runs a fresh sink over t/0 until it consumed offsets 0..n-1, stops
+// it, and requires the group committed to n and every offset in exactly one place
+// (the offsets in bad in the dead-letter topic, the rest in the raw zone).
+func restartAndLand(t *testing.T, cfg *config.Config, st store.Store, cl *kgo.Client, n int64, bad ...int64) {
+	t.Helper()
+	r := startSink(t, cfg, st, nil)
+	waitFor(t, 60*time.Second, "everything consumed", func() bool { return r.s.eng.Next()["t"][0] == n })
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOffset(t, cl); got != n {
+		t.Fatalf("committed offset %d after the restart, want %d", got, n)
+	}
+	requireLanded(t, cfg.Kafka.Brokers, cfg.LocalDir, n, bad...)
+}
+
 // TestCancelWhileBlockedOnMemoryKeepsDeadLetter: a poll holds a rejected record and,
 // after it, records that wait for memory (uploads stuck). SIGTERM then: the rejected
 // record is either in the dead-letter topic or not committed past, and a restart
 // lands every record exactly once.
 func TestCancelWhileBlockedOnMemoryKeepsDeadLetter(t *testing.T) {
-	_, addrs := newCluster(t)
-	dir := t.TempDir()
-	local, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sinkConfig(t, addrs, dir, ", memory_budget: 4MiB")
+	_, cfg, local := sinkBed(t, ", memory_budget: 4MiB")
+	addrs := cfg.Kafka.Brokers
 	blocked := blockingStore{Store: local, release: make(chan struct{})}
 	r := startSink(t, cfg, blocked, nil)
 	cl := newClient(t, addrs)
@@ -255,15 +279,7 @@ func TestCancelWhileBlockedOnMemoryKeepsDeadLetter(t *testing.T) {
 		t.Fatalf("committed offset %d is past the rejected record %d, which is %d times in the dead-letter topic", c, bad, dead[bad])
 	}
 	// A restart lands everything exactly once.
-	r2 := startSink(t, cfg, local, nil)
-	waitFor(t, 60*time.Second, "everything consumed", func() bool { return r2.s.eng.Next()["t"][0] == 3000 })
-	if err := r2.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if got := committedOffset(t, cl); got != 3000 {
-		t.Fatalf("committed offset %d after the restart, want 3000", got)
-	}
-	requireLanded(t, addrs, dir, 3000, bad)
+	restartAndLand(t, cfg, local, cl, 3000, bad)
 }
 
 // failProduce makes the cluster answer every produce to topic d with a
@@ -307,13 +323,8 @@ func failProduce(t *testing.T, c *kfake.Cluster, cl *kgo.Client, on *atomic.Bool
 // broker refuses it) and the sink stops with an error; its revoke on the way out
 // commits nothing past the rejected record, and a restart lands it exactly once.
 func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
-	c, addrs := newCluster(t)
-	dir := t.TempDir()
-	local, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sinkConfig(t, addrs, dir, "")
+	c, cfg, local := sinkBed(t, "")
+	addrs := cfg.Kafka.Brokers
 	cl := newClient(t, addrs)
 	var on atomic.Bool
 	var failed atomic.Int64
@@ -328,7 +339,7 @@ func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
 	on.Store(true)
 	bad := int64(50)
 	produce(t, cl, []byte(`{"event_id":`))
-	err = r.wait(t)
+	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "dead-letter") {
 		t.Fatalf("sink returned %v, want the dead-letter produce error", err)
 	}
@@ -340,15 +351,7 @@ func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
 	}
 	on.Store(false)
 	produce(t, cl, ev[51:]...)
-	r2 := startSink(t, cfg, local, nil)
-	waitFor(t, 60*time.Second, "everything consumed", func() bool { return r2.s.eng.Next()["t"][0] == 100 })
-	if err := r2.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if got := committedOffset(t, cl); got != 100 {
-		t.Fatalf("committed offset %d after the restart, want 100", got)
-	}
-	requireLanded(t, addrs, dir, 100, bad)
+	restartAndLand(t, cfg, local, cl, 100, bad)
 }
 
 // TestCommitWhileRebalanceBlocked: the loop's periodic commit reaches the broker
@@ -356,13 +359,8 @@ func TestDeadLetterProduceFailingCommitsNothingPast(t *testing.T) {
 // commit sent after AllowRebalance can land after a rebalance gave the partition to
 // another member and rewind that member's commit.
 func TestCommitWhileRebalanceBlocked(t *testing.T) {
-	c, addrs := newCluster(t)
-	dir := t.TempDir()
-	local, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sinkConfig(t, addrs, dir, "")
+	c, cfg, local := sinkBed(t, "")
+	addrs := cfg.Kafka.Brokers
 	// The loop's state as franz-go sees it: a poll that returned records blocks
 	// rebalances until AllowRebalance; an empty poll does not.
 	const (
@@ -419,13 +417,8 @@ func TestCommitWhileRebalanceBlocked(t *testing.T) {
 // object that is not a raw file. The sink retries reading it with backoff, counts
 // each failure, then stops with an error naming the key and commits nothing.
 func TestUnreadableRawFileStopsSink(t *testing.T) {
-	_, addrs := newCluster(t)
-	dir := t.TempDir()
-	local, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sinkConfig(t, addrs, dir, "")
+	_, cfg, local := sinkBed(t, "")
+	addrs := cfg.Kafka.Brokers
 	g := gen.New(3, time.Now().UTC().Truncate(time.Hour).Add(-time.Hour), time.Hour)
 	var ev [][]byte
 	for i := range 5 {
@@ -442,7 +435,7 @@ func TestUnreadableRawFileStopsSink(t *testing.T) {
 	r := startSink(t, cfg, local, func(s *Sink) { s.eng.unreadableBackoff = time.Millisecond })
 	waitFor(t, 30*time.Second, "the records consumed", func() bool { return r.s.eng.Next()["t"][0] == 5 })
 	r.s.eng.SealPartitions(nil, "test")
-	err = r.wait(t)
+	err := r.wait(t)
 	if !errors.Is(err, ErrUnreadableRawFile) || !strings.Contains(err.Error(), key) {
 		t.Fatalf("sink returned %v, want ErrUnreadableRawFile naming %s", err, key)
 	}
