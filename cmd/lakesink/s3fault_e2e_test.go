@@ -127,11 +127,12 @@ func reset(w http.ResponseWriter) {
 // writes (PutObject, UploadPart, CompleteMultipartUpload) with 503 SlowDown, 500,
 // connection resets mid-body and applied requests whose response is lost: every
 // record lands in the raw zone exactly once, with small files (single PUTs) and
-// large ones (multipart).
+// large ones (multipart), and lakesink audit finds nothing.
 func TestE2ES3FaultsNoLossNoDuplicates(t *testing.T) {
 	const parts, small, large = 2, 20_000, 260_000
 	b := newBed(t, parts)
 	proxy, f := newS3Faults(t, b.s3.Endpoint)
+	direct := b.s3.Endpoint
 	b.s3.Endpoint = proxy.URL
 	// Small files: single PUTs.
 	b.produce(small, 2, 11, parts)
@@ -163,6 +164,11 @@ func TestE2ES3FaultsNoLossNoDuplicates(t *testing.T) {
 	if rows != small+large || distinct != small+large || misplaced != 0 {
 		t.Fatalf("DuckDB: rows %d distinct %d misplaced %d; want %d, %d, 0", rows, distinct, misplaced, small+large, small+large)
 	}
+	// The audit reads the raw zone directly, with a compactor's config (an empty catalog).
+	b.s3.Endpoint = direct
+	fx := &lakeFixture{b: b, src: b.prefix}
+	catYAML, _, _ := sqliteCatalog(t, b, b.prefix)
+	b.wantClean("after the S3 faults", fx.compactConfig(t, b.prefix, catYAML, "  raw_grace: 1h"))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var missing []string
