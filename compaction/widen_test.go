@@ -41,6 +41,16 @@ func narrow(i int) bool { return i < 100 || i >= 200 }
 // sinkWide writes events [from, to) with columns i, f and d into the raw zone.
 func (l *lab) sinkWide(t *testing.T, cfg *config.Config, from, to int) {
 	t.Helper()
+	l.sinkJSON(t, cfg, from, to, func(j int) string {
+		iv, fv, dv := widenRow(j)
+		return fmt.Sprintf(`,"i":%d,"f":%v,"d":"%s"`, iv, fv, decimalText(dv, 2))
+	})
+}
+
+// sinkJSON writes events [from, to) with event_id, ts, n and the JSON members
+// more returns (starting with a comma) into the raw zone.
+func (l *lab) sinkJSON(t *testing.T, cfg *config.Config, from, to int, more func(int) string) {
+	t.Helper()
 	ctx := context.Background()
 	e, err := sink.NewEngine(cfg, l.lake, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -55,8 +65,7 @@ func (l *lab) sinkWide(t *testing.T, cfg *config.Config, from, to int) {
 			at = l.hour.Add(time.Duration(j-200)*time.Second - time.Hour)
 		}
 		ts := at.Format(time.RFC3339Nano)
-		iv, fv, dv := widenRow(j)
-		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d,"i":%d,"f":%v,"d":"%s"}`, j, ts, j, iv, fv, decimalText(dv, 2))
+		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d%s}`, j, ts, j, more(j))
 		rec := &decode.Record{Topic: "events", Offset: int64(j), Timestamp: time.Now(), Value: []byte(v)}
 		if out, err := e.Process(ctx, rec, 0); err != nil || out != sink.Buffered {
 			t.Fatalf("event %d: outcome %v, %v", j, out, err)
@@ -284,4 +293,76 @@ func TestNarrowingHalts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWideningNestedAndRelaxing: a widening inside a struct and of a list's
+// elements, and a required column made optional, evolve the table in one
+// schema change; old and new rows read back exactly.
+func TestWideningNestedAndRelaxing(t *testing.T) {
+	l := newLab(t)
+	cols := "      - {name: addr, type: \"struct<zip:int32,city:string>\"}\n      - {name: nums, type: \"list<int32>\"}\n"
+	more := func(j int) string {
+		return fmt.Sprintf(`,"addr":{"zip":%d,"city":"c%d"},"nums":[%d,%d]`, nestedVal(j), j, nestedVal(j), -nestedVal(j))
+	}
+	v1 := l.config(t, cols)
+	l.sinkJSON(t, v1, 0, 50, more)
+	if _, _, err := l.compact(t, v1); err != nil {
+		t.Fatal(err)
+	}
+	v2 := l.config(t, strings.NewReplacer("zip:int32", "zip:int64", "list<int32>", "list<int64>").Replace(cols))
+	v2.Tables[0].Columns[0].Required = false // event_id
+	l.sinkJSON(t, v2, 50, 100, more)
+	sum, cat, err := l.compact(t, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"events: made column event_id optional", "events: widened column addr.zip from int to long",
+		"events: widened column nums.element from int to long"}
+	if fmt.Sprint(sum.Changes) != fmt.Sprint(want) {
+		t.Errorf("changes %q, want %q", sum.Changes, want)
+	}
+	tbl, err := cat.Cat.LoadTable(context.Background(), cat.Ident("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := tbl.Schema().FindFieldByName("event_id"); f.Required {
+		t.Errorf("event_id still required")
+	}
+	_, rdr, err := tbl.Scan(table.WithSelectedFields("n", "addr", "nums")).ToArrowRecords(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]string{}
+	for rec, err := range rdr {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := rec.Column(0).(*array.Int64)
+		addr := rec.Column(1).(*array.Struct)
+		zip := addr.Field(0).(*array.Int64)
+		nums := rec.Column(2).(*array.List)
+		elems := nums.ListValues().(*array.Int64)
+		for k := range int(rec.NumRows()) {
+			from, to := nums.ValueOffsets(k)
+			got[n.Value(k)] = fmt.Sprint(zip.Value(k), elems.Int64Values()[from:to])
+		}
+		rec.Release()
+	}
+	if len(got) != 100 {
+		t.Errorf("table holds %d rows, want 100", len(got))
+	}
+	for j := range 100 {
+		v := nestedVal(j)
+		if w := fmt.Sprint(v, []int64{v, -v}); got[int64(j)] != w {
+			t.Errorf("row n=%d: %q, want %q", j, got[int64(j)], w)
+		}
+	}
+}
+
+// nestedVal is event j's zip and list element: an int32 before event 50, beyond after.
+func nestedVal(j int) int64 {
+	if j < 50 {
+		return int64(-40_000_000 * j)
+	}
+	return int64(j) << 34
 }
