@@ -295,21 +295,21 @@ func TestNarrowingHalts(t *testing.T) {
 	}
 }
 
-// TestWideningNestedAndRelaxing: a widening inside a struct and of a list's
-// elements, and a required column made optional, evolve the table in one
+// TestWideningNestedAndRelaxing: a widening inside a struct, of a list's
+// elements and of a map's values, and a required column made optional, evolve the table in one
 // schema change; old and new rows read back exactly.
 func TestWideningNestedAndRelaxing(t *testing.T) {
 	l := newLab(t)
-	cols := "      - {name: addr, type: \"struct<zip:int32,city:string>\"}\n      - {name: nums, type: \"list<int32>\"}\n"
+	cols := "      - {name: addr, type: \"struct<zip:int32,city:string>\"}\n      - {name: nums, type: \"list<int32>\"}\n      - {name: m, type: \"map<string,int32>\"}\n"
 	more := func(j int) string {
-		return fmt.Sprintf(`,"addr":{"zip":%d,"city":"c%d"},"nums":[%d,%d]`, nestedVal(j), j, nestedVal(j), -nestedVal(j))
+		return fmt.Sprintf(`,"addr":{"zip":%d,"city":"c%d"},"nums":[%d,%d],"m":{"k":%d}`, nestedVal(j), j, nestedVal(j), -nestedVal(j), nestedVal(j)+1)
 	}
 	v1 := l.config(t, cols)
 	l.sinkJSON(t, v1, 0, 50, more)
 	if _, _, err := l.compact(t, v1); err != nil {
 		t.Fatal(err)
 	}
-	v2 := l.config(t, strings.NewReplacer("zip:int32", "zip:int64", "list<int32>", "list<int64>").Replace(cols))
+	v2 := l.config(t, strings.NewReplacer("zip:int32", "zip:int64", "list<int32>", "list<int64>", "string,int32", "string,int64").Replace(cols))
 	v2.Tables[0].Columns[0].Required = false // event_id
 	l.sinkJSON(t, v2, 50, 100, more)
 	sum, cat, err := l.compact(t, v2)
@@ -317,7 +317,7 @@ func TestWideningNestedAndRelaxing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"events: made column event_id optional", "events: widened column addr.zip from int to long",
-		"events: widened column nums.element from int to long"}
+		"events: widened column nums.element from int to long", "events: widened column m.value from int to long"}
 	if fmt.Sprint(sum.Changes) != fmt.Sprint(want) {
 		t.Errorf("changes %q, want %q", sum.Changes, want)
 	}
@@ -328,7 +328,7 @@ func TestWideningNestedAndRelaxing(t *testing.T) {
 	if f, _ := tbl.Schema().FindFieldByName("event_id"); f.Required {
 		t.Errorf("event_id still required")
 	}
-	_, rdr, err := tbl.Scan(table.WithSelectedFields("n", "addr", "nums")).ToArrowRecords(context.Background())
+	_, rdr, err := tbl.Scan(table.WithSelectedFields("n", "addr", "nums", "m")).ToArrowRecords(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,9 +342,12 @@ func TestWideningNestedAndRelaxing(t *testing.T) {
 		zip := addr.Field(0).(*array.Int64)
 		nums := rec.Column(2).(*array.List)
 		elems := nums.ListValues().(*array.Int64)
+		m := rec.Column(3).(*array.Map)
+		mv := m.Items().(*array.Int64)
 		for k := range int(rec.NumRows()) {
 			from, to := nums.ValueOffsets(k)
-			got[n.Value(k)] = fmt.Sprint(zip.Value(k), elems.Int64Values()[from:to])
+			mfrom, mto := m.ValueOffsets(k)
+			got[n.Value(k)] = fmt.Sprint(zip.Value(k), elems.Int64Values()[from:to], mv.Int64Values()[mfrom:mto])
 		}
 		rec.Release()
 	}
@@ -353,13 +356,13 @@ func TestWideningNestedAndRelaxing(t *testing.T) {
 	}
 	for j := range 100 {
 		v := nestedVal(j)
-		if w := fmt.Sprint(v, []int64{v, -v}); got[int64(j)] != w {
+		if w := fmt.Sprint(v, []int64{v, -v}, []int64{v + 1}); got[int64(j)] != w {
 			t.Errorf("row n=%d: %q, want %q", j, got[int64(j)], w)
 		}
 	}
 }
 
-// nestedVal is event j's zip and list element: an int32 before event 50, beyond after.
+// nestedVal is event j's zip, list element and map value (+1): an int32 before event 50, beyond after.
 func nestedVal(j int) int64 {
 	if j < 50 {
 		return int64(-40_000_000 * j)
