@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/lakesink/lakesink/internal/testbed"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
+	"github.com/lakesink/lakesink/lake/store"
 	"github.com/lakesink/lakesink/sink"
 )
 
@@ -368,4 +371,122 @@ func nestedVal(j int) int64 {
 		return int64(-40_000_000 * j)
 	}
 	return int64(j) << 34
+}
+
+// TestWideningTrinoREST: TestWideningEvolvesTable's widening on the bed's S3
+// with the REST catalog, read through Trino's Iceberg connector (what Athena
+// runs): the table's columns are bigint, double and decimal(20,2), and every
+// row, written before or after the widening, has its exact values.
+func TestWideningTrinoREST(t *testing.T) {
+	testbed.TrinoURI(t) // skip (or fail under LAKESINK_REQUIRE_BED) before any work without Trino
+	s3c := testbed.S3(t)
+	uri := testbed.REST(t)
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": s3c.AccessKey, "AWS_SECRET_ACCESS_KEY": s3c.SecretKey, "AWS_REGION": s3c.Region} {
+		t.Setenv(k, v)
+	}
+	ctx := context.Background()
+	// For goleak: the stores' client, and the default transport iceberg-go's
+	// REST catalog and S3 I/O and the Trino client use (cleanups run last first).
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(func() {
+		hc.CloseIdleConnections()
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	})
+	prefix := testbed.UniqueName(t, "widen") + "/"
+	ns := strings.ReplaceAll(testbed.UniqueName(t, "ns"), "-", "_")
+	table := testbed.TrinoREST + "." + ns + ".events"
+	t.Cleanup(func() {
+		if _, err := testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table); err != nil {
+			t.Logf("drop %s: %v", table, err)
+		}
+		if _, err := testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS "+testbed.TrinoREST+"."+ns); err != nil {
+			t.Logf("drop schema %s: %v", ns, err)
+		}
+	})
+	conf := func(types map[string]string) *config.Config {
+		y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+s3: {bucket: %s, prefix: %s, region: %s, endpoint: %q, path_style: true}
+dead_letter: {topic: dlq}
+catalog:
+  type: rest
+  namespace: %s
+  warehouse: s3://%s/%swarehouse
+  rest: {uri: %q}
+compaction: {lateness: 0s, raw_grace: 0s}
+tables:
+  - name: events
+    topics: [events]
+    columns:
+      - {name: event_id, type: string, required: true}
+      - {name: ts, type: timestamp, required: true}
+      - {name: n, type: int64}
+%s    event_time: {column: ts, granularity: hour}
+    sort_by: [ts]
+`, s3c.Bucket, prefix, s3c.Region, s3c.Endpoint, ns, s3c.Bucket, prefix, uri, widenColumns)
+		cfg, err := config.Parse([]byte(y), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		widen(t, cfg, types)
+		return cfg
+	}
+	s3Store := func(p string) store.Store {
+		st, err := store.NewS3(ctx, store.S3Config{Bucket: s3c.Bucket, Prefix: p, Region: s3c.Region, Endpoint: s3c.Endpoint, PathStyle: true, HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	l := &lab{dir: t.TempDir(), lake: s3Store(prefix), hour: time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)}
+	compact := func(cfg *config.Config) compaction.Summary {
+		t.Helper()
+		cat, err := icetable.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cat.Close()
+		c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: l.lake, Warehouse: s3Store(prefix + "warehouse/"),
+			Log: slog.New(slog.DiscardHandler), Metrics: compaction.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
+		sum, err := c.Run(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+
+	v1 := conf(nil)
+	l.sinkWide(t, v1, 0, 100)
+	l.sinkWide(t, v1, 200, 220)
+	compact(v1)
+	v2 := conf(map[string]string{"i": "int64", "f": "float64", "d": "decimal(20,2)"})
+	l.sinkWide(t, v2, 100, 150)
+	if sum := compact(v2); len(sum.Changes) != 3 {
+		t.Errorf("changes %q, want the three widenings", sum.Changes)
+	}
+
+	types := map[string]string{}
+	for _, r := range testbed.Trino(t, "SELECT column_name, data_type FROM "+testbed.TrinoREST+".information_schema.columns WHERE table_schema = '"+ns+"' AND table_name = 'events'") {
+		types[fmt.Sprint(r[0])] = fmt.Sprint(r[1])
+	}
+	if want := map[string]string{"i": "bigint", "f": "double", "d": "decimal(20,2)"}; types["i"] != want["i"] || types["f"] != want["f"] || types["d"] != want["d"] {
+		t.Errorf("Trino column types %v, want %v", types, want)
+	}
+	rows := testbed.Trino(t, "SELECT n, i, f, CAST(d AS varchar) FROM "+table+" ORDER BY n")
+	if len(rows) != 170 {
+		t.Fatalf("trino: %d rows, want 170", len(rows))
+	}
+	for k, r := range rows {
+		j := k
+		if k >= 150 {
+			j = k + 50
+		}
+		iv, fv, dv := widenRow(j)
+		if narrow(j) {
+			fv = float64(float32(fv))
+		}
+		gf, err := strconv.ParseFloat(fmt.Sprint(r[2]), 64)
+		if got, want := fmt.Sprintf("%v %v %v", r[0], r[1], r[3]), fmt.Sprintf("%d %d %s", j, iv, decimalText(dv, 2)); got != want || err != nil || gf != fv {
+			t.Errorf("trino row %d: %v, want n=%d i=%d f=%v d=%s", k, r, j, iv, fv, decimalText(dv, 2))
+		}
+	}
 }
