@@ -30,12 +30,14 @@ const widenColumns = "      - {name: i, type: int32}\n      - {name: f, type: fl
 
 // widenRow is event i's values: i, f and d (unscaled, scale 2). Events 100
 // to 199 hold values only the wide types can: i beyond int32, f with a
-// float64's precision, d with more than 10 digits.
+// float64's precision, d with more than 10 digits. d is negative for odd i
+// (the re-encoded decimals must keep the sign).
 func widenRow(i int) (int64, float64, int64) {
+	sign := int64(1 - 2*(i%2))
 	if narrow(i) {
-		return int64(-1_000_000 * i), float64(i) + 0.5, int64(i)*10_000_000 + 25
+		return int64(-1_000_000 * i), float64(i) + 0.5, sign * (int64(i)*10_000_000 + 25)
 	}
-	return int64(i) << 33, float64(i) + 1.0/3, int64(i) * 1_000_000_000_000_000
+	return int64(i) << 33, float64(i) + 1.0/3, sign * int64(i) * 1_000_000_000_000_000
 }
 
 // narrow reports whether event i is written with the narrow types.
