@@ -26,7 +26,8 @@ import (
 // when every output column is in the file with the same type and levels, or
 // is a top-level column the file lacks entirely (read as nulls). Any other
 // file (a widened type, a field added inside a struct) goes through
-// parquet.Convert's row reader, whose rows are appended to the same columns.
+// parquet.Convert's row reader, whose rows are appended to the same columns
+// (convertTo: decimals whose physical type changed are re-encoded exactly).
 
 // column is one leaf column's entries.
 type column struct {

@@ -321,7 +321,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 		if conv != nil {
 			return nil
 		}
-		conv, err = parquet.Convert(m.Schema.Parquet, f.Schema())
+		conv, err = convertTo(m.Schema.Parquet, f.Schema())
 		if err != nil {
 			return fmt.Errorf("%s: %w: schema does not convert to table %s: %w", st.URI(key), ErrBadInput, m.Schema.Table, err)
 		}

@@ -2,7 +2,7 @@
 // catalog (SQL, Glue or REST) through iceberg-go, creates a table from its
 // config (schema with field ids, hour()/day() partition spec, sort order,
 // format v2 and the properties Athena reads), evolves it when optional columns
-// are added, and maps the table's field ids back onto the Parquet schema the
+// are added or types widen as Iceberg allows, and maps the table's field ids back onto the Parquet schema the
 // compactor writes.
 package icetable
 
