@@ -56,6 +56,11 @@ type Compactor struct {
 	// Hook, when set, is called at named points (after-outputs, after-commit,
 	// during-clean); the crash tests kill the process there.
 	Hook func(point string)
+	// Deadline, when not zero, is the wall-clock time after which the run
+	// starts no new commit: it stops between commits with Summary.MoreToDo
+	// set (lakesink compact --max-duration). The first batch of a run always
+	// runs, so every run makes progress.
+	Deadline time.Time
 }
 
 // Summary is what a run did, over all tables.
@@ -69,8 +74,16 @@ type Summary struct {
 	SnapshotsExpired      int
 	OrphansDeleted        int
 	Conflicts             int
-	Changes               []string
-	Elapsed               time.Duration
+	// Commits counts the Iceberg commits of the run (one per batch of at most
+	// max_partitions_per_commit partitions).
+	Commits int
+	// Partitions counts the partitions merged.
+	Partitions int
+	// MoreToDo is set when the run stopped at its deadline (or on a batch that
+	// committed nothing) with partitions still due: the next run goes on.
+	MoreToDo bool
+	Changes  []string
+	Elapsed  time.Duration
 }
 
 // Idle reports whether the run found nothing to merge and nothing to clean.
@@ -83,6 +96,11 @@ func NewJobID(now time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// pastDeadline reports whether the run's Deadline has passed.
+func (c *Compactor) pastDeadline() bool {
+	return !c.Deadline.IsZero() && !time.Now().Before(c.Deadline)
 }
 
 func (c *Compactor) hook(point string) {
@@ -99,6 +117,12 @@ func (c *Compactor) Run(ctx context.Context, only string) (Summary, error) {
 		t := &c.Cfg.Tables[i]
 		if only != "" && t.Name != only {
 			continue
+		}
+		if sum.Tables > 0 && c.pastDeadline() {
+			// Tables not started count as more to do (they may be idle).
+			c.Log.Info("max duration reached; leaving the next tables for the next run", "table", t.Name)
+			sum.MoreToDo = true
+			break
 		}
 		sum.Tables++
 		if err := c.table(ctx, t, &sum); err != nil {
@@ -120,9 +144,13 @@ type state struct {
 	dfs   map[string]iceberg.DataFile
 	raw   []RawFile
 	plan  Plan
-	// attempt numbers the commit attempts of a run for the table (from 1):
-	// outputs of each attempt get names of their own.
+	// attempt numbers the commit attempts of a run for the table (from 1),
+	// over all its batches: outputs of each attempt get names of their own,
+	// and reconciling an unknown outcome looks for the job and attempt, so a
+	// batch is never taken for an earlier one of the same run.
 	attempt int
+	// committed is set once the batch's commit is in the table.
+	committed bool
 }
 
 func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) error {
@@ -150,8 +178,12 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			sum.Changes = append(sum.Changes, t.Name+": "+ch)
 		}
 	}
+	// Every due partition in one run: batches of at most
+	// max_partitions_per_commit partitions, each its own commit, until the
+	// plan defers nothing (or the deadline passes between two commits).
 	attempts := c.Cfg.Compaction.CommitAttempts
-	for attempt := 1; ; attempt++ {
+	var prog *batchProgress
+	for attempt, tries := 1, 1; ; attempt++ {
 		st, err := c.load(ctx, t, g, tbl)
 		if err != nil {
 			return err
@@ -160,23 +192,48 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			c.printPlan(t, g, st)
 			return nil
 		}
+		if prog == nil {
+			prog = newBatchProgress(c, t.Name, st.plan)
+		}
 		st.attempt = attempt
 		err = c.compactOnce(ctx, t, g, st, sum)
 		var replan *replanError
-		if !errors.As(err, &replan) {
-			if err != nil {
-				return err
+		if errors.As(err, &replan) {
+			if replan.clean {
+				sum.Conflicts++
+				c.Metrics.conflict(t.Name)
 			}
+			if tries >= attempts {
+				return fmt.Errorf("gave up after %d commit attempts: %w", tries, replan)
+			}
+			tries++
+			c.Log.Warn("commit not applied, planning again", "table", t.Name, "attempt", attempt, "err", replan)
+			if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
+				return fmt.Errorf("reload table: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		tries = 1
+		prog.batch(st)
+		sum.Partitions += partitions(st.plan)
+		if st.plan.Deferred == 0 {
 			break
 		}
-		if replan.clean {
-			sum.Conflicts++
-			c.Metrics.conflict(t.Name)
+		if !st.committed {
+			// Nothing reached the table (every group came out empty): planning
+			// again would pick the same partitions. Leave them to the next run.
+			c.Log.Warn("a batch committed nothing; leaving the rest for the next run", "table", t.Name, "deferred", st.plan.Deferred)
+			sum.MoreToDo = true
+			break
 		}
-		if attempt >= attempts {
-			return fmt.Errorf("gave up after %d commit attempts: %w", attempt, replan)
+		if c.pastDeadline() {
+			c.Log.Info("max duration reached; stopping between commits", "table", t.Name, "deferred", st.plan.Deferred)
+			sum.MoreToDo = true
+			break
 		}
-		c.Log.Warn("commit not applied, planning again", "table", t.Name, "attempt", attempt, "err", replan)
 		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
 			return fmt.Errorf("reload table: %w", err)
 		}
@@ -455,7 +512,10 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	if err := c.commit(ctx, t, tbl, deletes, outputs, lineage(sum.Job, st.attempt, inputs, all)); err != nil {
 		return err
 	}
-	c.Log.Info("committed", "table", t.Name, "job", sum.Job, "outputs", len(outputs), "replaced", len(deletes))
+	st.committed = true
+	sum.Commits++
+	c.Metrics.committed(t.Name)
+	c.Log.Info("committed", "table", t.Name, "job", sum.Job, "attempt", st.attempt, "outputs", len(outputs), "replaced", len(deletes))
 	c.hook("after-commit")
 	st.plan.Delete = append(st.plan.Delete, c.pastGrace(empty)...)
 	return nil

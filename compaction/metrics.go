@@ -21,6 +21,8 @@ type Metrics struct {
 	Duration    prometheus.Gauge
 	LastSuccess *prometheus.GaugeVec
 	Halted      prometheus.Gauge
+	MoreToDo    prometheus.Gauge
+	Commits     *prometheus.CounterVec
 }
 
 // NewMetrics registers the compactor's metrics on reg.
@@ -56,6 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time of the last successful compaction of a table."}, tl),
 		Halted: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_halted",
 			Help: "1 when the last run halted on a problem a human must fix."}),
+		MoreToDo: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_more_to_do",
+			Help: "1 when the last run stopped at --max-duration (between commits) with partitions still due; the next run goes on."}),
+		Commits: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commits_total",
+			Help: "Iceberg commits made (one per batch of at most max_partitions_per_commit partitions)."}, tl),
 	}
 }
 
@@ -68,6 +74,12 @@ func (m *Metrics) conflict(table string) {
 func (m *Metrics) reconciled(table, outcome string) {
 	if m != nil {
 		m.Reconciled.WithLabelValues(table, outcome).Inc()
+	}
+}
+
+func (m *Metrics) committed(table string) {
+	if m != nil {
+		m.Commits.WithLabelValues(table).Inc()
 	}
 }
 
@@ -94,7 +106,7 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 // Touch creates a table's series at zero, so an idle run still exports them
 // (alerts and dashboards never see a missing series).
 func (m *Metrics) Touch(table string) {
-	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.RawDeleted} {
+	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.RawDeleted, m.Commits} {
 		v.WithLabelValues(table)
 	}
 	for _, outcome := range []string{"applied", "absent", "unknown"} {

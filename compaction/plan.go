@@ -59,6 +59,9 @@ type Plan struct {
 	Open int
 	// Skipped counts closed periods with files but nothing to gain.
 	Skipped int
+	// Deferred counts closed periods with work left for a later commit
+	// because the plan reached MaxPeriods: the run loops while it is above 0.
+	Deferred int
 }
 
 // Params are the planner's settings.
@@ -138,6 +141,7 @@ func Build(p Params, raw []RawFile, files []TableFile) Plan {
 		if p.MaxPeriods > 0 && touched == p.MaxPeriods {
 			// Left for the next commit; its raw files count as waiting.
 			plan.Open += len(fresh)
+			plan.Deferred++
 			continue
 		}
 		touched++

@@ -92,3 +92,50 @@ func (p *progress) done() {
 		p.print()
 	}
 }
+
+// batchProgress prints, after each commit of a table, the partitions done out
+// of those due when the run started (raised if more became due meanwhile),
+// the files and bytes merged, the rate and an ETA from the partitions left.
+type batchProgress struct {
+	c           *Compactor
+	table       string
+	total, done int
+	files       int
+	bytes       int64
+	start       time.Time
+}
+
+func newBatchProgress(c *Compactor, table string, first Plan) *batchProgress {
+	return &batchProgress{c: c, table: table, total: partitions(first) + first.Deferred, start: time.Now()}
+}
+
+// partitions counts the distinct partitions of a plan's groups.
+func partitions(p Plan) int {
+	n := 0
+	for i, g := range p.Groups {
+		if i == 0 || g.Period != p.Groups[i-1].Period {
+			n++
+		}
+	}
+	return n
+}
+
+// batch records a finished batch (committed, or with nothing to commit) and
+// prints a progress line when the batch merged anything.
+func (p *batchProgress) batch(st *state) {
+	n := partitions(st.plan)
+	if n == 0 {
+		return
+	}
+	p.done += n
+	p.total = max(p.total, p.done+st.plan.Deferred)
+	for _, g := range st.plan.Groups {
+		p.files += len(g.Raw) + len(g.Table)
+		p.bytes += g.Bytes
+	}
+	el := time.Since(p.start)
+	rate := float64(p.bytes) / max(el.Seconds(), 1e-3)
+	eta := time.Duration(float64(el) / float64(p.done) * float64(p.total-p.done)).Round(time.Second)
+	p.c.printf("progress table=%s partitions=%d/%d files=%d bytes=%s rate=%s/s eta=%s",
+		p.table, p.done, p.total, p.files, human(p.bytes), human(int64(rate)), eta)
+}

@@ -42,6 +42,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	metricsFile := fs.String("metrics-file", "", "write the run's metrics here (Prometheus text format) at exit")
 	idleCode := fs.Int("idle-exit-code", exitIdle, "exit code when there was nothing to do (0 for a CronJob that treats idle as success)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run here (go tool pprof)")
+	maxDuration := fs.Duration("max-duration", 0, "start no new commit after this long: the run stops between commits, exits 0 and reports \"more to do\" (0: run until nothing is due; set it below a CronJob's activeDeadlineSeconds)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -67,9 +68,19 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	start := time.Now()
 
-	code, sum, runErr := compactRun(ctx, cfg, m, *dry, *only, stderr)
+	if *maxDuration < 0 {
+		return &configError{fmt.Errorf("--max-duration %s is negative", *maxDuration)}
+	}
+	var deadline time.Time
+	if *maxDuration > 0 {
+		deadline = start.Add(*maxDuration)
+	}
+	code, sum, runErr := compactRun(ctx, cfg, m, *dry, *only, deadline, stderr)
 	result := map[int]string{exitOK: "success", exitError: "retryable", exitHalted: "halted", exitIdle: "idle"}[code]
-	if code == exitOK && sum.Idle() {
+	if sum.MoreToDo {
+		m.MoreToDo.Set(1)
+	}
+	if code == exitOK && sum.Idle() && !sum.MoreToDo {
 		code, result = *idleCode, "idle"
 	}
 	if code == exitConfig {
@@ -88,9 +99,13 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if !*dry {
-		fmt.Fprintf(stdout, "compaction %s: %s in %s — %d table(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts\n",
-			sum.Job, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
-			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts)
+		more := ""
+		if sum.MoreToDo {
+			more = " — more to do (stopped at --max-duration between commits; the next run goes on)"
+		}
+		fmt.Fprintf(stdout, "compaction %s: %s in %s — %d table(s), %d partition(s) in %d commit(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts%s\n",
+			sum.Job, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Partitions, sum.Commits, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
+			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts, more)
 		for _, ch := range sum.Changes {
 			fmt.Fprintf(stdout, "  %s\n", ch)
 		}
@@ -114,7 +129,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return &compactResult{code}
 }
 
-func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, dry bool, only string, stderr io.Writer) (int, compaction.Summary, error) {
+func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, dry bool, only string, deadline time.Time, stderr io.Writer) (int, compaction.Summary, error) {
 	log := newLogger(stderr, cfg.Log.Level)
 	lake, err := openStore(ctx, cfg, nil)
 	if err != nil {
@@ -130,7 +145,7 @@ func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, 
 	}
 	defer cat.Close()
 	c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: lake, Warehouse: wh, Log: log, Metrics: m,
-		Progress: stderr, DryRun: dry, Now: time.Now, Hook: killHook()}
+		Progress: stderr, DryRun: dry, Now: time.Now, Hook: killHook(), Deadline: deadline}
 	sum, err := c.Run(ctx, only)
 	switch {
 	case err == nil:
