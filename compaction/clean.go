@@ -3,11 +3,13 @@ package compaction
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
 )
 
 // pastGrace keeps the all-duplicate raw files old enough to delete.
@@ -76,6 +78,11 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 			tbl = next
 		}
 	}
+	key := orphanSweepKey(tbl)
+	due, err := c.orphanSweepDue(ctx, key)
+	if err != nil || !due {
+		return err
+	}
 	res, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(cc.OrphanMinAge))
 	if err != nil {
 		return fmt.Errorf("delete orphan files: %w", err)
@@ -83,6 +90,54 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	sum.OrphansDeleted += len(res.DeletedFiles)
 	if len(res.DeletedFiles) > 0 {
 		c.Log.Info("deleted orphan files", "table", t.Name, "files", len(res.DeletedFiles))
+	}
+	return c.markOrphanSweep(ctx, key)
+}
+
+// Orphan cleanup lists the whole table location and reads every manifest of
+// every snapshot: its cost follows the table's size, not the new data. It
+// therefore runs at most once per orphanSweepEvery (or orphan_min_age, if
+// shorter) per table, and the time of the last sweep is kept in a small
+// object of the warehouse, outside every table location (orphan cleanup
+// would take it for an orphan inside one): an idle run pays one GET for it.
+// An orphan (the outputs of a crashed or unknown-outcome commit) is thus
+// deleted at most orphan_min_age + the sweep interval after it was written.
+const orphanSweepEvery = 24 * time.Hour
+
+// orphanSweepKey is the warehouse key recording a table's last orphan sweep.
+func orphanSweepKey(tbl *table.Table) string {
+	return ".lakesink/orphan-sweep/" + strings.Join(tbl.Identifier(), ".")
+}
+
+// orphanSweepDue reports whether the last orphan sweep recorded under key is
+// older than the sweep interval (or absent or unreadable).
+func (c *Compactor) orphanSweepDue(ctx context.Context, key string) (bool, error) {
+	b, err := c.Warehouse.Get(ctx, key)
+	switch {
+	case store.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read the last orphan sweep: %w", err)
+	}
+	last, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil {
+		c.Log.Warn("unreadable orphan sweep marker; sweeping", "file", key, "err", err)
+		return true, nil
+	}
+	every := min(orphanSweepEvery, c.Cfg.Compaction.OrphanMinAge)
+	return !c.Now().Before(last.Add(every)), nil
+}
+
+// markOrphanSweep records now as the last orphan sweep under key (store
+// objects are never overwritten: delete, then create; a crash in between
+// only makes the next run sweep again).
+func (c *Compactor) markOrphanSweep(ctx context.Context, key string) error {
+	if err := c.Warehouse.Delete(ctx, key); err != nil && !store.IsNotFound(err) {
+		return fmt.Errorf("record the orphan sweep: %w", err)
+	}
+	err := c.Warehouse.Create(ctx, key, strings.NewReader(c.Now().UTC().Format(time.RFC3339Nano)+"\n"))
+	if err != nil && !store.IsExists(err) { // a rival compactor recorded its sweep
+		return fmt.Errorf("record the orphan sweep: %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -266,16 +267,26 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 	}
 	now := c.Now()
 	p := c.params(t, g, now)
-	if tbl != nil && tbl.CurrentSnapshot() != nil {
-		tasks, err := tbl.Scan().PlanFiles(ctx)
+	rawPeriods := map[layout.Period]bool{}
+	for _, r := range st.raw {
+		if p.Closed(r.Period) {
+			rawPeriods[r.Period] = true
+		}
+	}
+	// Cost that follows new data: only the partitions with closed raw files
+	// are planned, so only their table files are listed (the scan's
+	// partition filter skips every manifest whose partition range misses
+	// them) and only their footers read. A run with no closed raw file reads
+	// no manifest and no footer at all. Partitions without raw files are not
+	// looked at: small table files there are merged when new rows arrive.
+	if tbl != nil && tbl.CurrentSnapshot() != nil && len(rawPeriods) > 0 {
+		scan, err := periodScan(tbl, g, rawPeriods)
+		if err != nil {
+			return nil, err
+		}
+		tasks, err := scan.PlanFiles(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("list table files: %w", err)
-		}
-		rawPeriods := map[layout.Period]bool{}
-		for _, r := range st.raw {
-			if p.Closed(r.Period) {
-				rawPeriods[r.Period] = true
-			}
 		}
 		commits := jobCommits(tbl)
 		for _, task := range tasks {
@@ -284,14 +295,15 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", df.FilePath(), err)
 			}
-			tf := TableFile{Path: df.FilePath(), Period: per, Size: df.FileSizeBytes(), Rows: df.Count()}
-			if rawPeriods[per] {
-				job, cov, err := c.footer(ctx, df.FilePath())
-				if err != nil {
-					return nil, err
-				}
-				tf.Coverage, tf.Committed = cov, commits[job]
+			if !rawPeriods[per] {
+				continue // inside the scanned range, but no raw file to place
 			}
+			tf := TableFile{Path: df.FilePath(), Period: per, Size: df.FileSizeBytes(), Rows: df.Count()}
+			job, cov, err := c.footer(ctx, df.FilePath())
+			if err != nil {
+				return nil, err
+			}
+			tf.Coverage, tf.Committed = cov, commits[job]
 			st.files = append(st.files, tf)
 			st.dfs[tf.Path] = df
 		}
@@ -301,6 +313,30 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 	}
 	st.plan = Build(p, st.raw, st.files)
 	return st, nil
+}
+
+// periodScan is a scan of tbl's files in the span of periods (from the
+// earliest to the end of the latest): a filter on the partition source column
+// that Iceberg projects onto the hour()/day() partition, so manifests whose
+// partition bounds (in the manifest list) miss the span are never read.
+func periodScan(tbl *table.Table, g layout.Granularity, periods map[layout.Period]bool) (*table.Scan, error) {
+	spec := tbl.Spec()
+	if spec.NumFields() == 0 {
+		return nil, fmt.Errorf("%w: table %s is not partitioned", ErrHalt, tbl.Identifier())
+	}
+	col, ok := tbl.Schema().FindColumnName(spec.Field(0).SourceID())
+	if !ok {
+		return nil, fmt.Errorf("%w: partition source field %d not in the schema", ErrHalt, spec.Field(0).SourceID())
+	}
+	lo, hi := layout.Period(math.MaxInt64), layout.Period(math.MinInt64)
+	for per := range periods {
+		lo, hi = min(lo, per), max(hi, per)
+	}
+	from := lo.Start(g).UnixMicro()
+	to := (hi + 1).Start(g).UnixMicro()
+	filter := iceberg.NewAnd(iceberg.GreaterThanEqual(iceberg.Reference(col), iceberg.Timestamp(from)),
+		iceberg.LessThan(iceberg.Reference(col), iceberg.Timestamp(to)))
+	return tbl.Scan(table.WithRowFilter(filter)), nil
 }
 
 // footerReaders bounds the raw footers read at once.

@@ -1,0 +1,158 @@
+package compaction_test
+
+import (
+	"context"
+	"io"
+	iofs "io/fs"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	iceio "github.com/apache/iceberg-go/io"
+
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// countingStore counts the requests made through a store.Store.
+type countingStore struct {
+	store.Store
+	n *atomic.Int64
+}
+
+func (s countingStore) Create(ctx context.Context, key string, body io.Reader) error {
+	s.n.Add(1)
+	return s.Store.Create(ctx, key, body)
+}
+func (s countingStore) Open(ctx context.Context, key string) (store.Object, error) {
+	s.n.Add(1)
+	return s.Store.Open(ctx, key)
+}
+func (s countingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	s.n.Add(1)
+	return s.Store.Get(ctx, key)
+}
+func (s countingStore) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+	s.n.Add(1)
+	return s.Store.Stat(ctx, key)
+}
+func (s countingStore) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	s.n.Add(1)
+	return s.Store.List(ctx, prefix, func(o store.ObjectInfo) error {
+		return fn(o)
+	})
+}
+func (s countingStore) Delete(ctx context.Context, keys ...string) error {
+	s.n.Add(1)
+	return s.Store.Delete(ctx, keys...)
+}
+
+// countingFS is iceberg-go's local file IO counting opens, reads and
+// directory entries walked: the manifest lists, manifests and metadata files
+// iceberg-go reads, and orphan cleanup's listing.
+type countingFS struct {
+	iceio.LocalFS
+	n *atomic.Int64
+}
+
+func (f countingFS) Open(name string) (iceio.File, error) {
+	f.n.Add(1)
+	return f.LocalFS.Open(name)
+}
+func (f countingFS) ReadFile(name string) ([]byte, error) {
+	f.n.Add(1)
+	return f.LocalFS.ReadFile(name)
+}
+func (f countingFS) WalkDir(root string, fn iofs.WalkDirFunc) error {
+	return f.LocalFS.WalkDir(root, func(path string, d iofs.DirEntry, err error) error {
+		f.n.Add(1)
+		return fn(path, d, err)
+	})
+}
+
+var swapFileIO sync.Mutex
+
+// countFileIO makes iceberg-go's file:// IO count into n until the test ends.
+func countFileIO(t *testing.T, n *atomic.Int64) {
+	t.Helper()
+	swapFileIO.Lock()
+	factory := func(fs iceio.IO) iceio.SchemeFactory {
+		return func(context.Context, *url.URL, map[string]string) (iceio.IO, error) { return fs, nil }
+	}
+	iceio.Unregister("file")
+	iceio.Register("file", factory(countingFS{n: n}))
+	t.Cleanup(func() {
+		iceio.Unregister("file")
+		iceio.Register("file", factory(iceio.LocalFS{}))
+		swapFileIO.Unlock()
+	})
+}
+
+// requests compacts a table of hours closed hours (one commit per hour, so
+// one manifest each), runs twice more so that the raw files are gone and
+// orphans swept, and returns the requests (store calls and iceberg-go file
+// reads) of a further idle run, and of a run with new rows in one hour: up to
+// its commit (planning and merge: oneHour) and in all (oneHourAll).
+func requests(t *testing.T, hours int) (idle, oneHour, oneHourAll int64) {
+	l := newLab(t)
+	cfg := l.config(t, "      - {name: note, type: string}\n")
+	cfg.Compaction.MaxPartitionsPerCommit = 1
+	l.backfill(t, cfg, hours*10, hours)
+	for i := range 2 {
+		if _, _, err := l.compact(t, cfg); err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+	}
+	var n atomic.Int64
+	countFileIO(t, &n)
+	run := func(what string) (int64, int64) {
+		c := l.compactor(t, cfg)
+		c.Lake = countingStore{c.Lake, &n}
+		c.Warehouse = countingStore{c.Warehouse, &n}
+		var planned int64
+		c.Hook = func(p string) {
+			if p == "after-outputs" {
+				planned = n.Load()
+			}
+		}
+		n.Store(0)
+		sum, err := c.Run(context.Background(), "")
+		if err != nil {
+			t.Fatalf("%s run: %v", what, err)
+		}
+		if what == "idle" && !sum.Idle() {
+			t.Fatalf("idle run did something: %+v", sum)
+		}
+		if what == "one-hour" && sum.Partitions != 1 {
+			t.Fatalf("one-hour run merged %d partitions, want 1", sum.Partitions)
+		}
+		return planned, n.Load()
+	}
+	_, idle = run("idle")
+	l.write(t, cfg, hours*10, hours*10+5, func(i int) int { return i % 60 }, "") // new rows in the lab's hour
+	oneHour, oneHourAll = run("one-hour")
+	exact(t, l.compactor(t, cfg), hours*10+5)
+	return idle, oneHour, oneHourAll
+}
+
+// TestRunCostFollowsNewData: the requests of an idle run, and those of a run
+// with new rows in one hour up to its commit (listing, planning, footers,
+// merge), do not grow with the number of files in the table (3 vs 30 hourly
+// files, each added by its own commit, so one manifest each). Before the
+// planner scanned only the partitions with raw files and orphan cleanup ran
+// on a cadence, both grew with every file and manifest of the table. The
+// commit itself is iceberg-go's: it reads every manifest of the current
+// snapshot (logged, not asserted; see docs/performance.md).
+func TestRunCostFollowsNewData(t *testing.T) {
+	var smallIdle, smallHour, smallAll, bigIdle, bigHour, bigAll int64
+	t.Run("3", func(t *testing.T) { smallIdle, smallHour, smallAll = requests(t, 3) })
+	t.Run("30", func(t *testing.T) { bigIdle, bigHour, bigAll = requests(t, 30) })
+	t.Logf("requests: idle %d (3 files) vs %d (30 files); one-hour up to the commit %d vs %d, with the commit %d vs %d",
+		smallIdle, bigIdle, smallHour, bigHour, smallAll, bigAll)
+	if bigIdle > smallIdle {
+		t.Errorf("idle run: %d requests on 30 files, %d on 3: grows with the table", bigIdle, smallIdle)
+	}
+	if bigHour > smallHour {
+		t.Errorf("one-hour run: %d requests on 30 files, %d on 3: grows with the table", bigHour, smallHour)
+	}
+}
