@@ -42,7 +42,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	metricsFile := fs.String("metrics-file", "", "write the run's metrics here (Prometheus text format) at exit")
 	idleCode := fs.Int("idle-exit-code", exitIdle, "exit code when there was nothing to do (0 for a CronJob that treats idle as success)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run here (go tool pprof)")
-	maxDuration := fs.Duration("max-duration", 0, "start no new commit after this long: the run stops between commits, exits 0 and reports \"more to do\" (0: run until nothing is due; set it below a CronJob's activeDeadlineSeconds)")
+	maxDuration := fs.Duration("max-duration", 0, "start no new commit after this long: the run stops between commits, exits 0 and reports \"more to do\" (0: compaction.max_duration of the config, whose default 0 runs until nothing is due; set it below a CronJob's activeDeadlineSeconds)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -70,6 +70,9 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	if *maxDuration < 0 {
 		return &configError{fmt.Errorf("--max-duration %s is negative", *maxDuration)}
+	}
+	if *maxDuration == 0 {
+		*maxDuration = cfg.Compaction.MaxDuration
 	}
 	var deadline time.Time
 	if *maxDuration > 0 {

@@ -99,6 +99,8 @@ func (p *Compaction) validate() error {
 		return keyErr("compaction.memory_budget", "%s is too small (minimum 16MiB)", p.MemoryBudget)
 	case p.MaxPartitionsPerCommit < 1:
 		return keyErr("compaction.max_partitions_per_commit", "must be at least 1")
+	case p.MaxDuration < 0:
+		return keyErr("compaction.max_duration", "must not be negative")
 	case p.CommitAttempts < 1:
 		return keyErr("compaction.commit_attempts", "must be at least 1")
 	case p.CommitTimeout < time.Second:

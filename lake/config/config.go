@@ -101,6 +101,11 @@ type Compaction struct {
 	TempDir string `yaml:"temp_dir"`
 	// MaxPartitionsPerCommit bounds one Iceberg commit; a run makes as many as it needs.
 	MaxPartitionsPerCommit int `yaml:"max_partitions_per_commit"`
+	// MaxDuration, when above 0, bounds a compaction run: no new commit starts
+	// after it, and the run stops between commits with "more to do" (set it
+	// below a CronJob's activeDeadlineSeconds). lakesink compact --max-duration
+	// overrides it. Default 0: the run goes on until nothing is due.
+	MaxDuration time.Duration `yaml:"max_duration"`
 	// CommitAttempts bounds the re-plan-and-retry loop on commit conflicts.
 	CommitAttempts int `yaml:"commit_attempts"`
 	// CommitTimeout bounds one Iceberg commit request; past it the outcome is
