@@ -104,13 +104,13 @@ type avroOp struct {
 	w        wtype
 	conv     conv
 	node     *schema.Node // target (nil: skip)
-	name     string       // record field name, for the rejection path
 	size     int          // fixed size
 	symbols  []string     // enum
 	rescale  int          // decimal: column scale - writer scale
 	mul      *big.Int     // decimal: 10^rescale
 	limit    *big.Int     // decimal: 10^column precision
 	fields   []*avroOp    // record fields in writer order
+	names    []string     // record: the writer's field names, parallel to fields (rejection paths)
 	missing  []*schema.Node
 	elem     *avroOp   // array items, map values
 	branches []*avroOp // union
@@ -136,18 +136,20 @@ func (a *avroDecoder) Decode(r *Record, now time.Time) (int64, error) {
 	}
 	rd := avroReader{b: r.Value, i: 5}
 	a.depth = 0
-	for _, f := range p.root.fields {
+	for i, f := range p.root.fields {
+		// The writer's name, also for a skipped field: a rejection names the field it is in.
+		d.path = append(d.path[:0], pathElem{name: p.root.names[i]})
 		if f.node == nil {
 			if err := a.skip(&rd, f); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		d.path = append(d.path[:0], pathElem{name: f.node.Name})
 		if err := a.value(&rd, f, 0, 0); err != nil {
 			return 0, err
 		}
 	}
+	d.path = d.path[:0]
 	if rd.i != len(rd.b) {
 		return 0, reject(ReasonMalformedAvro, "", "%d bytes left after the record (schema id %d)", len(rd.b)-rd.i, id)
 	}
@@ -226,6 +228,7 @@ func compilePlan(ws avro.Schema, s *schema.Schema) (*avroPlan, error) {
 	}
 	used := map[*schema.Node]bool{}
 	for _, f := range rec.Fields() {
+		p.root.names = append(p.root.names, f.Name())
 		col := byName[f.Name()]
 		if col == nil {
 			p.unknown = append(p.unknown, f.Name())
@@ -303,10 +306,10 @@ func (c *compiler) project(ws avro.Schema, n *schema.Node, depth int) *avroOp {
 			} else {
 				used[ch] = true
 				fop = c.project(f.Type(), ch, depth+1)
-				fop.name = f.Name()
 			}
 			op.zero = op.zero && fop.zero
 			op.fields = append(op.fields, fop)
+			op.names = append(op.names, f.Name())
 		}
 		for _, ch := range n.Children {
 			if !used[ch] {
@@ -335,6 +338,8 @@ func (c *compiler) project(ws avro.Schema, n *schema.Node, depth int) *avroOp {
 	var lt avro.LogicalType
 	var dec *avro.DecimalLogicalSchema
 	switch s := ws.(type) {
+	case *avro.NullSchema: // hamba/avro parses "null" as *NullSchema, not a PrimitiveSchema
+		return &avroOp{kind: opNull, node: n, zero: true}
 	case *avro.PrimitiveSchema:
 		if l := s.Logical(); l != nil {
 			lt = l.Type()
@@ -482,6 +487,7 @@ func (c *compiler) skip(ws avro.Schema) *avroOp {
 			fop := c.skip(f.Type())
 			op.zero = op.zero && fop.zero
 			op.fields = append(op.fields, fop)
+			op.names = append(op.names, f.Name())
 		}
 	case *avro.UnionSchema:
 		op.kind = opUnion
@@ -499,6 +505,8 @@ func (c *compiler) skip(ws avro.Schema) *avroOp {
 		op.zero = s.Size() == 0
 	case *avro.EnumSchema:
 		op.w, op.symbols = wEnum, s.Symbols()
+	case *avro.NullSchema: // hamba/avro parses "null" as *NullSchema, not a PrimitiveSchema
+		op.w, op.zero = wNull, true
 	case *avro.PrimitiveSchema:
 		switch s.Type() {
 		case avro.Null:
@@ -639,14 +647,14 @@ func (a *avroDecoder) nested(r *avroReader, op *avroOp, rep, def int) error {
 	switch op.kind {
 	case opRecord:
 		d.path = append(d.path, pathElem{})
-		for _, f := range op.fields {
+		for i, f := range op.fields {
+			d.path[len(d.path)-1].name = op.names[i]
 			if f.node == nil {
 				if err := a.skip(r, f); err != nil {
 					return err
 				}
 				continue
 			}
-			d.path[len(d.path)-1].name = f.name
 			if err := a.value(r, f, rep, def); err != nil {
 				return err
 			}
@@ -842,11 +850,15 @@ func (a *avroDecoder) skip(r *avroReader, op *avroOp) error {
 	case opReject:
 		return reject(ReasonMalformedAvro, a.d.field(), "%s", op.rej)
 	case opRecord:
-		for _, f := range op.fields {
+		d := a.d
+		d.path = append(d.path, pathElem{})
+		for i, f := range op.fields {
+			d.path[len(d.path)-1].name = op.names[i]
 			if err := a.skip(r, f); err != nil {
 				return err
 			}
 		}
+		d.path = d.path[:len(d.path)-1]
 		return nil
 	case opUnion:
 		idx, ok := r.long()
