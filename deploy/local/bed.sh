@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The local test bed (no Docker): Kafka (KRaft), an S3 server (versitygw), Postgres (the Iceberg
 # SQL catalog's database), moto (AWS Glue), Iceberg's REST catalog fixture, Trino (Athena's
-# engine) over those catalogs, and a Python venv with DuckDB and PyIceberg as independent
-# readers. Works from any directory.
+# engine) over those catalogs, a schema registry (Apicurio, Confluent API), and a Python venv
+# with DuckDB and PyIceberg as independent readers. Works from any directory.
 #
 #   bed.sh up [--hold]    install what is missing and start everything (idempotent); prints the
 #                         time of each step on stderr. --hold: keep the bed up across other
@@ -13,7 +13,8 @@
 #   bed.sh status         state of each part; exit 1 if one is down
 #   bed.sh check          Kafka answers a Metadata request; DuckDB reads Parquet from S3; an
 #                         Iceberg table written by PyIceberg (SQLite catalog) reads back with
-#                         icebergq.py; Postgres, moto (Glue), the REST catalog and Trino answer
+#                         icebergq.py; Postgres, moto (Glue), the REST catalog, Trino and
+#                         the schema registry answer
 #   bed.sh reset          stop everything and delete the servers' data (caches and venv stay)
 #
 # Each `up` records its caller (the parent process, e.g. make's recipe shell) as a lease in
@@ -83,6 +84,7 @@ up() {
   ( timed "s3 install" "$HERE/s3.sh" install && timed "s3 start" "$HERE/s3.sh" start ) & local s=$!
   ( timed "postgres" "$HERE/postgres.sh" start ) & local p=$!
   ( timed "venv" "$HERE/venv.sh" install && timed "moto start" "$HERE/moto.sh" start ) & local v=$!
+  ( timed "registry install" "$HERE/registry.sh" install && timed "registry start" "$HERE/registry.sh" start ) & local sr=$!
   local failed=()
   wait "$s" || failed+=(s3)
   # rest.sh start waits for a running rest.sh install (lock) and installs if that one failed.
@@ -98,12 +100,13 @@ up() {
   elif ((${#failed[@]} == 0)); then
     timed "trino ports" "$HERE/trino.sh" start || failed+=(trino)
   fi
+  wait "$sr" || failed+=(registry)
   local ms=$((($(now_us) - t0) / 1000))
   if ((${#failed[@]})); then
     log "up FAILED after $((ms / 1000)).$((ms % 1000 / 100))s: ${failed[*]} (see messages above; logs under $RUN)"
     return 1
   fi
-  log "$(printf '%-14s %3d.%01ds' "up total" $((ms / 1000)) $((ms % 1000 / 100)))  kafka 127.0.0.1:$("$HERE/kafka.sh" port), s3 http://127.0.0.1:$("$HERE/s3.sh" port), postgres 127.0.0.1:$("$HERE/postgres.sh" port), glue $("$HERE/moto.sh" url), rest $("$HERE/rest.sh" url), trino $("$HERE/trino.sh" url)"
+  log "$(printf '%-14s %3d.%01ds' "up total" $((ms / 1000)) $((ms % 1000 / 100)))  kafka 127.0.0.1:$("$HERE/kafka.sh" port), s3 http://127.0.0.1:$("$HERE/s3.sh" port), postgres 127.0.0.1:$("$HERE/postgres.sh" port), glue $("$HERE/moto.sh" url), rest $("$HERE/rest.sh" url), trino $("$HERE/trino.sh" url), registry $("$HERE/registry.sh" url)"
 }
 
 down() {
@@ -116,7 +119,7 @@ down() {
     return 0
   fi
   local rc=0 pids=() name p
-  for name in kafka s3 postgres moto rest trino; do
+  for name in kafka s3 postgres moto rest trino registry; do
     "$HERE/$name.sh" stop & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
@@ -142,7 +145,8 @@ env_lines() {
     LAKESINK_TEST_POSTGRES_DSN "$("$HERE/postgres.sh" dsn)" \
     LAKESINK_TEST_GLUE_ENDPOINT "$("$HERE/moto.sh" url)" \
     LAKESINK_TEST_REST_URI "$("$HERE/rest.sh" url)" \
-    LAKESINK_TEST_TRINO_URI "$("$HERE/trino.sh" url)"
+    LAKESINK_TEST_TRINO_URI "$("$HERE/trino.sh" url)" \
+    LAKESINK_TEST_SCHEMA_REGISTRY_URL "$("$HERE/registry.sh" url)"
 }
 
 status() {
@@ -153,6 +157,7 @@ status() {
   "$HERE/moto.sh" status || rc=1
   "$HERE/rest.sh" status || rc=1
   "$HERE/trino.sh" status || rc=1
+  "$HERE/registry.sh" status || rc=1
   if [[ -f "$BED/venv/.bed-stamp" ]]; then echo "venv: $BED/venv"; else echo "venv: not installed"; rc=1; fi
   local l; l=$(live_leases)
   echo "leases: ${l:-none}"
@@ -167,6 +172,7 @@ check() {
   "$HERE/moto.sh" status >&2
   "$HERE/rest.sh" status >&2
   "$HERE/trino.sh" query 'SELECT count(*) FROM system.metadata.catalogs' >&2
+  "$HERE/registry.sh" status >&2
 }
 
 # iceberg_smoke: PyIceberg writes a small table (SQLite catalog, local warehouse); icebergq.py
@@ -202,7 +208,7 @@ case "${1:-}" in
   check) check ;;
   reset)
     down --force
-    for n in kafka s3 postgres rest trino; do "$HERE/$n.sh" reset; done
+    for n in kafka s3 postgres rest trino registry; do "$HERE/$n.sh" reset; done
     rm -f "$RUN"/*.port ;;
   *) echo "usage: $0 up [--hold]|down [--force]|env|status|check|reset" >&2; exit 2 ;;
 esac

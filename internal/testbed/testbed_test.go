@@ -138,6 +138,44 @@ func TestREST(t *testing.T) {
 	}
 }
 
+// TestRegistry: the bed's schema registry registers a schema under a new subject
+// through the Confluent API, serves it back by id, lists the subject's versions, and
+// answers an unknown id with the Confluent error 40403.
+func TestRegistry(t *testing.T) {
+	u := strings.TrimSuffix(Registry(t), "/")
+	subject := UniqueName(t, "sr") + "-value"
+	schema := `{"type":"record","name":"R","namespace":"` + strings.ReplaceAll(subject, "-", "_") + `","fields":[{"name":"a","type":"long"}]}`
+	body, _ := json.Marshal(map[string]string{"schema": schema})
+	req, _ := http.NewRequest(http.MethodPost, u+"/subjects/"+subject+"/versions", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	var reg struct{ ID int }
+	httpJSON(t, req, &reg)
+	if reg.ID <= 0 {
+		t.Fatalf("register under %s: id %d", subject, reg.ID)
+	}
+	req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("%s/schemas/ids/%d", u, reg.ID), nil)
+	var got struct{ Schema string }
+	httpJSON(t, req, &got)
+	if !strings.Contains(got.Schema, `"name":"a"`) {
+		t.Fatalf("schema %d: %q", reg.ID, got.Schema)
+	}
+	req, _ = http.NewRequest(http.MethodGet, u+"/subjects/"+subject+"/versions", nil)
+	var versions []int
+	httpJSON(t, req, &versions)
+	if fmt.Sprint(versions) != "[1]" {
+		t.Fatalf("versions of %s: %v", subject, versions)
+	}
+	resp, err := http.Get(u + "/schemas/ids/2147483000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "40403") {
+		t.Fatalf("unknown id: %d %s", resp.StatusCode, b)
+	}
+}
+
 func httpJSON(t *testing.T, req *http.Request, v any) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
