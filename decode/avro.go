@@ -20,7 +20,7 @@ import (
 // Avro rejection reasons (see also the JSON ones in decode.go).
 const (
 	ReasonBadFraming    = "bad_framing"    // not the Confluent wire format (magic byte 0 + 4-byte schema id)
-	ReasonUnknownSchema = "unknown_schema" // the registry does not know the schema id, or it is not usable Avro
+	ReasonUnknownSchema = "unknown_schema" // the schema id names a schema that is not usable Avro (an unknown id is retried, not rejected)
 	ReasonMalformedAvro = "malformed_avro" // the body does not decode with its writer schema
 )
 

@@ -15,7 +15,8 @@ import (
 
 // SchemaSource fetches Avro writer schemas by their registry id. registry.Client
 // implements it; an error wrapping registry.ErrNotFound is a permanent answer (the
-// record is rejected), any other error is transient (the record is retried).
+// record is rejected), except registry.ErrUnknownID, which like any other error is
+// transient (the record is retried, then the sink stops).
 type SchemaSource interface {
 	SchemaByID(ctx context.Context, id int) (string, error)
 }
@@ -100,6 +101,9 @@ func (c *schemaCache) get(ctx context.Context, id int) (avro.Schema, error) {
 		c.fetches.Add(1)
 		text, err := c.src.SchemaByID(ctx, id)
 		switch {
+		case errors.Is(err, registry.ErrUnknownID):
+			// Not the record's fault (a lagging replica, the wrong registry): never dead-letter.
+			e.err = &transientError{fmt.Errorf("schema registry: schema id %d is unknown to it: %w", id, err)}
 		case errors.Is(err, registry.ErrNotFound):
 			e.err = reject(ReasonUnknownSchema, "", "schema id %d: %v", id, err)
 		case err != nil:

@@ -12,8 +12,9 @@ import (
 // avroState is what the Avro tables of a Tables share.
 type avroState struct {
 	cache *schemaCache
-	// maxWait bounds how long Prepare retries an unreachable registry before the
-	// sink stops with an error (a restart replays from the last commit).
+	// maxWait bounds how long Prepare retries an unreachable registry, or a schema id
+	// it does not know, before the sink stops with an error (a restart replays from the
+	// last commit): schema_registry.max_wait.
 	maxWait time.Duration
 }
 
@@ -28,7 +29,11 @@ func (ts *Tables) initAvro(cfg *config.Config, t *Table) error {
 		if err != nil {
 			return fmt.Errorf("table %s: %w", t.Config.Name, err)
 		}
-		ts.avro = &avroState{cache: newSchemaCache(cl), maxWait: time.Minute}
+		wait := cfg.SchemaRegistry.MaxWait
+		if wait <= 0 {
+			wait = config.DefaultRegistryMaxWait
+		}
+		ts.avro = &avroState{cache: newSchemaCache(cl), maxWait: wait}
 	}
 	t.avro = newAvroDecoder(t.dec, t.Config.Name, ts.avro.cache, ts.opt.Log)
 	name := t.Config.Name
@@ -54,9 +59,10 @@ func (ts *Tables) UseSchemaSource(src SchemaSource) {
 
 // Prepare makes sure the writer schema an Avro record names is cached, fetching it
 // without holding the engine's lock, and retrying while the registry is
-// unreachable: a registry outage delays records, it never dead-letters them. It
-// gives up after a minute with an error that stops the sink (nothing past the
-// record is committed, so a restart replays it). Call it before Decode.
+// unreachable or does not know the id: a registry outage or a lagging replica delays
+// records, it never dead-letters them. It gives up after schema_registry.max_wait (a
+// minute) with an error that stops the sink (nothing past the record is committed, so
+// a restart replays it). Call it before Decode.
 func (ts *Tables) Prepare(ctx context.Context, r *Record) error {
 	t := ts.byTopic[r.Topic]
 	if t == nil || t.avro == nil {
@@ -84,9 +90,9 @@ func (ts *Tables) Prepare(ctx context.Context, r *Record) error {
 		}
 		ts.opt.OnRegistryError()
 		if time.Now().After(deadline) {
-			return fmt.Errorf("schema id %d of %s/%d offset %d: registry unreachable for %s: %w", id, r.Topic, r.Partition, r.Offset, maxWait, err)
+			return fmt.Errorf("schema id %d of %s/%d offset %d: no answer from the schema registry for %s: %w", id, r.Topic, r.Partition, r.Offset, maxWait, err)
 		}
-		ts.opt.Log.Warn("schema registry unreachable; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "schema_id", id, "err", err)
+		ts.opt.Log.Warn("schema registry unreachable or schema id unknown; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "schema_id", id, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -180,7 +180,6 @@ func TestAvroRejections(t *testing.T) {
 	}{
 		{"json", ReasonBadFraming, "", "magic byte is 0x7b", []byte(`{"id":"x"}`)},
 		{"short", ReasonBadFraming, "", "too short", []byte{0, 0, 1}},
-		{"unknown id", ReasonUnknownSchema, "", "schema id 99", append([]byte{0, 0, 0, 0, 99}, good[5:]...)},
 		{"not a record", ReasonUnknownSchema, "", "want a record", append([]byte{0, 0, 0, 0, 5}, good[5:]...)},
 		{"type change", ReasonWrongType, "n", "writer type string cannot be written to a int64 column",
 			decodetest.Frame(t, 3, writerBadType, map[string]any{"id": "x", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "n": "seven"})},
@@ -208,6 +207,24 @@ func TestAvroRejections(t *testing.T) {
 		t.Fatalf("good record after rejections: %v", err)
 	}
 	_ = src
+}
+
+// A schema id the registry does not know is not a rejection either (a lagging
+// replica, the wrong registry): transient, not cached, and the record decodes once
+// the id is registered.
+func TestAvroUnknownSchemaIDIsTransient(t *testing.T) {
+	a, _, src := testAvroDecoder(t)
+	good := decodetest.Frame(t, 2, writerMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
+	v := append([]byte{0, 0, 0, 0, 99}, good[5:]...)
+	_, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: v}, now)
+	var rej *Rejection
+	if err == nil || errors.As(err, &rej) || !IsTransient(err) || !strings.Contains(err.Error(), "schema id 99 is unknown") {
+		t.Fatalf("err = %v, want a transient non-rejection naming schema id 99", err)
+	}
+	src.ByID[99] = writerMicros
+	if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: v}, now); err != nil {
+		t.Fatalf("after id 99 was registered: %v", err)
+	}
 }
 
 // A registry outage is not a rejection: the record must neither land nor be
@@ -242,14 +259,13 @@ func TestSchemaCacheOneFetchPerID(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if _, err := c.get(context.Background(), 7); err == nil {
-		t.Fatal("unknown id: no error")
+	for range 2 {
+		if _, err := c.get(context.Background(), 7); err == nil || !IsTransient(err) {
+			t.Fatalf("unknown id: err = %v, want a transient error", err)
+		}
 	}
-	if _, err := c.get(context.Background(), 7); err == nil {
-		t.Fatal("unknown id: no error")
-	}
-	if n := src.Calls.Load(); n != 3 {
-		t.Errorf("%d fetches, want 3 (ids 1, 2 and the negative 7 once)", n)
+	if n := src.Calls.Load(); n != 4 {
+		t.Errorf("%d fetches, want 4 (ids 1 and 2 once, the unknown 7 each time: it is not cached)", n)
 	}
 }
 

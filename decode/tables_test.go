@@ -38,8 +38,8 @@ const promiseWriter = `{"type":"record","name":"E","fields":[
 // TestDecodePromises checks what a decoder promises, through the package's API: a
 // record either decodes (its event time returned, one row staged) or is a
 // *Rejection with a known reason; a topic that feeds no table is NoTable; an
-// unreachable schema registry is transient, never a rejection, and Prepare gives
-// up on it with an error.
+// unreachable schema registry, or a schema id it does not know, is transient, never
+// a rejection, and Prepare gives up on it with an error.
 func TestDecodePromises(t *testing.T) {
 	cfg, err := config.Parse([]byte(promiseConfig), nil)
 	if err != nil {
@@ -71,7 +71,6 @@ func TestDecodePromises(t *testing.T) {
 		{"oversized", "json", []byte(`{"id":"` + strings.Repeat("x", 2000) + `","ts":"2026-11-24T14:30:00Z"}`), decode.ReasonOversized},
 		{"future", "json", []byte(`{"id":"a","ts":"2027-11-24T14:30:00Z"}`), decode.ReasonTimeRange},
 		{"not framed", "avro", []byte(`{"id":"a"}`), decode.ReasonBadFraming},
-		{"unknown schema", "avro", decodetest.Frame(t, 9, promiseWriter, map[string]any{"id": "a", "ts": at}), decode.ReasonUnknownSchema},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl := ts.ForTopic(tc.topic)
@@ -111,11 +110,20 @@ func TestDecodePromises(t *testing.T) {
 		t.Errorf("NoTable: %v", rej)
 	}
 
+	// A schema id the registry does not know: neither decoded nor rejected.
+	r := &decode.Record{Topic: "avro", Timestamp: now, Value: decodetest.Frame(t, 9, promiseWriter, map[string]any{"id": "a", "ts": at})}
+	if err := ts.Prepare(context.Background(), r); err == nil || !strings.Contains(err.Error(), "schema id 9 is unknown") {
+		t.Errorf("Prepare of an unknown schema id: %v", err)
+	}
+	if _, err := ts.ForTopic("avro").Decode(r, now); err == nil || errors.As(err, new(*decode.Rejection)) || !decode.IsTransient(err) {
+		t.Errorf("Decode of an unknown schema id: %v, want a transient error and no rejection", err)
+	}
+
 	// The registry goes away: a record of a schema not yet cached is neither
 	// decoded nor rejected.
 	src.Failing.Store(true)
-	r := &decode.Record{Topic: "avro", Timestamp: now, Value: decodetest.Frame(t, 2, promiseWriter, map[string]any{"id": "a", "ts": at})}
-	if err := ts.Prepare(context.Background(), r); err == nil || !strings.Contains(err.Error(), "registry unreachable") {
+	r = &decode.Record{Topic: "avro", Timestamp: now, Value: decodetest.Frame(t, 2, promiseWriter, map[string]any{"id": "a", "ts": at})}
+	if err := ts.Prepare(context.Background(), r); err == nil || !strings.Contains(err.Error(), "no answer from the schema registry") {
 		t.Errorf("Prepare during an outage: %v", err)
 	}
 	_, err = ts.ForTopic("avro").Decode(r, now)

@@ -37,7 +37,7 @@ func TestEngineAvroRegistryOutage(t *testing.T) {
 	v := decodetest.Frame(t, 2, decodetest.WriterMicros, map[string]any{"id": "m", "ts": time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC), "extra": nil})
 	e.now = func() time.Time { return now }
 	rec := &decode.Record{Topic: "a", Partition: 0, Offset: 5, Timestamp: now, Value: v}
-	if err := e.Prepare(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "registry unreachable") {
+	if err := e.Prepare(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "no answer from the schema registry") {
 		t.Fatalf("Prepare during an outage: %v", err)
 	}
 	out, err := e.Process(context.Background(), rec, 0)

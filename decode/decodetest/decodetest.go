@@ -25,8 +25,9 @@ type Schemas struct {
 	Failing atomic.Bool    // while set, every fetch fails as an unreachable registry does
 }
 
-// SchemaByID returns the writer schema of id, a registry.ErrNotFound for an id it
-// does not hold, or a connection error while Failing.
+// SchemaByID returns the writer schema of id, a registry.ErrUnknownID (with
+// registry.ErrNotFound) for an id it does not hold, as registry.Client does, or a
+// connection error while Failing.
 func (f *Schemas) SchemaByID(_ context.Context, id int) (string, error) {
 	f.Calls.Add(1)
 	if f.Failing.Load() {
@@ -36,7 +37,7 @@ func (f *Schemas) SchemaByID(_ context.Context, id int) (string, error) {
 	defer f.mu.Unlock()
 	s, ok := f.ByID[id]
 	if !ok {
-		return "", fmt.Errorf("schema id %d: %w", id, registry.ErrNotFound)
+		return "", fmt.Errorf("schema id %d: %w: %w", id, registry.ErrUnknownID, registry.ErrNotFound)
 	}
 	return s, nil
 }

@@ -20,6 +20,12 @@ import (
 // subject or version does not exist: a permanent answer, unlike a network error.
 var ErrNotFound = errors.New("not found in the schema registry")
 
+// ErrUnknownID is returned (wrapped, with ErrNotFound) when the registry does not know a
+// schema id. The sink does not take it as a verdict on the record: a registry replica
+// that lags, or a sink pointed at the wrong registry, answers the same; it retries and
+// then stops, as for an unreachable registry.
+var ErrUnknownID = errors.New("schema id unknown to the registry")
+
 // Client is a Schema Registry client.
 type Client struct {
 	cl *sr.Client
@@ -58,7 +64,11 @@ func wrap(err error) error {
 func (c *Client) SchemaByID(ctx context.Context, id int) (string, error) {
 	s, err := c.cl.SchemaByID(ctx, id)
 	if err != nil {
-		return "", fmt.Errorf("fetch schema id %d: %w", id, wrap(err))
+		err = wrap(err)
+		if errors.Is(err, ErrNotFound) {
+			return "", fmt.Errorf("fetch schema id %d: %w: %w", id, ErrUnknownID, err)
+		}
+		return "", fmt.Errorf("fetch schema id %d: %w", id, err)
 	}
 	if s.Type != sr.TypeAvro {
 		return "", fmt.Errorf("schema id %d is %s, not Avro: %w", id, s.Type, ErrNotFound)

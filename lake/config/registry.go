@@ -19,6 +19,10 @@ type SchemaRegistry struct {
 	PasswordEnv string `yaml:"password_env"`
 	// Timeout bounds one HTTP request to the registry. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxWait bounds how long the sink retries a schema id the registry cannot give
+	// (unreachable, or the id unknown to it) before it stops with an error; records are
+	// never dead-lettered for that. Default 1m.
+	MaxWait time.Duration `yaml:"max_wait"`
 	// Username and Password are filled from the environment at load time; never printed.
 	Username string `yaml:"-"`
 	Password string `yaml:"-"`
@@ -26,6 +30,9 @@ type SchemaRegistry struct {
 
 // DefaultRegistryTimeout is schema_registry.timeout when unset.
 const DefaultRegistryTimeout = 10 * time.Second
+
+// DefaultRegistryMaxWait is schema_registry.max_wait when unset.
+const DefaultRegistryMaxWait = time.Minute
 
 func (r *SchemaRegistry) fillSecrets(env func(string) string) {
 	if r == nil {
@@ -67,6 +74,12 @@ func (c *Config) validateRegistry() error {
 	}
 	if r.Timeout < 0 {
 		return keyErr("schema_registry.timeout", "must be positive")
+	}
+	if r.MaxWait == 0 {
+		r.MaxWait = DefaultRegistryMaxWait
+	}
+	if r.MaxWait < 0 {
+		return keyErr("schema_registry.max_wait", "must be positive")
 	}
 	if (r.UsernameEnv == "") != (r.PasswordEnv == "") {
 		return keyErr("schema_registry.username_env", "username_env and password_env go together")
