@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzRawKey$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzAvroEvolution$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./lake/layout -run '^$$' -fuzz '^FuzzPartitionDir$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 vet:
