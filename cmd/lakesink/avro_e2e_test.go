@@ -13,7 +13,6 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/lakesink/lakesink/decode/registry"
 	"github.com/lakesink/lakesink/internal/testbed"
@@ -48,25 +47,17 @@ const (
 // columns_from: registry. No loss, one file per (partition, hour) buffer exactly as a
 // single-schema run, the new column present (null for v1 rows), and a record with an
 // incompatible type change dead-lettered with its reason. A v3 registered while the
-// sink runs lands too, its new field ignored (logged and counted once). Then the raw
+// sink runs lands too, its new optional field ignored whether null or not (logged and
+// counted once). Everything goes through the bed's real schema registry. Then the raw
 // zone is compacted and read back from Iceberg by PyIceberg and DuckDB.
 func TestE2EAvroSchemaFlipping(t *testing.T) {
 	const partitions = 2
 	b := newBed(t, partitions)
-	reg := testbed.SchemaRegistry(t)
+	regURL := testbed.Registry(t) // the bed's Apicurio
 	subject := b.topic + "-value"
-	id1, _, err := reg.RegisterSchema(subject, sr.Schema{Schema: avroV1, Type: sr.TypeAvro})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id2, _, err := reg.RegisterSchema(subject, sr.Schema{Schema: avroV2, Type: sr.TypeAvro})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idBad, _, err := reg.RegisterSchema("other-value", sr.Schema{Schema: avroBad, Type: sr.TypeAvro})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id1 := registerAvro(t, regURL, subject, avroV1)
+	id2 := registerAvro(t, regURL, subject, avroV2)
+	idBad := registerAvro(t, regURL, b.topic+"-other-value", avroBad)
 	s1, s2, sBad := mustParse(t, avroV1), mustParse(t, avroV2), mustParse(t, avroBad)
 	enc := func(id int, s avro.Schema, v any) []byte {
 		body, err := avro.Marshal(s, v)
@@ -125,7 +116,7 @@ tables:
     format: avro
     columns_from: registry
     event_time: {column: ts}
-`, reg.URL(), b.topic)
+`, regURL, b.topic)
 	cfgPath = filepath.Join(t.TempDir(), "avro.yaml")
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,15 +146,12 @@ tables:
 	}
 	// A version with a new field registered while the sink runs: its records land
 	// (the new field ignored, logged once, counted once per schema id), in the same files.
-	id3, _, err := reg.RegisterSchema(subject, sr.Schema{Schema: avroV3, Type: sr.TypeAvro})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id3 := registerAvro(t, regURL, subject, avroV3)
 	s3 := mustParse(t, avroV3)
 	const late = 1000
 	for i := n; i < n+late; i++ {
 		rec := map[string]any{"event_id": fmt.Sprintf("ev-%06d", i), "ts": base.Add(time.Duration(i-n) * step), "n": int64(i),
-			"note": nil, "added_later": map[string]any{"string": "x"}}
+			"note": nil, "added_later": nullIf(i%2 == 0, map[string]any{"string": "x"})} // issue 20: null here was dead-lettered
 		b.cl.Produce(ctx, &kgo.Record{Topic: b.topic, Partition: int32(i % partitions), Value: enc(id3, s3, rec)}, nil)
 		wantSum += int64(i)
 	}

@@ -205,7 +205,7 @@ func evolutionCases() []evolutionCase {
 			if v == 1 {
 				addr["zip"] = u("int", 1000+i)
 				it[0]["qty"], it[1]["qty"] = u("int", i), nil
-				attr["note"] = nullIf(i%2 == 0, u("string", "n"))
+				attr["note"] = nullIf(i%4 == 1, u("string", "n"))
 			}
 			return map[string]any{"addr": addr, "items": it, "attrs": map[string]any{"k": attr}}
 		},
@@ -370,6 +370,11 @@ func TestE2EAvroEvolutionMatrix(t *testing.T) {
 			m := p.metrics(t)
 			if m != nil && done(m) {
 				return m
+			}
+			for _, c := range cases { // more dead letters than expected: fail now
+				if n := deadLettered(m, c.name); n > float64(c.deadLetters) {
+					t.Fatalf("%s: %s: %v records dead-lettered, want %d", what, c.name, n, c.deadLetters)
+				}
 			}
 			if exited, err := p.exitedErr(); exited {
 				t.Fatalf("sink exited early: %v", err)
