@@ -766,8 +766,11 @@ func (a *avroDecoder) leaf(r *avroReader, op *avroOp) (parquet.Value, int, error
 	case cInt64:
 		return parquet.Int64Value(i), 8, nil
 	case cFloat32:
-		if op.w == wFloat {
+		switch op.w {
+		case wFloat:
 			return parquet.FloatValue(math.Float32frombits(uint32(raw))), 4, nil
+		case wInt, wLong: // one rounding, as Avro's promotion: float32(float64(i)) can round twice
+			return parquet.FloatValue(float32(i)), 4, nil
 		}
 		return parquet.FloatValue(float32(f)), 4, nil
 	case cFloat64:

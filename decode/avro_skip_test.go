@@ -11,7 +11,9 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/lakesink/lakesink/decode/decodetest"
+	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/rawfile"
+	"github.com/lakesink/lakesink/lake/schema"
 )
 
 // extraField is a writer field the table (avroTable) does not declare.
@@ -208,5 +210,46 @@ func TestAvroNullTypedColumn(t *testing.T) {
 	var rej *Rejection
 	if !errors.As(err, &rej) || rej.Field != "id" {
 		t.Errorf("required column written as null: err = %v, want a rejection naming id", err)
+	}
+}
+
+// TestAvroLongToFloatRoundsOnce: a long read into a float32 column is rounded once, as
+// Avro's promotion (and hamba/avro) does, not through float64 first: 2^60 + 2^36 + 1
+// is just above the midpoint between two floats, and float32(float64(x)) lands on the
+// midpoint and rounds down to even.
+func TestAvroLongToFloatRoundsOnce(t *testing.T) {
+	const yaml = `kafka: {brokers: ["b:9092"]}
+local_dir: /tmp/x
+dead_letter: {topic: dlq}
+schema_registry: {url: "http://127.0.0.1:1"}
+tables:
+  - name: t
+    topics: [a]
+    format: avro
+    columns:
+      - {name: ts, type: timestamp, required: true}
+      - {name: f, type: float32}
+    event_time: {column: ts}
+`
+	cfg, err := config.Parse([]byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schema.Compile(&cfg.Tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := `{"type":"record","name":"E","fields":[{"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"f","type":"long"}]}`
+	a := newAvroDecoder(NewDecoder(s, &cfg.Tables[0], 1<<20), "t", newSchemaCache(&decodetest.Schemas{ByID: map[int]string{1: writer}}), nil)
+	x := int64(1)<<60 + int64(1)<<36 + 1
+	v := decodetest.Frame(t, 1, writer, map[string]any{"ts": time.Date(2026, 11, 24, 13, 5, 0, 0, time.UTC), "f": x})
+	if _, err := a.Decode(&Record{Topic: "a", Timestamp: now, Value: v}, now); err != nil {
+		t.Fatal(err)
+	}
+	cols := rawfile.NewRowStore(s.Leaves)
+	cols.AppendRow(a.d.row.cols)
+	got := readBack(t, s, cols, 1)[0]["f"]
+	if want := float32(x); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("long %d read as float32 %v, want %v (one rounding)", x, got, want)
 	}
 }
