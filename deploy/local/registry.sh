@@ -23,7 +23,8 @@
 # it is 21+; the script fails with a clear message when none is found.
 #
 # Env: LAKESINK_BED_REGISTRY_PORT (18081; management on +1), LAKESINK_BED_REGISTRY_TIMEOUT (start
-#      timeout, 180s), LAKESINK_BED_REGISTRY_JAVA.
+#      timeout, 180s), LAKESINK_BED_REGISTRY_JAVA, LAKESINK_BED_MAVEN_CENTRAL (a Maven Central
+#      mirror's base URL; default https://repo.maven.apache.org/maven2).
 set -euo pipefail
 BED_TAG=registry
 # shellcheck source=common.sh
