@@ -16,7 +16,7 @@ build:
 demo: build
 	./$(BIN) demo -dir .demo/lake
 
-## test: install and start the test bed (Kafka, S3, Postgres, moto, Iceberg REST, Trino, Python venv), run every test, stop the bed
+## test: install and start the test bed (Kafka, S3, Postgres, moto, Iceberg REST, Trino, schema registry, Python venv), run every test, stop the bed
 test:
 	$(GO) mod download
 	$(GO) vet ./...

@@ -129,19 +129,30 @@ running_port() {
   tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | sed -n 's/^-Dquarkus\.http\.port=//p' | head -n1
 }
 
+# launch_sig JAVA: what the server is started with (version, Java, JVM flags), to restart a
+# running one started otherwise (an older script, another Java).
+launch_sig() {
+  jvm_opts
+  { echo "$VERSION $1"; printf '%s\n' "${JOPTS[@]}"; } | sha256sum | cut -c1-16
+}
+
 start() {
   local pid java
   install
+  java=$(find_java)
   if pid=$(pid_of "$PIDF" "$MARKER"); then
     local running; running=$(running_port "$pid")
     if [[ -n "$running" && "$running" != "$REGISTRY_PORT" ]]; then
       die "the registry is already running on port $running, not $REGISTRY_PORT: stop it first to change the port"
     fi
-    wait_ready "$TIMEOUT" "$pid" "$LOGF" "apicurio registry" ready
-    log "already running on $(url) (pid $pid)"
-    return 0
+    if [[ "$(launch_sig "$java")" == "$(cat "$DIR/launch.sig" 2>/dev/null)" ]]; then
+      wait_ready "$TIMEOUT" "$pid" "$LOGF" "apicurio registry" ready
+      log "already running on $(url) (pid $pid)"
+      return 0
+    fi
+    log "the running registry was started with another version, Java or configuration: restarting it"
+    stop_pid "apicurio registry" "$PIDF" "$MARKER" 20
   fi
-  java=$(find_java)
   REGISTRY_PORT=$REGISTRY_WANT_PORT
   if port_open "$REGISTRY_PORT" || port_open $((REGISTRY_PORT + 1)); then
     port_explicit REGISTRY && die "port $REGISTRY_PORT or $((REGISTRY_PORT + 1)) is in use by another process (LAKESINK_BED_REGISTRY_PORT)"
@@ -151,6 +162,7 @@ start() {
   fi
   record_port REGISTRY "$REGISTRY_PORT"
   mkdir -p "$DIR/tmp"
+  launch_sig "$java" > "$DIR/launch.sig"
   jvm_opts
   rm -f "$PIDF" # a stale one (from a machine restart) would be read as the new pid
   [[ -f "$LOGF" ]] && mv -f "$LOGF" "$LOGF.1"
