@@ -27,8 +27,8 @@ func Registry(t testing.TB) string {
 // It is franz-go's srfake: an in-memory implementation of the REST API that franz-go's
 // pkg/sr client calls (POST /subjects/{s}/versions, GET /schemas/ids/{id}, GET
 // /subjects/{s}/versions, GET /subjects/{s}/versions/{v|latest}, Confluent error
-// bodies such as 40403). It needs no bed and works in the short tier: unit tests and
-// `lakesink demo` use it; end-to-end tests use the bed's real registry (Registry).
+// bodies such as 40403). It needs no bed and works in the short tier, for unit tests;
+// end-to-end tests use the bed's real registry (Registry).
 func SchemaRegistry(t testing.TB) *srfake.Registry {
 	t.Helper()
 	reg := srfake.New() // httptest.NewServer: listens on 127.0.0.1
