@@ -76,7 +76,14 @@ func newBed(t *testing.T, partitions int32) *bed {
 	if testing.Short() {
 		t.Skip("end-to-end test: needs the test bed")
 	}
-	b := &bed{t: t, brokers: testbed.Kafka(t), s3: testbed.S3(t)}
+	return newBedAt(t, testbed.Kafka(t), partitions)
+}
+
+// newBedAt is newBed on the given brokers (a test's own broker, or a fault proxy in
+// front of it).
+func newBedAt(t *testing.T, brokers []string, partitions int32) *bed {
+	t.Helper()
+	b := &bed{t: t, brokers: brokers, s3: testbed.S3(t)}
 	name := testbed.UniqueName(t, "e2e")
 	b.topic, b.dlq, b.group, b.prefix = name, name+"-dlq", name+"-group", name+"/"
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ProducerLinger(5*time.Millisecond),

@@ -1,0 +1,510 @@
+package main
+
+// The fault-injection harness (issue 13 §2): a Kafka broker of the test's own (so it can
+// be killed without touching the shared bed's), a TCP fault proxy in front of it, and a
+// scenario that produces a mix of good and bad records, runs real sink and compactor
+// processes, and always ends with the same invariant check: `lakesink audit --json`
+// finds 0 lost and 0 duplicated offsets, the dead letters are exactly the bad records,
+// and DuckDB reads produced-minus-dead-lettered distinct rows from the raw zone and the
+// Iceberg table together.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/internal/testbed"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// brokerStartTimeout bounds one start of a test's own broker (a JVM: ~7 s on the bed).
+const brokerStartTimeout = 2 * time.Minute
+
+// ownBroker is a single-node KRaft Kafka broker of one test, run from the bed's Kafka
+// jars (deploy/local/kafka.sh installs them) on free loopback ports, with its data in
+// the test's temporary directory. It advertises the address of the fault proxy in front
+// of it, so every client connection goes through the proxy.
+type ownBroker struct {
+	t          testing.TB
+	dir, props string
+	libs       string
+	port       int // the broker's own PLAINTEXT listener (the proxy's target)
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	starts     int
+	pids       []int
+}
+
+// kafkaLibs finds the bed's Kafka jars (.bed/cache/kafka-<version>/libs).
+func kafkaLibs(t testing.TB) string {
+	t.Helper()
+	m, _ := filepath.Glob("../../.bed/cache/kafka-*/libs")
+	if len(m) == 0 {
+		if os.Getenv(testbed.EnvRequireBed) == "1" {
+			t.Fatal("no Kafka jars under .bed/cache: run deploy/local/kafka.sh install")
+		}
+		t.Skip("no Kafka jars under .bed/cache: run deploy/local/kafka.sh install")
+	}
+	abs, err := filepath.Abs(m[len(m)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// newOwnBroker formats a broker's storage and starts it, advertising advertise
+// (host:port of the proxy); it is killed when the test ends.
+func newOwnBroker(t testing.TB, advertise string) *ownBroker {
+	t.Helper()
+	b := &ownBroker{t: t, dir: t.TempDir(), libs: kafkaLibs(t), port: freePortTB(t)}
+	cport := freePortTB(t)
+	b.props = filepath.Join(b.dir, "server.properties")
+	props := fmt.Sprintf(`process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:%[2]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=PLAINTEXT://%[3]s
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=%[4]s/data
+num.partitions=4
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=2
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=2
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+num.network.threads=2
+num.io.threads=2
+`, b.port, cport, advertise, b.dir)
+	if err := os.WriteFile(b.props, []byte(props), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var id [16]byte
+	for {
+		_, _ = rand.Read(id[:])
+		if s := base64.RawURLEncoding.EncodeToString(id[:]); s[0] != '-' {
+			out, err := exec.Command("java", "-Xmx256m", "-cp", b.libs+"/*", "kafka.tools.StorageTool", "format",
+				"-t", s, "-c", b.props, "--standalone").CombinedOutput()
+			if err != nil {
+				t.Fatalf("format own broker storage: %v\n%s", err, out)
+			}
+			break
+		}
+	}
+	t.Cleanup(func() {
+		if b.running() {
+			b.kill9()
+		}
+		if t.Failed() {
+			tail, _ := exec.Command("tail", "-n", "20", filepath.Join(b.dir, "kafka.log")).Output()
+			t.Logf("own broker log tail:\n%s", tail)
+		}
+	})
+	b.start()
+	return b
+}
+
+// start launches the broker process (on the existing data) without waiting for it.
+func (b *ownBroker) start() {
+	b.t.Helper()
+	lf, err := os.OpenFile(filepath.Join(b.dir, "kafka.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	here, _ := filepath.Abs("../../deploy/local/kafka-log4j2.properties")
+	cmd := exec.Command("java", "-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Djava.net.preferIPv4Stack=true", "-Dlog4j2.configurationFile="+here, "-Dkafka.logs.dir="+b.dir,
+		"-cp", b.libs+"/*", "kafka.Kafka", b.props)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	// Its own process group, and killed with the test process should that die first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	b.cmd, b.exited = cmd, make(chan struct{})
+	b.starts++
+	b.pids = append(b.pids, cmd.Process.Pid)
+	done := b.exited
+	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
+}
+
+func (b *ownBroker) running() bool {
+	if b.cmd == nil {
+		return false
+	}
+	select {
+	case <-b.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill9 kills the broker with SIGKILL and waits for it to be gone.
+func (b *ownBroker) kill9() {
+	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+	<-b.exited
+}
+
+// waitReady polls a Metadata request through addrs until the broker answers with itself.
+func (b *ownBroker) waitReady(addrs []string) {
+	b.t.Helper()
+	deadline := time.Now().Add(brokerStartTimeout)
+	for {
+		if !b.running() {
+			tail, _ := exec.Command("tail", "-n", "30", filepath.Join(b.dir, "kafka.log")).Output()
+			b.t.Fatalf("own broker exited during start:\n%s", tail)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			bs, err := kadm.NewClient(cl).ListBrokers(ctx)
+			cancel()
+			cl.Close()
+			if err == nil && len(bs) == 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("own broker not ready within %s", brokerStartTimeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func freePortTB(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// faultProxy is a loopback TCP proxy in front of one target. Down cuts every open
+// connection and refuses new ones (accepted, then closed at once) until Up; it counts
+// what it did, so a test can assert that its fault happened.
+type faultProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+	// accepted counts connections proxied, refused those closed at once while down,
+	// cut those closed by Down.
+	accepted, refused, cut atomic.Int64
+}
+
+// newFaultProxy listens on a free loopback port; it proxies to target once
+// SetTarget is called (the target can be chosen after the proxy's port).
+func newFaultProxy(t testing.TB) *faultProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{ln: ln, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *faultProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *faultProxy) setTarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down, target := p.down, p.target
+		p.mu.Unlock()
+		if down || target == "" {
+			p.refused.Add(1)
+			c.Close()
+			continue
+		}
+		u, err := net.DialTimeout("tcp", target, 5*time.Second)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			p.refused.Add(1)
+			c.Close()
+			u.Close()
+			continue
+		}
+		p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.accepted.Add(1)
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(u, c)
+		go pipe(c, u)
+	}
+}
+
+// setDown cuts (down=true) or restores the path to the target.
+func (p *faultProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+			p.cut.Add(1)
+		}
+	}
+}
+
+func (p *faultProxy) close() {
+	p.ln.Close()
+	p.setDown(true)
+	p.wg.Wait()
+}
+
+// kafkaRig is a test's own broker behind a fault proxy.
+type kafkaRig struct {
+	broker *ownBroker
+	proxy  *faultProxy
+}
+
+func newKafkaRig(t testing.TB) *kafkaRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault test: needs the test bed")
+	}
+	testbed.Kafka(t) // skip, or fail under make test, without the bed
+	p := newFaultProxy(t)
+	b := newOwnBroker(t, p.addr())
+	p.setTarget("127.0.0.1:" + strconv.Itoa(b.port))
+	b.waitReady([]string{p.addr()})
+	return &kafkaRig{broker: b, proxy: p}
+}
+
+// restartBroker kills the broker with SIGKILL, starts it again on its data and waits
+// until it answers; it fails the test unless the pid changed.
+func (r *kafkaRig) restartBroker(t testing.TB) {
+	t.Helper()
+	old := r.broker.cmd.Process.Pid
+	r.broker.kill9()
+	r.broker.start()
+	r.broker.waitReady([]string{r.proxy.addr()})
+	if r.broker.cmd.Process.Pid == old {
+		t.Fatalf("broker pid %d unchanged after kill -9 and restart", old)
+	}
+}
+
+// scenario is one fault scenario's topics, lake prefix, catalog and counts.
+type scenario struct {
+	*bed
+	cfg       string // sink + compactor + audit config
+	catURI    string
+	warehouse string
+	// good and bad count the records produced (acknowledged by the broker).
+	good, bad atomic.Int64
+	seq       atomic.Int64 // event numbers, unique over the scenario
+	compacted bool
+}
+
+// flushFast is the flush section of the fault scenarios: small files, short ages.
+const flushFast = "flush: {max_age: 2s, max_file_bytes: 4MiB, memory_budget: 128MiB, shutdown_timeout: 30s}"
+
+func newScenario(t *testing.T, brokers []string, partitions int32, flush string) *scenario {
+	t.Helper()
+	if flush == "" {
+		flush = flushFast
+	}
+	b := newBedAt(t, brokers, partitions)
+	s := &scenario{bed: b}
+	db := filepath.Join(t.TempDir(), "catalog.db")
+	s.warehouse = fmt.Sprintf("s3://%s/%swarehouse", b.s3.Bucket, b.prefix)
+	s.catURI = "sqlite:///" + db
+	cfg := readFile(t, b.config(flush))
+	cfg += fmt.Sprintf("catalog:\n  type: sql\n  namespace: lake\n  warehouse: %s\n  sql: {driver: sqlite, dsn: %s}\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n", s.warehouse, db)
+	s.cfg = filepath.Join(t.TempDir(), "lakesink.yaml")
+	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// badRecord is not JSON: it is dead-lettered as malformed_json.
+var badRecord = []byte(`{"event_id": "broken`)
+
+// produceMix produces n records round-robin over partitions with event times spread
+// over the hours closed hours before the current one; every 1/badFrac-th is a bad
+// record (badFrac 0: none). It returns when the broker acknowledged all (retrying
+// through faults) and fails the test on a produce error.
+func (s *scenario) produceMix(n, hours int, badFrac float64, partitions int32) {
+	s.t.Helper()
+	start := time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours) * time.Hour)
+	g := gen.New(uint64(s.seq.Add(1)), start, time.Duration(hours)*time.Hour)
+	g.LateFraction = 0
+	if err := s.produceEvents(n, badFrac, partitions, func(i int) []byte { v, _ := g.Event(i, n); return v }); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// produceEvents produces n records from event(i) (or bad records at the 1/badFrac-th
+// places) round-robin over partitions, counting those the broker acknowledged.
+func (s *scenario) produceEvents(n int, badFrac float64, partitions int32, event func(i int) []byte) error {
+	every := 0
+	if badFrac > 0 {
+		every = int(1 / badFrac)
+	}
+	ctx := context.Background()
+	errs := make(chan error, 1)
+	for i := range n {
+		var v []byte
+		bad := every > 0 && i%every == every-1
+		if bad {
+			v = badRecord
+		} else {
+			v = append([]byte(nil), event(i)...)
+		}
+		r := &kgo.Record{Topic: s.topic, Partition: int32(i) % partitions, Value: v}
+		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			switch {
+			case err != nil:
+				select {
+				case errs <- err:
+				default:
+				}
+			case bad:
+				s.bad.Add(1)
+			default:
+				s.good.Add(1)
+			}
+		})
+	}
+	if err := s.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("produce: flush: %w", err)
+	}
+	select {
+	case err := <-errs:
+		return fmt.Errorf("produce: %w", err)
+	default:
+	}
+	return nil
+}
+
+// compact runs lakesink compact and requires exit 0 (or 4: nothing to do).
+func (s *scenario) compact() {
+	s.t.Helper()
+	f := &lakeFixture{b: s.bed}
+	code, out := f.compactRun(s.t, s.cfg)
+	if code != 0 && code != exitIdle {
+		s.t.Fatalf("compact exit %d:\n%s", code, out)
+	}
+	s.compacted = true
+}
+
+// outcome is what a scenario ends with.
+type outcome struct {
+	Produced, Good, Bad     int64
+	Raw, Table, DeadLetters int64
+	Lost, Dup               int64
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("produced %d (good %d, bad %d): raw %d, iceberg %d, dead letters %d, lost %d, duplicated %d",
+		o.Produced, o.Good, o.Bad, o.Raw, o.Table, o.DeadLetters, o.Lost, o.Dup)
+}
+
+// verify is the invariant every scenario ends with: the audit finds nothing; the dead
+// letters are the bad records; DuckDB reads exactly the good records, each once, from
+// the raw zone and the Iceberg table together.
+func (s *scenario) verify() outcome {
+	s.t.Helper()
+	o := outcome{Good: s.good.Load(), Bad: s.bad.Load()}
+	o.Produced = o.Good + o.Bad
+	code, rep, out := s.runAudit(s.cfg)
+	o.Lost, o.Dup = rep.Lost, rep.DupRows
+	for _, p := range rep.Partitions {
+		o.DeadLetters += int64(p.DeadLetters)
+	}
+	if code != 0 || rep.Findings() || len(rep.Partitions) == 0 {
+		s.t.Fatalf("audit exit %d, want 0 and no findings:\n%s", code, out)
+	}
+	if o.DeadLetters != o.Bad {
+		s.t.Fatalf("audit saw %d dead letters, want the %d bad records", o.DeadLetters, o.Bad)
+	}
+	// The raw zone (if any file is left) and the table (if compacted), read by DuckDB.
+	var srcs []string
+	lake := (&lakeFixture{b: s.bed}).s3(s.t, s.prefix)
+	rawFiles := 0
+	_ = lake.List(context.Background(), "raw/", func(store.ObjectInfo) error { rawFiles++; return nil })
+	if rawFiles > 0 {
+		srcs = append(srcs, fmt.Sprintf("SELECT 'raw' AS src, _kafka_partition AS p, _kafka_offset AS o FROM read_parquet('%s')", s.rawGlob()))
+	}
+	if s.compacted {
+		sum := testbed.IcebergQ(s.t, testbed.IcebergQuery{Catalog: "sql", URI: s.catURI, Warehouse: s.warehouse,
+			Table: "lake.events", IDColumn: "event_id", TimeColumn: "ts"})
+		if sum.DupKeys != nil && *sum.DupKeys != 0 {
+			s.t.Fatalf("PyIceberg: %d duplicate Kafka coordinates in the table", *sum.DupKeys)
+		}
+		srcs = append(srcs, fmt.Sprintf("SELECT 'table' AS src, _kafka_partition AS p, _kafka_offset AS o FROM iceberg_scan('%s')", sum.MetadataLocation))
+	}
+	if len(srcs) == 0 {
+		s.t.Fatal("neither raw files nor a table to read")
+	}
+	res := testbed.DuckDB(s.t, fmt.Sprintf(`WITH u AS (%s)
+	SELECT count(*) FILTER (WHERE src = 'raw'), count(*) FILTER (WHERE src = 'table'), count(DISTINCT (p, o)),
+	       count(*) FILTER (WHERE src = 'raw') - count(DISTINCT (p, o)) FILTER (WHERE src = 'raw'),
+	       count(*) FILTER (WHERE src = 'table') - count(DISTINCT (p, o)) FILTER (WHERE src = 'table')
+	FROM u`, strings.Join(srcs, " UNION ALL ")))
+	o.Raw, o.Table = toInt(s.t, res[0][0]), toInt(s.t, res[0][1])
+	distinct, rawDup, tableDup := toInt(s.t, res[0][2]), toInt(s.t, res[0][3]), toInt(s.t, res[0][4])
+	if distinct != o.Good || rawDup != 0 || tableDup != 0 {
+		s.t.Fatalf("DuckDB: %d distinct rows (raw %d, table %d), %d duplicated in raw, %d in the table; want %d distinct, 0, 0",
+			distinct, o.Raw, o.Table, rawDup, tableDup, o.Good)
+	}
+	s.t.Logf("outcome: %s", o)
+	return o
+}
