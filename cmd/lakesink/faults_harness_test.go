@@ -204,10 +204,10 @@ func freePortTB(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// faultProxy is a loopback TCP proxy in front of one target. Down cuts every open
+// tcpProxy is a loopback TCP proxy in front of one target. Down cuts every open
 // connection and refuses new ones (accepted, then closed at once) until Up; it counts
 // what it did, so a test can assert that its fault happened.
-type faultProxy struct {
+type tcpProxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
@@ -219,30 +219,30 @@ type faultProxy struct {
 	accepted, refused, cut atomic.Int64
 }
 
-// newFaultProxy listens on a free loopback port; it proxies to target once
+// newTCPProxy listens on a free loopback port; it proxies to target once
 // SetTarget is called (the target can be chosen after the proxy's port).
-func newFaultProxy(t testing.TB) *faultProxy {
+func newTCPProxy(t testing.TB) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &tcpProxy{ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *faultProxy) addr() string { return p.ln.Addr().String() }
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
 
-func (p *faultProxy) setTarget(target string) {
+func (p *tcpProxy) setTarget(target string) {
 	p.mu.Lock()
 	p.target = target
 	p.mu.Unlock()
 }
 
-func (p *faultProxy) serve() {
+func (p *tcpProxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -290,7 +290,7 @@ func (p *faultProxy) serve() {
 }
 
 // setDown cuts (down=true) or restores the path to the target.
-func (p *faultProxy) setDown(down bool) {
+func (p *tcpProxy) setDown(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = down
@@ -302,7 +302,7 @@ func (p *faultProxy) setDown(down bool) {
 	}
 }
 
-func (p *faultProxy) close() {
+func (p *tcpProxy) close() {
 	p.ln.Close()
 	p.setDown(true)
 	p.wg.Wait()
@@ -311,7 +311,7 @@ func (p *faultProxy) close() {
 // kafkaRig is a test's own broker behind a fault proxy.
 type kafkaRig struct {
 	broker *ownBroker
-	proxy  *faultProxy
+	proxy  *tcpProxy
 }
 
 func newKafkaRig(t testing.TB) *kafkaRig {
@@ -320,7 +320,7 @@ func newKafkaRig(t testing.TB) *kafkaRig {
 		t.Skip("fault test: needs the test bed")
 	}
 	testbed.Kafka(t) // skip, or fail under make test, without the bed
-	p := newFaultProxy(t)
+	p := newTCPProxy(t)
 	b := newOwnBroker(t, p.addr())
 	p.setTarget("127.0.0.1:" + strconv.Itoa(b.port))
 	b.waitReady([]string{p.addr()})
