@@ -202,6 +202,9 @@ func TestTorture(t *testing.T) {
 			go func() { done <- cmd.Wait() }()
 			if rng.IntN(2) == 0 || forced {
 				after := time.Duration(200+rng.IntN(4000)) * time.Millisecond
+				if forced { // early enough to land mid-run
+					after = time.Duration(100+rng.IntN(900)) * time.Millisecond
+				}
 				select {
 				case err := <-done:
 					logf("compact finished before its kill at %s: %v", after, exitDesc(err))
