@@ -344,6 +344,7 @@ func TestFaultLoadSIGTERM(t *testing.T) {
 	start := time.Now()
 	stopProducer := s.backgroundProducer(2000, 2, parts) // 20,000/s if the machine keeps up
 	p := s.start(s.cfg)
+	waitUp(t, p)
 	terms := 0
 	for next := start.Add(every); time.Since(start) < load; next = next.Add(every) {
 		for time.Now().Before(next) {
@@ -355,6 +356,7 @@ func TestFaultLoadSIGTERM(t *testing.T) {
 		p.stop(t) // requires a clean exit within 90 s
 		terms++
 		p = s.start(s.cfg)
+		waitUp(t, p)
 	}
 	stopProducer()
 	produced := s.good.Load() + s.bad.Load()

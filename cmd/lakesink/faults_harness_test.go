@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -507,4 +508,28 @@ func (s *scenario) verify() outcome {
 	}
 	s.t.Logf("outcome: %s", o)
 	return o
+}
+
+// waitUp polls the sink's /healthz until it answers 200 (its signal handler is
+// installed by then: a SIGTERM earlier ends the process with Go's default action),
+// failing if the process exits or does not answer within a minute.
+func waitUp(t testing.TB, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	url := "http://127.0.0.1:" + strconv.Itoa(p.port) + "/healthz"
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if done, err := p.exitedErr(); done {
+			t.Fatalf("sink exited during start: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sink's /healthz did not answer within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

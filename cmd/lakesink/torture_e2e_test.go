@@ -119,6 +119,7 @@ func TestTorture(t *testing.T) {
 	var sinks []*proc
 	startSink := func() {
 		p := s.start(s.cfg)
+		waitUp(t, p)
 		sinks = append(sinks, p)
 		logf("start sink pid %d (%d running)", p.cmd.Process.Pid, len(sinks))
 	}
