@@ -194,17 +194,22 @@ func TestTorture(t *testing.T) {
 			counts["broker unreachable"]++
 		default: // compact; half the time kill -9 the compactor mid-run
 			cmd := f.compactCmd(s.cfg)
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
+			out := &watchWriter{match: " groups, ", seen: make(chan struct{})}
+			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
+			done, finished := make(chan error, 1), make(chan struct{})
+			go func() { done <- cmd.Wait(); close(finished) }()
 			if rng.IntN(2) == 0 || forced {
 				after := time.Duration(200+rng.IntN(4000)) * time.Millisecond
-				if forced { // early enough to land mid-run
-					after = time.Duration(100+rng.IntN(900)) * time.Millisecond
+				if forced { // mid-run: 0–30 ms after the plan is printed, before its merge commits
+					after = time.Duration(rng.IntN(30)) * time.Millisecond
+					select {
+					case <-out.seen:
+					case <-finished:
+					case <-time.After(2 * time.Minute):
+					}
 				}
 				select {
 				case err := <-done:
@@ -267,6 +272,31 @@ func TestTorture(t *testing.T) {
 	if total == 0 {
 		t.Fatal("no fault was injected")
 	}
+}
+
+// watchWriter collects a process's output and closes seen once it contains match.
+type watchWriter struct {
+	mu    sync.Mutex
+	b     strings.Builder
+	match string
+	seen  chan struct{}
+	once  sync.Once
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if strings.Contains(w.b.String(), w.match) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 // exitDesc describes how a process ended.
