@@ -82,7 +82,24 @@ func (l *lab) sinkScrambled(t *testing.T, cfg *config.Config, from, to int) {
 	l.write(t, cfg, from, to, func(i int) int { return 37 * i % 300 }, "")
 }
 
+// write writes events [from, to) at second(i) of the lab's hour; note, when
+// set, fills the note column.
 func (l *lab) write(t *testing.T, cfg *config.Config, from, to int, second func(int) int, note string) {
+	t.Helper()
+	l.writeEvents(t, cfg, from, to,
+		func(i int) time.Time { return l.hour.Add(time.Duration(second(i)) * time.Second) },
+		func(i int) string {
+			if note == "" {
+				return ""
+			}
+			return fmt.Sprintf(`,"note":"%s-%d"`, note, i)
+		})
+}
+
+// writeEvents writes events [from, to) of Kafka partition 0 into the raw zone
+// through the sink's engine: event i has event_id, ts = at(i), n and the JSON
+// members more(i) returns (starting with a comma).
+func (l *lab) writeEvents(t *testing.T, cfg *config.Config, from, to int, at func(int) time.Time, more func(int) string) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := sink.NewEngine(cfg, l.lake, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
@@ -93,12 +110,9 @@ func (l *lab) write(t *testing.T, cfg *config.Config, from, to int, second func(
 	defer e.Close()
 	e.Assign("events", 0, int64(from), "")
 	for i := from; i < to; i++ {
-		ts := l.hour.Add(time.Duration(second(i)) * time.Second).Format(time.RFC3339Nano)
-		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d`, i, ts, i)
-		if note != "" {
-			v += fmt.Sprintf(`,"note":"%s-%d"`, note, i)
-		}
-		rec := &decode.Record{Topic: "events", Offset: int64(i), Timestamp: time.Now(), Value: []byte(v + "}")}
+		ts := at(i).Format(time.RFC3339Nano)
+		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d%s}`, i, ts, i, more(i))
+		rec := &decode.Record{Topic: "events", Offset: int64(i), Timestamp: time.Now(), Value: []byte(v)}
 		if out, err := e.Process(ctx, rec, 0); err != nil || out != sink.Buffered {
 			t.Fatalf("event %d: outcome %v, %v", i, out, err)
 		}

@@ -17,12 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakesink/lakesink/compaction"
-	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/testbed"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
 	"github.com/lakesink/lakesink/lake/store"
-	"github.com/lakesink/lakesink/sink"
 )
 
 // widenColumns are the narrow columns TestWideningEvolvesTable starts with.
@@ -53,33 +51,16 @@ func (l *lab) sinkWide(t *testing.T, cfg *config.Config, from, to int) {
 }
 
 // sinkJSON writes events [from, to) with event_id, ts, n and the JSON members
-// more returns (starting with a comma) into the raw zone.
+// more returns (starting with a comma) into the raw zone: events from 200 on
+// fall in the hour before the lab's (compacted only before the widening).
 func (l *lab) sinkJSON(t *testing.T, cfg *config.Config, from, to int, more func(int) string) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := sink.NewEngine(cfg, l.lake, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Start(ctx)
-	defer e.Close()
-	e.Assign("events", 0, int64(from), "")
-	for j := from; j < to; j++ {
-		at := l.hour.Add(time.Duration(j) * time.Second)
-		if j >= 200 { // the hour before, compacted only before the widening
-			at = l.hour.Add(time.Duration(j-200)*time.Second - time.Hour)
+	l.writeEvents(t, cfg, from, to, func(j int) time.Time {
+		if j >= 200 {
+			return l.hour.Add(time.Duration(j-200)*time.Second - time.Hour)
 		}
-		ts := at.Format(time.RFC3339Nano)
-		v := fmt.Sprintf(`{"event_id":"e-%d","ts":%q,"n":%d%s}`, j, ts, j, more(j))
-		rec := &decode.Record{Topic: "events", Offset: int64(j), Timestamp: time.Now(), Value: []byte(v)}
-		if out, err := e.Process(ctx, rec, 0); err != nil || out != sink.Buffered {
-			t.Fatalf("event %d: outcome %v, %v", j, out, err)
-		}
-	}
-	e.SealPartitions(nil, "test")
-	if err := e.WaitDurable(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+		return l.hour.Add(time.Duration(j) * time.Second)
+	}, more)
 }
 
 // decimalText renders an unscaled decimal with scale digits after the point.
