@@ -34,7 +34,7 @@ FAULT_TESTS := ^(TestFault.*|TestTorture)$$
 test-faults:
 	@trap '$(BED) down' EXIT; \
 	  $(BED) up && eval "$$($(BED) env)" && \
-	  LAKESINK_REQUIRE_BED=1 LAKESINK_FAULT_LONG=1 $(GO) test -v -count=1 -timeout 30m -run '$(FAULT_TESTS)' ./cmd/lakesink
+	  LAKESINK_REQUIRE_BED=1 $(GO) test -v -count=1 -timeout 30m -run '$(FAULT_TESTS)' ./cmd/lakesink
 
 ## torture: the randomised fault driver for DURATION (default 30m) from SEED (default: the
 ## time); prints the seed, every action with its time, and the audit's verdict. A failure

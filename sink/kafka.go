@@ -83,6 +83,8 @@ func New(cfg *config.Config, st store.Store, m *Metrics, log *slog.Logger, extra
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
+		// Partitions added to a source topic are found on a metadata refresh.
+		kgo.MetadataMaxAge(cfg.Kafka.MetadataMaxAge),
 		kgo.FetchMaxBytes(int32(fetchMaxBytes(cfg))), // capped by the memory budget (memory.go)
 		kgo.FetchMaxPartitionBytes(int32(min(fetchMaxBytes(cfg), 1<<20))),
 		// Records of aborted transactions (a replay of dead letters that crashed,

@@ -147,8 +147,12 @@ type Kafka struct {
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 	FetchMaxBytes    ByteSize      `yaml:"fetch_max_bytes"`
 	CommitInterval   time.Duration `yaml:"commit_interval"`
-	TLS              TLS           `yaml:"tls"`
-	SASL             SASL          `yaml:"sasl"`
+	// MetadataMaxAge bounds how long the client goes without refreshing the
+	// cluster metadata, so partitions added to a topic are consumed within it
+	// (default 30s; Kafka's Java clients default to 5m).
+	MetadataMaxAge time.Duration `yaml:"metadata_max_age"`
+	TLS            TLS           `yaml:"tls"`
+	SASL           SASL          `yaml:"sasl"`
 }
 
 // TLS configures TLS to the brokers.
@@ -293,6 +297,7 @@ func Default() Config {
 			RebalanceTimeout: 2 * time.Minute,
 			FetchMaxBytes:    16 * MiB,
 			CommitInterval:   5 * time.Second,
+			MetadataMaxAge:   30 * time.Second,
 			SASL:             SASL{Mechanism: "none", PasswordEnv: "LAKESINK_KAFKA_PASSWORD"},
 		},
 		Flush: Flush{

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"time"
 )
 
 var (
@@ -98,6 +99,9 @@ func (k *Kafka) validate() error {
 	}
 	if k.CommitInterval <= 0 {
 		return keyErr("kafka.commit_interval", "must be positive")
+	}
+	if k.MetadataMaxAge < time.Second {
+		return keyErr("kafka.metadata_max_age", "%s is below 1s", k.MetadataMaxAge)
 	}
 	if k.FetchMaxBytes < 1*KiB {
 		return keyErr("kafka.fetch_max_bytes", "must be at least 1KiB")
