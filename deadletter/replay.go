@@ -261,9 +261,7 @@ func (r *replayer) setLedger(p int32, committed int64, meta string) {
 	l.prune(r.starts[p])
 	r.ledgers[p] = l
 	r.pos[p] = l.commitOffset()
-	c := *l
-	c.pending = maps.Clone(l.pending)
-	r.initial[p] = &c
+	r.initial[p] = l.clone()
 }
 
 // finished reports whether every partition was read up to its end offset.
@@ -800,29 +798,19 @@ type replayState struct {
 func (r *replayer) snapshot() replayState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := replayState{ledgers: map[int32]*replayLedger{}, pos: maps.Clone(r.pos), full: maps.Clone(r.full), sum: r.sum}
-	for p, l := range r.ledgers {
-		c := *l
-		c.pending = maps.Clone(l.pending)
-		st.ledgers[p] = &c
-	}
-	st.sum.Failing = maps.Clone(r.sum.Failing)
-	st.sum.ReplayedByTable = maps.Clone(r.sum.ReplayedByTable)
-	st.sum.Examples = slices.Clone(r.sum.Examples)
-	return st
+	return replayState{ledgers: r.ledgers, pos: r.pos, full: r.full, sum: r.sum}.clone()
 }
 
 // restore rewinds to a snapshot; partitions whose position was fetched after it
 // rewind to that position.
 func (r *replayer) restore(st replayState) {
-	cp := r.snapshotOf(st)
+	cp := st.clone() // so that the snapshot can be restored more than once
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for p, l := range r.initial {
 		if _, ok := cp.ledgers[p]; !ok {
-			c := *l
-			c.pending = maps.Clone(l.pending)
-			r.ledgers[p], r.pos[p] = &c, c.commitOffset()
+			c := l.clone()
+			r.ledgers[p], r.pos[p] = c, c.commitOffset()
 		}
 	}
 	for p, l := range cp.ledgers {
@@ -838,18 +826,23 @@ func (r *replayer) restore(st replayState) {
 	r.added = r.added[:0]
 }
 
-// snapshotOf deep-copies a snapshot so it can be restored more than once.
-func (r *replayer) snapshotOf(st replayState) replayState {
+// clone deep-copies the state: ledgers, positions and the summary's maps.
+func (st replayState) clone() replayState {
 	cp := replayState{ledgers: map[int32]*replayLedger{}, pos: maps.Clone(st.pos), full: maps.Clone(st.full), sum: st.sum}
 	for p, l := range st.ledgers {
-		c := *l
-		c.pending = maps.Clone(l.pending)
-		cp.ledgers[p] = &c
+		cp.ledgers[p] = l.clone()
 	}
 	cp.sum.Failing = maps.Clone(st.sum.Failing)
 	cp.sum.ReplayedByTable = maps.Clone(st.sum.ReplayedByTable)
 	cp.sum.Examples = slices.Clone(st.sum.Examples)
 	return cp
+}
+
+// clone copies a ledger with its own pending set.
+func (l *replayLedger) clone() *replayLedger {
+	c := *l
+	c.pending = maps.Clone(l.pending)
+	return &c
 }
 
 // dryRun judges the dead letters from the replay group's position without
