@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,26 +225,38 @@ func TestAddOptionalColumnEvolvesTable(t *testing.T) {
 // readNotes scans the table and maps n to note ("" for null).
 func readNotes(t *testing.T, tbl *table.Table) map[int64]string {
 	t.Helper()
-	_, rdr, err := tbl.Scan(table.WithSelectedFields("n", "note")).ToArrowRecords(context.Background())
+	return scanByN(t, tbl, []string{"n", "note"}, func(cols []arrow.Array) func(int) string {
+		note := cols[1].(*array.String)
+		return func(i int) string {
+			if note.IsValid(i) {
+				return note.Value(i)
+			}
+			return ""
+		}
+	})
+}
+
+// scanByN scans fields of tbl, the first of which must be n, and maps n to
+// what row returns for each row (an n read twice is an error); prep is called
+// once per record batch with its columns and returns row.
+func scanByN[T any](t *testing.T, tbl *table.Table, fields []string, prep func(cols []arrow.Array) func(int) T) map[int64]T {
+	t.Helper()
+	_, rdr, err := tbl.Scan(table.WithSelectedFields(fields...)).ToArrowRecords(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int64]string{}
+	out := map[int64]T{}
 	for rec, err := range rdr {
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := rec.Column(0).(*array.Int64)
-		note := rec.Column(1).(*array.String)
+		row := prep(rec.Columns())
 		for i := range int(rec.NumRows()) {
 			if _, dup := out[n.Value(i)]; dup {
 				t.Errorf("n=%d read twice", n.Value(i))
 			}
-			v := ""
-			if note.IsValid(i) {
-				v = note.Value(i)
-			}
-			out[n.Value(i)] = v
+			out[n.Value(i)] = row(i)
 		}
 		rec.Release()
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
@@ -203,32 +204,19 @@ type wideRow struct {
 // readWide scans the table and maps n to (i, f, d).
 func readWide(t *testing.T, tbl *table.Table) map[int64]wideRow {
 	t.Helper()
-	_, rdr, err := tbl.Scan(table.WithSelectedFields("n", "i", "f", "d")).ToArrowRecords(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int64]wideRow{}
-	for rec, err := range rdr {
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := rec.Column(0).(*array.Int64)
-		iv := rec.Column(1).(*array.Int64)
-		fv := rec.Column(2).(*array.Float64)
-		dv := rec.Column(3).(*array.Decimal128)
-		for k := range int(rec.NumRows()) {
-			if _, dup := out[n.Value(k)]; dup {
-				t.Errorf("n=%d read twice", n.Value(k))
-			}
+	return scanByN(t, tbl, []string{"n", "i", "f", "d"}, func(cols []arrow.Array) func(int) wideRow {
+		n := cols[0].(*array.Int64)
+		iv := cols[1].(*array.Int64)
+		fv := cols[2].(*array.Float64)
+		dv := cols[3].(*array.Decimal128)
+		return func(k int) wideRow {
 			u := dv.Value(k).BigInt()
 			if !u.IsInt64() {
 				t.Fatalf("n=%d: d unscaled %s beyond int64", n.Value(k), u)
 			}
-			out[n.Value(k)] = wideRow{iv.Value(k), fv.Value(k), decimalText(u.Int64(), 2)}
+			return wideRow{iv.Value(k), fv.Value(k), decimalText(u.Int64(), 2)}
 		}
-		rec.Release()
-	}
-	return out
+	})
 }
 
 // TestNarrowingHalts: type changes Iceberg does not allow (narrowing, a
