@@ -367,3 +367,83 @@ func TestFaultLoadSIGTERM(t *testing.T) {
 	s.compact()
 	s.verify()
 }
+
+// apiOffsetCommit is the Kafka API key of OffsetCommit.
+const apiOffsetCommit = 8
+
+// TestFaultOffsetCommitsFail: with the broker up and fetches flowing, for
+// LAKESINK_FAULT_COMMIT_OUTAGE (default 30 s) every OffsetCommit the sink sends has
+// its connection cut by the proxy before it reaches the broker, while a producer
+// writes 2,000 records/s. The sink keeps consuming: every record produced during the fault lands
+// in the raw zone (or the dead letters) while the group's commits stay at the last
+// good one. The sink is then killed -9, the fault lifted, and a new sink replays from
+// the last good commit: the records already in S3 are skipped, not written twice.
+func TestFaultOffsetCommitsFail(t *testing.T) {
+	outage := envDuration(t, "LAKESINK_FAULT_COMMIT_OUTAGE", 30*time.Second)
+	rig := newKafkaRig(t)
+	const parts = 4
+	s := newScenario(t, []string{rig.proxy.addr()}, parts, "")
+	s.produceMix(10_000, 3, 0.01, parts)
+	p := s.start(s.cfg)
+	s.waitCaughtUp(2*time.Minute, p)
+	good := s.committed()
+	rig.proxy.setKafkaFilter(func(key int16) kafkaAction {
+		if key == apiOffsetCommit {
+			return kafkaCutRequest
+		}
+		return kafkaPass
+	})
+	start := time.Now()
+	stopProducer := s.backgroundProducer(200, 3, parts) // 2,000/s
+	for time.Since(start) < outage {
+		if done, err := p.exitedErr(); done {
+			t.Fatalf("sink exited while its commits failed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopProducer()
+	produced := s.good.Load() + s.bad.Load()
+	// Everything produced reaches the sink and leaves its buffers (uploaded or
+	// dead-lettered) while no commit goes through.
+	deadline := time.Now().Add(time.Minute)
+	var m map[string]float64
+	for {
+		m = p.metrics(t)
+		in := m[`lakesink_records_decoded_total{table="events"}`] + m[`lakesink_records_dead_lettered_total{reason="malformed_json",table="events"}`]
+		if int64(in) == produced && m["lakesink_buffered_bytes"] == 0 {
+			break
+		}
+		if done, err := p.exitedErr(); done {
+			t.Fatalf("sink exited while its commits failed: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with commits failing the sink did not land the %d records within a minute of the producer's end: %v in, %v bytes buffered",
+				produced, in, m["lakesink_buffered_bytes"])
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	took := time.Since(start)
+	rows, distinct, _ := s.lakeCounts()
+	failed, cut := m[`lakesink_commits_total{result="error"}`], rig.proxy.kafkaCut.Load()
+	t.Logf("commits failing: %d commit requests cut by the proxy, lakesink_commits_total{result=\"error\"} %v; %d records landed %s after the fault began (raw %d rows)",
+		cut, failed, produced, took.Round(time.Millisecond), rows)
+	if cut == 0 || failed == 0 {
+		t.Fatalf("no commit failed: %d requests cut, %v commit errors", cut, failed)
+	}
+	if rows != s.good.Load() || distinct != rows {
+		t.Fatalf("raw zone while commits fail: %d rows, %d distinct; want %d", rows, distinct, s.good.Load())
+	}
+	if now := s.committed(); now != good {
+		t.Fatalf("committed offsets moved from %d to %d while every commit was cut", good, now)
+	}
+	p.kill9(t)
+	rig.proxy.setKafkaFilter(nil)
+	p = s.start(s.cfg)
+	s.waitCaughtUp(2*time.Minute, p)
+	if r := replays(p.metrics(t)); r == 0 {
+		t.Fatal("the restarted sink skipped nothing: it did not replay from the last good commit")
+	}
+	p.stop(t)
+	s.compact()
+	s.verify()
+}

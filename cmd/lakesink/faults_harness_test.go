@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -205,110 +203,6 @@ func freePortTB(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// tcpProxy is a loopback TCP proxy in front of one target. Down cuts every open
-// connection and refuses new ones (accepted, then closed at once) until Up; it counts
-// what it did, so a test can assert that its fault happened.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-	// accepted counts connections proxied, refused those closed at once while down,
-	// cut those closed by Down.
-	accepted, refused, cut atomic.Int64
-}
-
-// newTCPProxy listens on a free loopback port; it proxies to target once
-// SetTarget is called (the target can be chosen after the proxy's port).
-func newTCPProxy(t testing.TB) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) setTarget(target string) {
-	p.mu.Lock()
-	p.target = target
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down, target := p.down, p.target
-		p.mu.Unlock()
-		if down || target == "" {
-			p.refused.Add(1)
-			c.Close()
-			continue
-		}
-		u, err := net.DialTimeout("tcp", target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			p.refused.Add(1)
-			c.Close()
-			u.Close()
-			continue
-		}
-		p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.accepted.Add(1)
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(u, c)
-		go pipe(c, u)
-	}
-}
-
-// setDown cuts (down=true) or restores the path to the target.
-func (p *tcpProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-			p.cut.Add(1)
-		}
-	}
-}
-
-func (p *tcpProxy) close() {
-	p.ln.Close()
-	p.setDown(true)
-	p.wg.Wait()
-}
-
 // kafkaRig is a test's own broker behind a fault proxy.
 type kafkaRig struct {
 	broker *ownBroker
@@ -321,7 +215,7 @@ func newKafkaRig(t testing.TB) *kafkaRig {
 		t.Skip("fault test: needs the test bed")
 	}
 	testbed.Kafka(t) // skip, or fail under make test, without the bed
-	p := newTCPProxy(t)
+	p := newTCPProxy(t, true)
 	b := newOwnBroker(t, p.addr())
 	p.setTarget("127.0.0.1:" + strconv.Itoa(b.port))
 	b.waitReady([]string{p.addr()})
