@@ -488,48 +488,73 @@ func TestE2ECompactCrashKill9(t *testing.T) {
 }
 
 // TestE2ECompactConcurrent: two compactors started together on one table end
-// consistent (one wins, the other re-plans or finds nothing to do). Both are
-// held after writing their outputs until both are there, so that their commits
-// race: the test requires that a conflict happened.
+// consistent (one wins, the other re-plans or finds nothing to do). Both are held
+// after writing their outputs until both are there, so that their commits race:
+// the test requires that a conflict happened. TestFaultThreeCompactors races three.
 func TestE2ECompactConcurrent(t *testing.T) {
 	f := sinkFixture(t)
 	prefix, _ := f.lakeFor(t)
 	catYAML, uri, wh := sqliteCatalog(t, f.b, prefix)
 	cfg := f.compactConfig(t, prefix, catYAML, "")
+	raceCompactors(t, 2, func(env ...string) (int, string) { return f.compactRun(t, cfg, env...) })
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+}
+
+// raceCompactors starts n compactors together with run (given the environment that
+// holds each after writing its outputs), releases them once all hold their outputs,
+// so that their commits race, and waits for them. It fails the test unless all n
+// were held together, each exited 0 or idle (4), and the losers met at least one
+// commit conflict each (n-1 in all); it returns the conflicts of each.
+func raceCompactors(t *testing.T, n int, run func(env ...string) (int, string)) []int {
+	t.Helper()
 	pause := t.TempDir()
 	var wg sync.WaitGroup
 	var finished atomic.Int32
-	codes := make([]int, 2)
-	outs := make([]string, 2)
-	for i := range 2 {
+	codes := make([]int, n)
+	outs := make([]string, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer finished.Add(1)
-			codes[i], outs[i] = f.compactRun(t, cfg, "LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR="+pause)
+			codes[i], outs[i] = run("LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR="+pause)
 		}()
 	}
-	// Release both once both hold their outputs (or one has finished without).
+	// Release all once all hold their outputs (or some have finished without).
 	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		paused, _ := filepath.Glob(filepath.Join(pause, "paused.*"))
-		if len(paused)+int(finished.Load()) >= 2 {
+		if len(paused)+int(finished.Load()) >= n {
 			break
 		}
 	}
+	paused, _ := filepath.Glob(filepath.Join(pause, "paused.*"))
 	if err := os.WriteFile(filepath.Join(pause, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	conflicts := make([]int, n)
+	total := 0
 	for i, c := range codes {
-		if c != 0 && c != 4 {
+		if c != 0 && c != exitIdle {
 			t.Fatalf("compactor %d: exit %d:\n%s", i, c, outs[i])
 		}
+		conflicts[i] = summaryCount(outs[i], "conflicts")
+		total += conflicts[i]
 	}
-	t.Logf("exit codes %v\n%s\n%s", codes, outs[0], outs[1])
-	if n := summaryCount(outs[0], "conflicts") + summaryCount(outs[1], "conflicts"); n == 0 {
-		t.Fatalf("no commit conflict between the two compactors: the test did not exercise the conflict path")
+	t.Logf("%d compactors (%d held together before committing): exit codes %v, commit conflicts %v", n, len(paused), codes, conflicts)
+	for i, out := range outs {
+		if m := regexp.MustCompile(`(?m)^compaction .*$`).FindString(out); m != "" {
+			t.Logf("compactor %d: %s", i, m)
+		}
 	}
-	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+	if len(paused) < n {
+		t.Fatalf("only %d of %d compactors held their outputs together: their commits did not race\n%s", len(paused), n, strings.Join(outs, "\n"))
+	}
+	if total < n-1 {
+		t.Fatalf("%d commit conflicts among %d compactors, want at least %d (one per loser): the test did not exercise the conflict path\n%s",
+			total, n, n-1, strings.Join(outs, "\n"))
+	}
+	return conflicts
 }
 
 // TestE2ECompactPostgresAndGlue: the same table through iceberg-go's SQL

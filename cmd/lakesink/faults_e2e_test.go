@@ -447,3 +447,21 @@ func TestFaultOffsetCommitsFail(t *testing.T) {
 	s.compact()
 	s.verify()
 }
+
+// TestFaultThreeCompactors: three compactors start together on one table (20,000
+// records over 3 closed hours, 1 % bad) and are held after writing their outputs
+// until all three have them, so that their Iceberg commits race: one wins, each of
+// the other two meets a conflict, re-plans and ends 0 or idle (4); the table then
+// holds every row once (raceCompactors asserts the conflicts and the exits).
+func TestFaultThreeCompactors(t *testing.T) {
+	const parts = 4
+	s := newScenario(t, testbed.Kafka(t), parts, "")
+	s.produceMix(20_000, 3, 0.01, parts)
+	p := s.start(s.cfg)
+	s.waitCaughtUp(2*time.Minute, p)
+	p.stop(t)
+	f := &lakeFixture{b: s.bed}
+	raceCompactors(t, 3, func(env ...string) (int, string) { return f.compactRun(t, s.cfg, env...) })
+	s.compacted = true
+	s.verify()
+}
