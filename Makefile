@@ -26,8 +26,9 @@ test:
 	  $(MAKE) test-deploy
 
 ## test-faults: the fault-injection suite (issue 13 §2) on the test bed: Kafka broker kill -9
-## and outage (a broker of the test's own behind a TCP fault proxy), partition added, hour
-## boundaries, late events, load with SIGTERMs, and a 50 s torture run with seed 1. Every
+## and outage (a broker of the test's own behind a TCP fault proxy), offset commits failing
+## alone, S3 at 5 s a request and S3 unreachable for 60 s, three compactors at once, partition
+## added, hour boundaries, late events, load with SIGTERMs, and a 50 s torture run with seed 1. Every
 ## scenario ends with lakesink audit (0 lost, 0 duplicated) and DuckDB counts. make test runs
 ## the same tests inside its go test ./... (they are TestFault* and TestTorture in cmd/lakesink).
 FAULT_TESTS := ^(TestFault.*|TestTorture)$$
