@@ -374,10 +374,13 @@ const apiOffsetCommit = 8
 // TestFaultOffsetCommitsFail: with the broker up and fetches flowing, for
 // LAKESINK_FAULT_COMMIT_OUTAGE (default 30 s) every OffsetCommit the sink sends has
 // its connection cut by the proxy before it reaches the broker, while a producer
-// writes 2,000 records/s. The sink keeps consuming: every record produced during the fault lands
-// in the raw zone (or the dead letters) while the group's commits stay at the last
-// good one. The sink is then killed -9, the fault lifted, and a new sink replays from
-// the last good commit: the records already in S3 are skipped, not written twice.
+// writes 2,000 records/s. The sink keeps consuming: every record produced during the
+// fault lands in the raw zone (or the dead letters) while the group's commits stay at
+// the last good one. The sink is then killed -9, the fault lifted, and a new sink
+// replays from the last good commit: the records already in S3 are skipped, not
+// written twice. Last, commits reach the broker but their responses are lost (the
+// connection cut as each comes back) while records keep coming: the sink commits
+// again, and nothing is lost or doubled.
 func TestFaultOffsetCommitsFail(t *testing.T) {
 	outage := envDuration(t, "LAKESINK_FAULT_COMMIT_OUTAGE", 30*time.Second)
 	rig := newKafkaRig(t)
@@ -443,6 +446,25 @@ func TestFaultOffsetCommitsFail(t *testing.T) {
 	if r := replays(p.metrics(t)); r == 0 {
 		t.Fatal("the restarted sink skipped nothing: it did not replay from the last good commit")
 	}
+	// Then commits that the broker applies but whose responses are lost: the sink
+	// sees errors and sends the same offsets again.
+	rig.proxy.setKafkaFilter(func(key int16) kafkaAction {
+		if key == apiOffsetCommit {
+			return kafkaLoseResponse
+		}
+		return kafkaPass
+	})
+	stopProducer = s.backgroundProducer(200, 3, parts)
+	for deadline := time.Now().Add(time.Minute); rig.proxy.kafkaLost.Load() < 5; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commit responses lost in a minute, want 5", rig.proxy.kafkaLost.Load())
+		}
+	}
+	stopProducer()
+	rig.proxy.setKafkaFilter(nil)
+	t.Logf("commits applied with their responses lost: %d; commit errors seen by the sink: %v",
+		rig.proxy.kafkaLost.Load(), p.metrics(t)[`lakesink_commits_total{result="error"}`])
+	s.waitCaughtUp(2*time.Minute, p)
 	p.stop(t)
 	s.compact()
 	s.verify()
