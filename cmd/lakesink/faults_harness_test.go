@@ -9,6 +9,7 @@ package main
 // Iceberg table together.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -241,10 +242,13 @@ type scenario struct {
 	cfg       string // sink + compactor + audit config
 	catURI    string
 	warehouse string
-	// good and bad count the records produced (acknowledged by the broker).
-	good, bad atomic.Int64
-	seq       atomic.Int64 // event numbers, unique over the scenario
-	compacted bool
+	// good and bad count the records produced (acknowledged by the broker);
+	// failed counts records whose produce failed: they may or may not be in the
+	// log (a request can be applied and its response lost), so verify then counts
+	// the log itself.
+	good, bad, failed atomic.Int64
+	seq               atomic.Int64 // event numbers, unique over the scenario
+	compacted         bool
 }
 
 // flushFast is the flush section of the fault scenarios: small files, short ages.
@@ -307,6 +311,7 @@ func (s *scenario) produceEvents(n int, badFrac float64, partitions int32, event
 		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			switch {
 			case err != nil:
+				s.failed.Add(1)
 				select {
 				case errs <- err:
 				default:
@@ -327,6 +332,62 @@ func (s *scenario) produceEvents(n int, badFrac float64, partitions int32, event
 	default:
 	}
 	return nil
+}
+
+// logCounts reads the source topic from its start to its end and counts its good
+// and bad records: what the sink had to land when some produces failed and their
+// records may or may not have been written. The log must hold every acknowledged
+// record and no more than were sent.
+func (s *scenario) logCounts(ackedGood, ackedBad, failed int64) (good, bad int64) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ends, err := s.adm.ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		s.t.Fatalf("log count: end offsets: %v", err)
+	}
+	starts := map[int32]kgo.Offset{}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			s.t.Fatalf("log count: end offset of %s/%d: %v", o.Topic, o.Partition, o.Err)
+		}
+		if o.Offset > 0 {
+			starts[o.Partition] = kgo.NewOffset().AtStart()
+			want[o.Partition] = o.Offset
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: starts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			s.t.Fatalf("log count: partitions not read to their end within 5 minutes: %v", want)
+		}
+		fs.EachError(func(t string, p int32, err error) { s.t.Logf("log count: fetch %s/%d: %v", t, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if bytes.Equal(r.Value, badRecord) {
+				bad++
+			} else {
+				good++
+			}
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	if good < ackedGood || bad < ackedBad || good+bad > ackedGood+ackedBad+failed {
+		s.t.Fatalf("log count: %d good and %d bad records in the log; acknowledged %d and %d, %d failed",
+			good, bad, ackedGood, ackedBad, failed)
+	}
+	s.t.Logf("log count: %d produces failed; the log holds %d good and %d bad records (acknowledged %d and %d)",
+		failed, good, bad, ackedGood, ackedBad)
+	return good, bad
 }
 
 // compact runs lakesink compact and requires exit 0 (or 4: nothing to do).
@@ -358,6 +419,9 @@ func (o outcome) String() string {
 func (s *scenario) verify() outcome {
 	s.t.Helper()
 	o := outcome{Good: s.good.Load(), Bad: s.bad.Load()}
+	if failed := s.failed.Load(); failed > 0 {
+		o.Good, o.Bad = s.logCounts(o.Good, o.Bad, failed)
+	}
 	o.Produced = o.Good + o.Bad
 	code, rep, out := s.runAudit(s.cfg)
 	o.Lost, o.Dup = rep.Lost, rep.DupRows

@@ -80,7 +80,6 @@ func TestTorture(t *testing.T) {
 
 	// The producer: batches of 1,000 records, 1 % bad, every 0.2–1 s, until the duration ends.
 	stopProduce := make(chan struct{})
-	var produceErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -95,9 +94,11 @@ func TestTorture(t *testing.T) {
 			start := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 			g := gen.New(prng.Uint64(), start, 3*time.Hour)
 			const n = 1000
+			// A produce can fail for good while the broker is away (franz-go does not
+			// retry a connection closed at its first read): the producer goes on, and
+			// verify counts what the log holds.
 			if err := s.produceEvents(n, 0.01, parts, func(i int) []byte { v, _ := g.Event(i, n); return v }); err != nil {
-				produceErr = err
-				return
+				logf("producer: %v (%d records failed so far; verify counts the log)", err, s.failed.Load())
 			}
 			time.Sleep(time.Duration(200+prng.IntN(800)) * time.Millisecond)
 		}
@@ -243,10 +244,7 @@ func TestTorture(t *testing.T) {
 	}
 	close(stopProduce)
 	wg.Wait()
-	if produceErr != nil {
-		t.Fatal(produceErr)
-	}
-	logf("faults stopped; producer stopped: %d good and %d bad records acknowledged", s.good.Load(), s.bad.Load())
+	logf("faults stopped; producer stopped: %d good and %d bad records acknowledged, %d failed", s.good.Load(), s.bad.Load(), s.failed.Load())
 	rig.proxy.setDown(false)
 	reap()
 	s.waitCaughtUp(5*time.Minute, sinks...)
