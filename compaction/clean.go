@@ -53,29 +53,24 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	if tbl.CurrentSnapshot() == nil {
 		return nil
 	}
-	before := len(tbl.Metadata().Snapshots())
-	cutoff := c.Now().Add(-cc.SnapshotMaxAge)
-	expirable := 0
-	for _, s := range tbl.Metadata().Snapshots() {
-		if time.UnixMilli(s.TimestampMs).Before(cutoff) {
-			expirable++
-		}
-	}
-	if expirable > 0 && before > cc.SnapshotRetainLast {
-		tx := tbl.NewTransaction()
-		if err := tx.ExpireSnapshots(table.WithRetainLast(cc.SnapshotRetainLast), table.WithOlderThan(cc.SnapshotMaxAge)); err != nil {
-			return fmt.Errorf("expire snapshots: %w", err)
-		}
-		next, err := tx.Commit(ctx)
-		switch {
-		case err != nil && isConflict(err):
-			c.Log.Warn("snapshot expiry lost a race; the next run retries", "table", t.Name)
-		case err != nil:
-			return fmt.Errorf("expire snapshots: %w", err)
-		default:
-			n := before - len(next.Metadata().Snapshots())
+	// Shards commit while shard 0 maintains: an expiry that loses the race
+	// to one of their commits is tried again on the reloaded table.
+	for try := 1; ; try++ {
+		next, n, err := c.expire(ctx, tbl)
+		if err == nil {
 			sum.SnapshotsExpired += n
 			tbl = next
+			break
+		}
+		if !isConflict(err) {
+			return fmt.Errorf("expire snapshots: %w", err)
+		}
+		if try >= cc.CommitAttempts {
+			c.Log.Warn("snapshot expiry lost every race; the next run retries", "table", t.Name, "attempts", try)
+			break
+		}
+		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
+			return fmt.Errorf("reload table: %w", err)
 		}
 	}
 	key := orphanSweepKey(tbl)
@@ -92,6 +87,32 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 		c.Log.Info("deleted orphan files", "table", t.Name, "files", len(res.DeletedFiles))
 	}
 	return c.markOrphanSweep(ctx, key)
+}
+
+// expire expires the snapshots past compaction.snapshot_max_age beyond the
+// last snapshot_retain_last, returning the table after and how many went.
+func (c *Compactor) expire(ctx context.Context, tbl *table.Table) (*table.Table, int, error) {
+	cc := c.Cfg.Compaction
+	before := len(tbl.Metadata().Snapshots())
+	cutoff := c.Now().Add(-cc.SnapshotMaxAge)
+	expirable := 0
+	for _, s := range tbl.Metadata().Snapshots() {
+		if time.UnixMilli(s.TimestampMs).Before(cutoff) {
+			expirable++
+		}
+	}
+	if expirable == 0 || before <= cc.SnapshotRetainLast {
+		return tbl, 0, nil
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.ExpireSnapshots(table.WithRetainLast(cc.SnapshotRetainLast), table.WithOlderThan(cc.SnapshotMaxAge)); err != nil {
+		return nil, 0, err
+	}
+	next, err := tx.Commit(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return next, before - len(next.Metadata().Snapshots()), nil
 }
 
 // Orphan cleanup lists the whole table location and reads every manifest of

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
 )
 
 // Snapshot summary keys of a compaction commit (lineage).
@@ -114,14 +115,17 @@ const (
 // commit replaces deletes with outputs in one Iceberg transaction, with props (the
 // lineage) in the snapshot summary, pinned to the snapshot tbl is at. After any
 // error the attempt is looked for in the reloaded table before anything is
-// deleted (reconcile): found, the commit happened; absent after a conflict, the
-// outputs are deleted and a *replanError re-plans; absent after another error,
-// the outputs are left to orphan cleanup (a late request could still apply) and
-// the run re-plans; the table unreadable, ErrCommitUnknown.
-func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties) error {
+// deleted (reconcile): found, the commit happened; absent after a conflict,
+// the same outputs are staged again on the new snapshot when no commit since
+// touched the partitions of periods (rebaseCheck: another shard's commit, a
+// snapshot expiry), else the outputs are deleted and a *replanError re-plans;
+// absent after another error, the outputs are left to orphan cleanup (a late
+// request could still apply) and the run re-plans; the table unreadable,
+// ErrCommitUnknown. It returns the conflicts resolved by rebasing.
+func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties, periods map[layout.Period]bool) (int, error) {
 	fs, err := tbl.FS(ctx)
 	if err != nil {
-		return fmt.Errorf("table file io: %w", err)
+		return 0, fmt.Errorf("table file io: %w", err)
 	}
 	order := tbl.SortOrder().OrderID()
 	var adds []iceberg.DataFile
@@ -130,63 +134,99 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		if err != nil {
 			c.deleteOutputs(ctx, outputs)
 			if Transient(err) {
-				return fmt.Errorf("register %s: %w", o.Key, err)
+				return 0, fmt.Errorf("register %s: %w", o.Key, err)
 			}
-			return fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
+			return 0, fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
 		}
 		adds = append(adds, df)
 	}
+	log := c.Log.With("table", t.Name, "job", props[SummaryJob], "attempt", props[SummaryAttempt])
+	// Rebases are cheap (no merge): allow one per other shard on top of the
+	// configured attempts, so N shards committing at once all get through.
+	maxRebases := c.Cfg.Compaction.CommitAttempts + c.Shard.Count
+	for rebases := 0; ; rebases++ {
+		err := c.commitTx(ctx, tbl, deletes, adds, props)
+		if errors.Is(err, errStage) {
+			c.deleteOutputs(ctx, outputs)
+			return rebases, err
+		}
+		if err == nil {
+			return rebases, nil
+		}
+		// Any error may hide a success (a response lost after the catalog applied
+		// the commit, a Glue UpdateTable retried by the SDK and refused as a
+		// conflict): look for the attempt in the table before anything else.
+		cur, applied, rerr := c.reconcile(ctx, t, props)
+		switch {
+		case rerr != nil:
+			c.Metrics.reconciled(t.Name, "unknown")
+			log.Error("commit outcome unknown; outputs left for orphan cleanup", "err", err, "reconcile_err", rerr)
+			return rebases, fmt.Errorf("%w: commit: %w; looking for the job in the table: %w", ErrCommitUnknown, err, rerr)
+		case applied:
+			c.Metrics.reconciled(t.Name, "applied")
+			log.Warn("commit reported an error but the job is in the table", "err", err)
+			return rebases, nil
+		}
+		c.Metrics.reconciled(t.Name, "absent")
+		if !isConflict(err) {
+			// Not applied now, but a request still in flight could apply later: never
+			// delete what a late commit could reference (orphan cleanup will).
+			log.Warn("commit failed and the job is not in the table; planning again", "err", err)
+			return rebases, &replanError{err: err}
+		}
+		// Proven clean: nothing was committed, the outputs are ours alone.
+		why := fmt.Sprintf("%d rebases already", rebases)
+		if rebases < maxRebases {
+			why = rebaseCheck(ctx, tbl, cur, periods)
+		}
+		if why != "" {
+			log.Warn("commit conflict with a change to our partitions; planning again", "reason", why)
+			c.deleteOutputs(ctx, outputs)
+			return rebases, &replanError{err: fmt.Errorf("%w (%s)", err, why), clean: true}
+		}
+		c.Metrics.conflict(t.Name)
+		c.Metrics.rebased(t.Name)
+		log.Info("commit conflict on the table pointer only; rebasing the same outputs on the new snapshot", "rebases", rebases+1)
+		c.hook("after-conflict")
+		if err := waitCtx(ctx, rebaseWait(rebases)); err != nil {
+			c.deleteOutputs(ctx, outputs)
+			return rebases, err
+		}
+		tbl = cur
+	}
+}
+
+// errStage marks a transaction that could not be staged (nothing was sent to
+// the catalog).
+var errStage = errors.New("stage commit")
+
+// commitTx stages and commits one transaction on tbl: deletes replaced by
+// adds, props in the snapshot summary.
+func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, adds []iceberg.DataFile, props iceberg.Properties) error {
 	tx := tbl.NewTransaction()
 	// Compare-and-swap on the snapshot we planned from: iceberg-go replays a
 	// conflicting commit on the new head when the table's
 	// commit.retry.num-retries is above 0 (any writer can set it), which would
 	// add our outputs on top of a rival's holding the same rows. A pinned ref
-	// is never replayed; a conflict comes back to us and we plan again.
+	// is never replayed; a conflict comes back to us and we decide (rebase
+	// or plan again).
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
-		c.deleteOutputs(ctx, outputs)
-		return fmt.Errorf("stage commit: %w", err)
+		return fmt.Errorf("%w: %w", errStage, err)
 	}
 	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props); err != nil {
-		c.deleteOutputs(ctx, outputs)
-		return fmt.Errorf("stage commit: %w", err)
+		return fmt.Errorf("%w: %w", errStage, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
-	_, err = tx.Commit(cctx)
-	cancel()
-	if err == nil {
-		return nil
-	}
-	// Any error may hide a success (a response lost after the catalog applied
-	// the commit, a Glue UpdateTable retried by the SDK and refused as a
-	// conflict): look for the attempt in the table before anything else.
-	applied, rerr := c.reconcile(ctx, t, props)
-	log := c.Log.With("table", t.Name, "job", props[SummaryJob], "attempt", props[SummaryAttempt])
-	switch {
-	case rerr != nil:
-		c.Metrics.reconciled(t.Name, "unknown")
-		log.Error("commit outcome unknown; outputs left for orphan cleanup", "err", err, "reconcile_err", rerr)
-		return fmt.Errorf("%w: commit: %w; looking for the job in the table: %w", ErrCommitUnknown, err, rerr)
-	case applied:
-		c.Metrics.reconciled(t.Name, "applied")
-		log.Warn("commit reported an error but the job is in the table", "err", err)
-		return nil
-	}
-	c.Metrics.reconciled(t.Name, "absent")
-	if isConflict(err) {
-		// Proven clean: nothing was committed, the outputs are ours alone.
-		c.deleteOutputs(ctx, outputs)
-		return &replanError{err: err, clean: true}
-	}
-	// Not applied now, but a request still in flight could apply later: never
-	// delete what a late commit could reference (orphan cleanup will).
-	log.Warn("commit failed and the job is not in the table; planning again", "err", err)
-	return &replanError{err: err}
+	defer cancel()
+	_, err := tx.Commit(cctx)
+	return err
 }
 
 // reconcile reloads the table and reports whether the commit of props is in
-// it. It uses a context of its own: the commit's may be what timed out, and a
-// cancelled run must still learn whether its outputs are referenced.
-func (c *Compactor) reconcile(ctx context.Context, t *config.Table, props iceberg.Properties) (bool, error) {
+// it, with the table it read. It uses a context of its own: the commit's may
+// be what timed out, and a cancelled run must still learn whether its
+// outputs are referenced.
+func (c *Compactor) reconcile(ctx context.Context, t *config.Table, props iceberg.Properties) (*table.Table, bool, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reconcileTimeout)
 	defer cancel()
 	wait := 200 * time.Millisecond
@@ -195,18 +235,18 @@ func (c *Compactor) reconcile(ctx context.Context, t *config.Table, props iceber
 		if i > 0 {
 			select {
 			case <-rctx.Done():
-				return false, fmt.Errorf("reload table %s: %w (last error: %w)", t.Name, rctx.Err(), err)
+				return nil, false, fmt.Errorf("reload table %s: %w (last error: %w)", t.Name, rctx.Err(), err)
 			case <-time.After(wait):
 			}
 			wait *= 2
 		}
 		var tbl *table.Table
 		if tbl, err = c.Cat.Cat.LoadTable(rctx, c.Cat.Ident(t.Name)); err == nil {
-			return hasAttempt(tbl, props), nil
+			return tbl, hasAttempt(tbl, props), nil
 		}
 		c.Log.Warn("reloading the table to reconcile a commit", "table", t.Name, "job", props[SummaryJob], "err", err)
 	}
-	return false, fmt.Errorf("reload table %s (%d attempts): %w", t.Name, reconcileAttempts, err)
+	return nil, false, fmt.Errorf("reload table %s (%d attempts): %w", t.Name, reconcileAttempts, err)
 }
 
 // deleteOutputs deletes outputs that no commit references (best effort: orphan

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -62,7 +63,29 @@ type Compactor struct {
 	// set (lakesink compact --max-duration). The first batch of a run always
 	// runs, so every run makes progress.
 	Deadline time.Time
+	// Shard, when set, restricts the run to the partitions it owns (planning,
+	// merging, commits and raw deletion); the zero Shard owns them all.
+	Shard Shard
+	// Maintenance says whether the run expires snapshots and sweeps orphans.
+	Maintenance Maintenance
 }
+
+// Maintenance is what a run does about snapshot expiry and the orphan sweep,
+// the table-wide chores that must run once per table, never concurrently with
+// themselves. Raw deletion is not one of them: each shard deletes the raw
+// files of its own partitions once the table covers them.
+type Maintenance int
+
+const (
+	// MaintainAuto: merge, then maintain when unsharded or shard 0.
+	MaintainAuto Maintenance = iota
+	// MaintainOnly: maintain only (lakesink compact --maintenance-only); no
+	// merge, no raw deletion, no table creation.
+	MaintainOnly
+	// MaintainSkip: merge only (--no-maintenance), for a deployment that runs
+	// maintenance separately.
+	MaintainSkip
+)
 
 // Summary is what a run did, over all tables.
 type Summary struct {
@@ -75,6 +98,10 @@ type Summary struct {
 	SnapshotsExpired      int
 	OrphansDeleted        int
 	Conflicts             int
+	// Rebased counts the conflicts resolved by staging the same outputs again
+	// on the new snapshot (another shard's commit won the race); the others
+	// were planned again.
+	Rebased int
 	// Commits counts the Iceberg commits of the run (one per batch of at most
 	// max_partitions_per_commit partitions).
 	Commits int
@@ -126,7 +153,11 @@ func (c *Compactor) Run(ctx context.Context, only string) (Summary, error) {
 			break
 		}
 		sum.Tables++
-		if err := c.table(ctx, t, &sum); err != nil {
+		run := c.table
+		if c.Maintenance == MaintainOnly {
+			run = c.maintainOnly
+		}
+		if err := run(ctx, t, &sum); err != nil {
 			sum.Elapsed = c.Now().Sub(start)
 			return sum, fmt.Errorf("table %s: %w", t.Name, err)
 		}
@@ -239,9 +270,30 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			return fmt.Errorf("reload table: %w", err)
 		}
 	}
+	if c.Maintenance == MaintainSkip || !c.Shard.First() {
+		return nil
+	}
 	tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
 	if err != nil {
 		return fmt.Errorf("reload table: %w", err)
+	}
+	return c.maintain(ctx, t, tbl, sum)
+}
+
+// maintainOnly runs only a table's maintenance (MaintainOnly); a table not in
+// the catalog yet has none to do.
+func (c *Compactor) maintainOnly(ctx context.Context, t *config.Table, sum *Summary) error {
+	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		c.Log.Info("no table yet; nothing to maintain", "table", t.Name)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load table: %w", err)
+	}
+	if c.DryRun {
+		c.printf("table %s: maintenance only (snapshot expiry, orphan sweep); a dry run changes nothing", t.Name)
+		return nil
 	}
 	return c.maintain(ctx, t, tbl, sum)
 }
@@ -257,6 +309,9 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		if err != nil {
 			c.Log.Warn("skipping a file the sink did not name", "table", t.Name, "file", o.Key, "err", err)
 			return nil
+		}
+		if !c.Shard.Owns(t.Name, k.Period) {
+			return nil // another shard's partition
 		}
 		st.raw = append(st.raw, RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset,
 			Last: LastUnknown, Size: o.Size, Modified: o.Modified, Period: k.Period})
@@ -545,7 +600,18 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		st.plan.Delete = append(st.plan.Delete, c.pastGrace(empty)...)
 		return nil
 	}
-	if err := c.commit(ctx, t, tbl, deletes, outputs, lineage(sum.Job, st.attempt, inputs, all)); err != nil {
+	props := lineage(sum.Job, st.attempt, inputs, all)
+	if c.Shard.Sharded() {
+		props[SummaryShard] = c.Shard.String()
+	}
+	periods := map[layout.Period]bool{}
+	for _, gr := range st.plan.Groups {
+		periods[gr.Period] = true
+	}
+	rebased, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods)
+	sum.Conflicts += rebased
+	sum.Rebased += rebased
+	if err != nil {
 		return err
 	}
 	st.committed = true

@@ -16,6 +16,7 @@ type Metrics struct {
 	Rows        *prometheus.CounterVec
 	Duplicates  *prometheus.CounterVec
 	Conflicts   *prometheus.CounterVec
+	Rebased     *prometheus.CounterVec
 	Reconciled  *prometheus.CounterVec
 	RawDeleted  *prometheus.CounterVec
 	Duration    prometheus.Gauge
@@ -46,7 +47,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Duplicates: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_duplicates_dropped_total",
 			Help: "Rows dropped because their (topic, partition, offset) was already present."}, tl),
 		Conflicts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_conflicts_total",
-			Help: "Iceberg commits that lost a race and were planned again."}, tl),
+			Help: "Iceberg commits that lost a race (then rebased, or planned again)."}, tl),
+		Rebased: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_rebased_total",
+			Help: "Commit conflicts resolved without a new merge: the same outputs staged again on the new snapshot (the winner, e.g. another shard, touched none of the partitions)."}, tl),
 		Reconciled: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_reconciled_total",
 			Help: "Commit errors reconciled by looking for the job in the table, by outcome (applied: the commit was in; absent: it was not; unknown: the table could not be read)."},
 			[]string{"table", "outcome"}),
@@ -68,6 +71,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) conflict(table string) {
 	if m != nil {
 		m.Conflicts.WithLabelValues(table).Inc()
+	}
+}
+
+func (m *Metrics) rebased(table string) {
+	if m != nil {
+		m.Rebased.WithLabelValues(table).Inc()
 	}
 }
 
@@ -106,7 +115,7 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 // Touch creates a table's series at zero, so an idle run still exports them
 // (alerts and dashboards never see a missing series).
 func (m *Metrics) Touch(table string) {
-	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.RawDeleted, m.Commits} {
+	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.Rebased, m.RawDeleted, m.Commits} {
 		v.WithLabelValues(table)
 	}
 	for _, outcome := range []string{"applied", "absent", "unknown"} {

@@ -23,8 +23,12 @@ func (c *Compactor) printPlan(t *config.Table, g layout.Granularity, st *state) 
 	for _, gr := range p.Groups {
 		in += gr.Bytes
 	}
+	name := t.Name
+	if c.Shard.Sharded() {
+		name += " (shard " + c.Shard.String() + ")"
+	}
 	c.printf("table %s: %d groups, %s of input; %d raw files to delete, %d covered within grace, %d in open partitions, %d partitions with nothing to gain",
-		t.Name, len(p.Groups), human(in), len(p.Delete), p.Covered, p.Open, p.Skipped)
+		name, len(p.Groups), human(in), len(p.Delete), p.Covered, p.Open, p.Skipped)
 	for _, gr := range p.Groups {
 		outs := max(1, (gr.Bytes+int64(t.TargetFileSize)-1)/int64(t.TargetFileSize))
 		c.printf("  %s: %d raw + %d table files, %s -> ~%d output(s)", layout.Dir(g, gr.Period), len(gr.Raw), len(gr.Table), human(gr.Bytes), outs)

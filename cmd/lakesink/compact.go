@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,9 +44,28 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	idleCode := fs.Int("idle-exit-code", exitIdle, "exit code when there was nothing to do (0 for a CronJob that treats idle as success)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run here (go tool pprof)")
 	maxDuration := fs.Duration("max-duration", 0, "start no new commit after this long: the run stops between commits, exits 0 and reports \"more to do\" (0: compaction.max_duration of the config, whose default 0 runs until nothing is due; set it below a CronJob's activeDeadlineSeconds)")
+	shardFlag := fs.String("shard", "", "compact only the partitions of shard I out of N (I/N, e.g. 0/4): a hash of table and partition; shard 0 also runs snapshot expiry and the orphan sweep")
+	shards := fs.Int("shards", 0, "split the work into N shards, this one's index taken from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job); instead of --shard")
+	maintOnly := fs.Bool("maintenance-only", false, "only expire snapshots and sweep orphan files (no merge, no raw deletion)")
+	noMaint := fs.Bool("no-maintenance", false, "merge and clean raw files only, never expire snapshots or sweep orphans (maintenance runs elsewhere)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	shard, err := shardOf(*shardFlag, *shards, os.Getenv("JOB_COMPLETION_INDEX"))
+	if err != nil {
+		return &configError{err}
+	}
+	maint := compaction.MaintainAuto
+	switch {
+	case *maintOnly && *noMaint:
+		return &configError{errors.New("--maintenance-only and --no-maintenance exclude each other")}
+	case *maintOnly && shard.Sharded():
+		return &configError{errors.New("--maintenance-only runs once per table: it takes no --shard or --shards")}
+	case *maintOnly:
+		maint = compaction.MaintainOnly
+	case *noMaint:
+		maint = compaction.MaintainSkip
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -78,7 +98,8 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *maxDuration > 0 {
 		deadline = start.Add(*maxDuration)
 	}
-	code, sum, runErr := compactRun(ctx, cfg, m, *dry, *only, deadline, stderr)
+	run := compactOpts{dry: *dry, only: *only, deadline: deadline, shard: shard, maint: maint}
+	code, sum, runErr := compactRun(ctx, cfg, m, run, stderr)
 	result := map[int]string{exitOK: "success", exitError: "retryable", exitHalted: "halted", exitIdle: "idle"}[code]
 	if sum.MoreToDo {
 		m.MoreToDo.Set(1)
@@ -106,9 +127,13 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if sum.MoreToDo {
 			more = " — more to do (stopped at --max-duration between commits; the next run goes on)"
 		}
-		fmt.Fprintf(stdout, "compaction %s: %s in %s — %d table(s), %d partition(s) in %d commit(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts%s\n",
-			sum.Job, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Partitions, sum.Commits, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
-			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts, more)
+		who := ""
+		if shard.Sharded() {
+			who = " (shard " + shard.String() + ")"
+		}
+		fmt.Fprintf(stdout, "compaction %s%s: %s in %s — %d table(s), %d partition(s) in %d commit(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts (%d rebased)%s\n",
+			sum.Job, who, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Partitions, sum.Commits, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
+			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts, sum.Rebased, more)
 		for _, ch := range sum.Changes {
 			fmt.Fprintf(stdout, "  %s\n", ch)
 		}
@@ -132,7 +157,46 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return &compactResult{code}
 }
 
-func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, dry bool, only string, deadline time.Time, stderr io.Writer) (int, compaction.Summary, error) {
+// compactOpts are the flags of one lakesink compact run.
+type compactOpts struct {
+	dry      bool
+	only     string
+	deadline time.Time
+	shard    compaction.Shard
+	maint    compaction.Maintenance
+}
+
+// shardOf is the run's shard from --shard I/N, or from --shards N with the
+// index in $JOB_COMPLETION_INDEX (jobIndex); neither: unsharded.
+func shardOf(flag string, n int, jobIndex string) (compaction.Shard, error) {
+	switch {
+	case flag != "" && n != 0:
+		return compaction.Shard{}, errors.New("--shard and --shards exclude each other")
+	case flag != "":
+		sh, err := compaction.ParseShard(flag)
+		if err != nil {
+			return sh, fmt.Errorf("--shard: %w", err)
+		}
+		return sh, nil
+	case n < 0:
+		return compaction.Shard{}, fmt.Errorf("--shards %d: must be at least 1", n)
+	case n == 0:
+		return compaction.Shard{}, nil
+	case jobIndex == "":
+		return compaction.Shard{}, fmt.Errorf("--shards %d: JOB_COMPLETION_INDEX is not set (run as a Kubernetes Indexed Job, or use --shard I/N)", n)
+	}
+	i, err := strconv.Atoi(jobIndex)
+	if err != nil {
+		return compaction.Shard{}, fmt.Errorf("--shards %d: JOB_COMPLETION_INDEX %q is not an integer", n, jobIndex)
+	}
+	sh := compaction.Shard{Index: i, Count: n}
+	if err := sh.Validate(); err != nil {
+		return sh, fmt.Errorf("--shards %d with JOB_COMPLETION_INDEX %s: %w", n, jobIndex, err)
+	}
+	return sh, nil
+}
+
+func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, o compactOpts, stderr io.Writer) (int, compaction.Summary, error) {
 	log := newLogger(stderr, cfg.Log.Level)
 	lake, err := openStore(ctx, cfg, nil)
 	if err != nil {
@@ -148,8 +212,8 @@ func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, 
 	}
 	defer cat.Close()
 	c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: lake, Warehouse: wh, Log: log, Metrics: m,
-		Progress: stderr, DryRun: dry, Now: time.Now, Hook: killHook(), Deadline: deadline}
-	sum, err := c.Run(ctx, only)
+		Progress: stderr, DryRun: o.dry, Now: time.Now, Hook: killHook(), Deadline: o.deadline, Shard: o.shard, Maintenance: o.maint}
+	sum, err := c.Run(ctx, o.only)
 	switch {
 	case err == nil:
 		return exitOK, sum, nil
