@@ -55,8 +55,9 @@ type Compactor struct {
 	DryRun bool
 	// Now is the clock (tests move it).
 	Now func() time.Time
-	// Hook, when set, is called at named points (after-outputs, after-commit,
-	// during-clean); the crash tests kill the process there.
+	// Hook, when set, is called at named points (after-outputs, after-conflict
+	// before a rebase, after-commit, during-clean); the crash tests kill the
+	// process there.
 	Hook func(point string)
 	// Deadline, when not zero, is the wall-clock time after which the run
 	// starts no new commit: it stops between commits with Summary.MoreToDo

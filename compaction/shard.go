@@ -212,3 +212,39 @@ func waitCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// CheckShardLineage verifies, from the table's history, that every commit of
+// a shard (a snapshot whose summary names it under SummaryShard) added and
+// removed files only in partitions that shard owns. It returns how many such
+// commits it checked, or an error naming the first one that changed another
+// shard's partition. Snapshots already expired are not seen.
+func CheckShardLineage(ctx context.Context, tbl *table.Table) (int, error) {
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("table file io: %w", err)
+	}
+	id := tbl.Identifier()
+	name := id[len(id)-1]
+	n := 0
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.Summary == nil || s.Summary.Properties[SummaryShard] == "" {
+			continue
+		}
+		sh, err := ParseShard(s.Summary.Properties[SummaryShard])
+		if err != nil {
+			return n, fmt.Errorf("snapshot %d: %w", s.SnapshotID, err)
+		}
+		changed, err := ChangedPeriods(fs, s)
+		if err != nil {
+			return n, err
+		}
+		for per := range changed {
+			if !sh.Owns(name, per) {
+				return n, fmt.Errorf("snapshot %d of shard %s changed partition %d of table %s, owned by shard %d",
+					s.SnapshotID, sh, per, name, Owner(name, per, sh.Count))
+			}
+		}
+		n++
+	}
+	return n, nil
+}

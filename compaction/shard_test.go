@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/apache/iceberg-go/table"
-
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
@@ -114,38 +112,6 @@ func shardCommits(t *testing.T, cs []*compaction.Compactor) []compaction.Summary
 	return sums
 }
 
-// checkShardLineage fails unless every snapshot of tbl carrying a shard in
-// its summary added and removed files only in partitions that shard owns,
-// and returns how many such snapshots there are.
-func checkShardLineage(t *testing.T, tbl *table.Table) int {
-	t.Helper()
-	fs, err := tbl.FS(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, s := range tbl.Metadata().Snapshots() {
-		if s.Summary == nil || s.Summary.Properties[compaction.SummaryShard] == "" {
-			continue
-		}
-		sh, err := compaction.ParseShard(s.Summary.Properties[compaction.SummaryShard])
-		if err != nil {
-			t.Fatal(err)
-		}
-		changed, err := compaction.ChangedPeriods(fs, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for per := range changed {
-			if !sh.Owns(strings.Join(tbl.Identifier()[1:], "."), per) {
-				t.Errorf("snapshot %d of shard %s changed partition %d, owned by shard %d", s.SnapshotID, sh, per, compaction.Owner("events", per, sh.Count))
-			}
-		}
-		n++
-	}
-	return n
-}
-
 // TestShardsRebaseWithoutRemerge: three shards compact a backfill of six hours
 // at once, their commits lined up on one base: the two that lose the race
 // find that the winner touched none of their partitions and commit the same
@@ -180,8 +146,8 @@ func TestShardsRebaseWithoutRemerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := checkShardLineage(t, tbl); n != 3 {
-		t.Errorf("%d snapshots carry a shard, want 3", n)
+	if n, err := compaction.CheckShardLineage(context.Background(), tbl); err != nil || n != 3 {
+		t.Errorf("shard lineage: %d commits of shards, %v; want 3, no error", n, err)
 	}
 	t.Logf("%d conflicts, all rebased", conflicts)
 }

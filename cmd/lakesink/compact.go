@@ -224,7 +224,8 @@ func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, 
 }
 
 // killHook lets the end-to-end tests act at a named point of a run
-// (after-outputs, after-commit, during-clean; dlq-before-commit, dlq-after-commit):
+// (after-outputs, after-conflict, after-commit, during-clean; dlq-before-commit,
+// dlq-after-commit):
 // LAKESINK_TEST_KILL_AT=<point> SIGKILLs the process there (the crash tests);
 // LAKESINK_TEST_PAUSE_AT=<point> with LAKESINK_TEST_PAUSE_DIR=<dir> creates
 // <dir>/paused.<pid> there and waits, at most two minutes, for <dir>/go (the

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,6 +47,9 @@ type faultProxy struct {
 	rp     *httputil.ReverseProxy
 	mu     sync.Mutex
 	hook   func(r *http.Request, body []byte) fault
+	// after, when set, is called once a request got its fault and was
+	// answered (glueVersionLock releases its lock there).
+	after  func(r *http.Request, f fault)
 	counts map[fault]int
 }
 
@@ -98,7 +102,11 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Lock()
 	p.counts[f]++
+	after := p.after
 	p.mu.Unlock()
+	if after != nil {
+		defer after(r, f)
+	}
 	switch f {
 	case fail500, fail503:
 		code := map[fault]int{fail500: 500, fail503: 503}[f]
@@ -190,4 +198,55 @@ func readMetricsFile(path string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// glueVersionLock puts a proxy in front of moto's Glue that checks an
+// UpdateTable's VersionId against the table's current version, as AWS Glue
+// does (optimistic locking: a stale one is refused with
+// ConcurrentModificationException), which moto does not: there, two
+// commits racing between their GetTable and UpdateTable both succeed and the
+// later silently drops the earlier. Check and update are serialized. It
+// returns the proxy's URL, to use as the Glue endpoint.
+func glueVersionLock(t *testing.T, moto string) string {
+	t.Helper()
+	p := newFaultProxy(t, moto)
+	var mu sync.Mutex
+	var holding sync.Map // *http.Request → holds mu
+	p.hook = func(r *http.Request, body []byte) fault {
+		if r.Header.Get("X-Amz-Target") != "AWSGlue.UpdateTable" {
+			return pass
+		}
+		var in struct {
+			DatabaseName, VersionId string
+			TableInput              struct{ Name string }
+		}
+		if err := json.Unmarshal(body, &in); err != nil || in.VersionId == "" {
+			return pass
+		}
+		mu.Lock()
+		q, _ := json.Marshal(map[string]string{"DatabaseName": in.DatabaseName, "Name": in.TableInput.Name})
+		req, _ := http.NewRequest(http.MethodPost, moto, bytes.NewReader(q))
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		req.Header.Set("X-Amz-Target", "AWSGlue.GetTable")
+		req.Header.Set("Authorization", r.Header.Get("Authorization")) // moto routes by it, never checks it
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			mu.Unlock()
+			return fail500
+		}
+		defer resp.Body.Close()
+		var cur struct{ Table struct{ VersionId string } }
+		if err := json.NewDecoder(resp.Body).Decode(&cur); err != nil || cur.Table.VersionId != in.VersionId {
+			mu.Unlock()
+			return glueConflict
+		}
+		holding.Store(r, true)
+		return pass // mu is held until moto has answered (after)
+	}
+	p.after = func(r *http.Request, _ fault) {
+		if _, ok := holding.LoadAndDelete(r); ok {
+			mu.Unlock()
+		}
+	}
+	return p.URL
 }

@@ -99,6 +99,9 @@ def _sql_str(s):
 def connect(endpoint=None):
     """A DuckDB connection with the packaged extensions reachable and httpfs set up for the bed."""
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": True})
+    # No progress bar: on a loaded machine a query past 2 s prints one to stdout, which
+    # corrupts the JSON the tests read from it.
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET extension_directory = " + _sql_str(extension_directory(con)))
     con.execute("SET TimeZone = 'UTC'")
     if endpoint is None:
