@@ -480,6 +480,7 @@ func checkWorkloads(t *testing.T, r rendered) {
 	if len(cc.Args) == 0 || cc.Args[0] != "compact" || !slices.Contains(cc.Args, "--idle-exit-code=0") {
 		t.Errorf("compact args %q: want compact ... --idle-exit-code=0", cc.Args)
 	}
+	checkShards(t, cj)
 	ccfg, craw := configOf(t, r, cpod, cc.Args)
 	if !bytes.Equal(craw, raw) {
 		t.Error("the sink and the compactor must read the same config")
@@ -498,6 +499,75 @@ func checkWorkloads(t *testing.T, r rendered) {
 		t.Error("sink and compactor should have their own ServiceAccounts (separate IAM roles)")
 	}
 	one[corev1.ServiceAccount](t, r, cpod.ServiceAccountName)
+}
+
+// checkShards: the compaction Job is Indexed, completions = parallelism = the
+// --shards the container runs with (directly or through an env var it sets), so
+// that pod I of N is shard I/N (JOB_COMPLETION_INDEX); --max-duration stops a run
+// between commits before activeDeadlineSeconds (and its grace period) kills it.
+func checkShards(t *testing.T, cj *batchv1.CronJob) {
+	t.Helper()
+	js := cj.Spec.JobTemplate.Spec
+	cc := js.Template.Spec.Containers[0]
+	if js.CompletionMode == nil || *js.CompletionMode != batchv1.IndexedCompletion {
+		t.Errorf("compaction Job completionMode %v, want Indexed (JOB_COMPLETION_INDEX is the shard)", js.CompletionMode)
+	}
+	if js.Completions == nil || js.Parallelism == nil || *js.Completions != *js.Parallelism || *js.Completions < 1 {
+		t.Fatalf("compaction Job completions %v, parallelism %v: want equal and at least 1", js.Completions, js.Parallelism)
+	}
+	flag := func(name string) (string, bool) {
+		for _, a := range cc.Args {
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	shards, ok := flag("--shards")
+	if ref, isRef := strings.CutPrefix(shards, "$("); isRef {
+		ref = strings.TrimSuffix(ref, ")")
+		i := slices.IndexFunc(cc.Env, func(e corev1.EnvVar) bool { return e.Name == ref })
+		if i < 0 {
+			t.Fatalf("compact arg --shards=%s names an env var the container does not set", shards)
+		}
+		shards = cc.Env[i].Value
+	}
+	if n, err := strconv.Atoi(shards); !ok || err != nil || int32(n) != *js.Completions {
+		t.Errorf("compact --shards %q (args %q), want the completions %d", shards, cc.Args, *js.Completions)
+	}
+	md, ok := flag("--max-duration")
+	d, err := time.ParseDuration(md)
+	if !ok || err != nil || d <= 0 {
+		t.Fatalf("compact args %q: want --max-duration=D (below activeDeadlineSeconds)", cc.Args)
+	}
+	grace := time.Duration(*js.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	if deadline := time.Duration(*js.ActiveDeadlineSeconds) * time.Second; d+grace+5*time.Minute > deadline {
+		t.Errorf("--max-duration %s + grace %s + 5m for the last commit exceeds activeDeadlineSeconds %s", d, grace, deadline)
+	}
+}
+
+// TestCompactShardsKnob: one value in an overlay (COMPACT_SHARDS of its
+// lakesink-compact-values) sets completions, parallelism and the shard count
+// of every compaction pod.
+func TestCompactShardsKnob(t *testing.T) {
+	fsys := filesys.MakeFsInMemory()
+	copyTree(t, filepath.Join(deployDir(t), "kubernetes"), "/k", fsys)
+	k, err := fsys.ReadFile("/k/overlays/eks/kustomization.yaml")
+	must(t, err)
+	if !bytes.Contains(k, []byte("COMPACT_SHARDS=2")) {
+		t.Fatal("the eks overlay does not set COMPACT_SHARDS=2")
+	}
+	must(t, fsys.WriteFile("/k/overlays/eks/kustomization.yaml", bytes.Replace(k, []byte("COMPACT_SHARDS=2"), []byte("COMPACT_SHARDS=5"), 1)))
+	out, err := kustomize(fsys, "/k/overlays/eks")
+	must(t, err)
+	objs, err := decodeStrict(out)
+	must(t, err)
+	r := rendered{objs: objs, yaml: out}
+	cj := one[batchv1.CronJob](t, r, "lakesink-compact")
+	checkShards(t, cj)
+	if js := cj.Spec.JobTemplate.Spec; *js.Completions != 5 || *js.Parallelism != 5 {
+		t.Fatalf("COMPACT_SHARDS=5 gave completions %d, parallelism %d", *js.Completions, *js.Parallelism)
+	}
 }
 
 // TestEKSOverlayIdentity checks the Terraform outputs land where IRSA and KEDA read them.
