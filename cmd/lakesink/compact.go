@@ -144,7 +144,13 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if u := cfg.Compaction.PushgatewayURL; u != "" && !*dry {
-		if err := push.New(u, "lakesink_compact").Gatherer(reg).Push(); err != nil {
+		pusher := push.New(u, "lakesink_compact").Gatherer(reg)
+		if shard.Sharded() {
+			// One group per shard: the shards of a run push at once, and a
+			// push replaces its whole group.
+			pusher = pusher.Grouping("shard", strconv.Itoa(shard.Index))
+		}
+		if err := pusher.Push(); err != nil {
 			log.Error("push metrics", "err", err)
 		}
 	}
