@@ -2,7 +2,6 @@ package compaction_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/lakesink/lakesink/compaction"
@@ -24,33 +23,8 @@ func TestConcurrentCompactorsConflict(t *testing.T) {
 	}
 	l.sink(t, cfg, 100, 150, "late") // the compacted hour has work again
 
-	var arrived sync.WaitGroup
-	arrived.Add(2)
 	cs := []*compaction.Compactor{l.compactor(t, cfg), l.compactor(t, cfg)}
-	for _, c := range cs {
-		var once sync.Once
-		c.Hook = func(point string) {
-			if point == "after-outputs" {
-				once.Do(func() { arrived.Done(); arrived.Wait() })
-			}
-		}
-	}
-	sums := make([]compaction.Summary, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sums[i], errs[i] = c.Run(context.Background(), "")
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("compactor %d: %v", i, err)
-		}
-	}
+	sums := raceCommits(t, cs)
 	if n := sums[0].Conflicts + sums[1].Conflicts; n == 0 {
 		t.Fatalf("no conflict counted (%+v, %+v): the commits did not race", sums[0], sums[1])
 	}

@@ -79,9 +79,10 @@ func TestShardOwnership(t *testing.T) {
 	}
 }
 
-// shardCommits runs the compactors of shards at once, each held after writing
-// its outputs until all have theirs, so that their commits race on one base.
-func shardCommits(t *testing.T, cs []*compaction.Compactor) []compaction.Summary {
+// raceCommits runs compactors at once, each held after writing its outputs
+// until all have theirs, so that their commits race on one base; it fails the
+// test on a run's error.
+func raceCommits(t *testing.T, cs []*compaction.Compactor) []compaction.Summary {
 	t.Helper()
 	var arrived sync.WaitGroup
 	arrived.Add(len(cs))
@@ -128,7 +129,7 @@ func TestShardsRebaseWithoutRemerge(t *testing.T) {
 		c.Shard = compaction.Shard{Index: i, Count: 3}
 		cs = append(cs, c)
 	}
-	sums := shardCommits(t, cs)
+	sums := raceCommits(t, cs)
 	conflicts, rebased := 0, 0
 	for i, s := range sums {
 		// Six consecutive hours over three shards: two each, merged once.
@@ -163,7 +164,7 @@ func TestShardConflictOnOwnPartitionReplans(t *testing.T) {
 	l.backfill(t, cfg, 200, 4)
 	all, shard := l.compactor(t, cfg), l.compactor(t, cfg)
 	shard.Shard = compaction.Shard{Index: 0, Count: 2}
-	sums := shardCommits(t, []*compaction.Compactor{all, shard})
+	sums := raceCommits(t, []*compaction.Compactor{all, shard})
 	conflicts := sums[0].Conflicts + sums[1].Conflicts
 	if conflicts == 0 || sums[0].Rebased+sums[1].Rebased != 0 {
 		t.Fatalf("conflicts %d, rebased %d+%d; want a conflict, none rebased", conflicts, sums[0].Rebased, sums[1].Rebased)

@@ -512,6 +512,39 @@ func TestE2ECompactConcurrent(t *testing.T) {
 // commit conflict each (n-1 in all); it returns the conflicts of each.
 func raceCompactors(t *testing.T, n int, run func(env ...string) (int, string)) []int {
 	t.Helper()
+	codes, outs, paused := lineUp(t, n, func(_ int, env ...string) (int, string) { return run(env...) })
+	conflicts := make([]int, n)
+	total := 0
+	for i, c := range codes {
+		if c != 0 && c != exitIdle {
+			t.Fatalf("compactor %d: exit %d:\n%s", i, c, outs[i])
+		}
+		conflicts[i] = summaryCount(outs[i], "conflicts")
+		total += conflicts[i]
+	}
+	t.Logf("%d compactors (%d held together before committing): exit codes %v, commit conflicts %v", n, paused, codes, conflicts)
+	for i, out := range outs {
+		if m := regexp.MustCompile(`(?m)^compaction .*$`).FindString(out); m != "" {
+			t.Logf("compactor %d: %s", i, m)
+		}
+	}
+	if paused < n {
+		t.Fatalf("only %d of %d compactors held their outputs together: their commits did not race\n%s", paused, n, strings.Join(outs, "\n"))
+	}
+	if total < n-1 {
+		t.Fatalf("%d commit conflicts among %d compactors, want at least %d (one per loser): the test did not exercise the conflict path\n%s",
+			total, n, n-1, strings.Join(outs, "\n"))
+	}
+	return conflicts
+}
+
+// lineUp starts n compactors together with run (given its index and the
+// environment that holds it after writing its outputs), releases them once all
+// hold their outputs (or have finished without any), so that their commits
+// race, and waits for them. It returns their exit codes and outputs, and how
+// many were held together.
+func lineUp(t *testing.T, n int, run func(i int, env ...string) (int, string)) ([]int, []string, int) {
+	t.Helper()
 	pause := t.TempDir()
 	var wg sync.WaitGroup
 	var finished atomic.Int32
@@ -522,10 +555,9 @@ func raceCompactors(t *testing.T, n int, run func(env ...string) (int, string)) 
 		go func() {
 			defer wg.Done()
 			defer finished.Add(1)
-			codes[i], outs[i] = run("LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR="+pause)
+			codes[i], outs[i] = run(i, "LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR="+pause)
 		}()
 	}
-	// Release all once all hold their outputs (or some have finished without).
 	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		paused, _ := filepath.Glob(filepath.Join(pause, "paused.*"))
 		if len(paused)+int(finished.Load()) >= n {
@@ -537,29 +569,7 @@ func raceCompactors(t *testing.T, n int, run func(env ...string) (int, string)) 
 		t.Fatal(err)
 	}
 	wg.Wait()
-	conflicts := make([]int, n)
-	total := 0
-	for i, c := range codes {
-		if c != 0 && c != exitIdle {
-			t.Fatalf("compactor %d: exit %d:\n%s", i, c, outs[i])
-		}
-		conflicts[i] = summaryCount(outs[i], "conflicts")
-		total += conflicts[i]
-	}
-	t.Logf("%d compactors (%d held together before committing): exit codes %v, commit conflicts %v", n, len(paused), codes, conflicts)
-	for i, out := range outs {
-		if m := regexp.MustCompile(`(?m)^compaction .*$`).FindString(out); m != "" {
-			t.Logf("compactor %d: %s", i, m)
-		}
-	}
-	if len(paused) < n {
-		t.Fatalf("only %d of %d compactors held their outputs together: their commits did not race\n%s", len(paused), n, strings.Join(outs, "\n"))
-	}
-	if total < n-1 {
-		t.Fatalf("%d commit conflicts among %d compactors, want at least %d (one per loser): the test did not exercise the conflict path\n%s",
-			total, n, n-1, strings.Join(outs, "\n"))
-	}
-	return conflicts
+	return codes, outs, len(paused)
 }
 
 // TestE2ECompactPostgresAndGlue: the same table through iceberg-go's SQL

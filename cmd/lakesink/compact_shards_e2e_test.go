@@ -7,10 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/internal/testbed"
@@ -57,34 +54,14 @@ func (f *lakeFixture) catalog(t *testing.T, kind, prefix string) e2eCatalog {
 	return e2eCatalog{}
 }
 
-// runLinedUp runs one lakesink compact per argument list at once, each held
-// after writing its outputs (LAKESINK_TEST_PAUSE_AT) until all have theirs or
-// have finished without any, so that their commits race on one snapshot. It
-// returns the exit codes and outputs.
+// runLinedUp runs one lakesink compact per argument list at once, lined up
+// (lineUp) so that their commits race on one snapshot, and returns the exit
+// codes and outputs.
 func (f *lakeFixture) runLinedUp(t *testing.T, cfg string, runs [][]string) ([]int, []string) {
 	t.Helper()
-	pause := t.TempDir()
-	var wg sync.WaitGroup
-	var finished atomic.Int32
-	codes, outs := make([]int, len(runs)), make([]string, len(runs))
-	for i, extra := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer finished.Add(1)
-			codes[i], outs[i] = f.compactRun(t, cfg, append([]string{"LAKESINK_TEST_PAUSE_AT=after-outputs", "LAKESINK_TEST_PAUSE_DIR=" + pause}, extra...)...)
-		}()
-	}
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		paused, _ := filepath.Glob(filepath.Join(pause, "paused.*"))
-		if len(paused)+int(finished.Load()) >= len(runs) {
-			break
-		}
-	}
-	if err := os.WriteFile(filepath.Join(pause, "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
+	codes, outs, _ := lineUp(t, len(runs), func(i int, env ...string) (int, string) {
+		return f.compactRun(t, cfg, append(env, runs[i]...)...)
+	})
 	return codes, outs
 }
 
