@@ -65,7 +65,8 @@ bed-down:
 	$(BED) down
 
 ## bench: every performance measure against the test bed (encode-only bound, sink end to end,
-## compaction, steady-rate latency, 10/1000/5000 open hour partitions): a table of targets,
+## compaction with 1 and 2 shards, idle and one-hour compaction runs on 100- and 10,000-file
+## tables, steady-rate latency, 10/1000/5000 open hour partitions): a table of targets,
 ## bench-results/bench.json and bench-results/partitions.png
 bench: build
 	@trap '$(BED) down' EXIT; \

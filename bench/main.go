@@ -63,7 +63,16 @@ func main() {
 	hours := flag.String("partitions", "10,1000,5000", "open hour partitions of each partitions measure (bench/partitions.go); empty: skip")
 	partsOnly := flag.Bool("partitions-only", false, "run only the partitions measure (into -out)")
 	partsBudget := flag.Int("partitions-budget", 512, "flush.memory_budget in MiB of the partitions measure")
+	tableFiles := flag.String("table-files", "100,10000", "data files of the tables the idle and one-hour compaction runs are measured on (bench/tablesize.go); empty: skip")
+	shards := flag.Int("shards", 2, "also compact the day of data with this many shards at once, against one (0 or 1: skip)")
+	compactionOnly := flag.Bool("compaction-only", false, "run only the compaction measures: one run and -shards runs on the day of data, and the table sizes (into -out)")
 	flag.Parse()
+	counts, err := parseCounts(*tableFiles)
+	check(err)
+	if *compactionOnly {
+		check(compactionMeasures(*n, *bin, *files, *profile, *shards, counts, *out))
+		return
+	}
 	if *partsOnly {
 		check(partitionsOnly(*bin, *hours, *partsBudget, *out))
 		return
@@ -92,9 +101,18 @@ func main() {
 		v, _ := g.Event(i, *n)
 		events[i] = append(events[i][:0], v...)
 	}
-	comp, sc, err := compact(events, *bin, *files, *profile, dayStart.Add(12*time.Hour))
+	comp, sc, err := compact(events, *bin, *files, *profile, dayStart.Add(12*time.Hour), 1)
 	check(err)
 	results = append(results, comp)
+	var sharded *Result
+	if *shards > 1 {
+		r, _, err := compact(events, *bin, *files, "", dayStart.Add(12*time.Hour), *shards)
+		check(err)
+		results = append(results, r)
+		sharded = &r
+	}
+	sizes, err := tableSizes(*bin, counts)
+	check(err)
 	var lat *Latency
 	if *latSeconds > 0 {
 		l, err := latency(*bin, *latRate, *latSeconds)
@@ -134,6 +152,19 @@ func main() {
 				0.90, p.ThroughputRel))
 		}
 	}
+	if sharded != nil {
+		targets = append(targets, atMost(fmt.Sprintf("compaction wall, %d shards / 1 (CPU %.0f s / %.0f s)", *shards, sharded.CPUSeconds, comp.CPUSeconds),
+			0.6, sharded.WallSeconds/comp.WallSeconds))
+	}
+	if len(sizes) > 0 {
+		printTableSizes(sizes)
+		big, small := sizes[len(sizes)-1], sizes[0]
+		targets = append(targets, atMost(fmt.Sprintf("idle compaction run CPU-s, %d-file table", big.Files), 2, big.Idle.CPUSeconds))
+		if len(sizes) > 1 {
+			targets = append(targets, atMost(fmt.Sprintf("one-hour compaction run CPU-s, %d-file table / %d-file", big.Files, small.Files),
+				1.2, big.OneHour.CPUSeconds/small.OneHour.CPUSeconds))
+		}
+	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tstatus\t")
 	for _, t := range targets {
@@ -145,6 +176,7 @@ func main() {
 	}
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
 	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "latency": lat, "scan": sc,
+		"table_sizes":        sizes,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))
 }

@@ -1,0 +1,275 @@
+package main
+
+// The compaction cost against table size (issue 16 §1): an idle run and a
+// one-hour run on a table of many small hours, measured through a proxy that
+// counts every S3 request of the compactor (raw zone, warehouse, and
+// iceberg-go's reads of metadata, manifest lists and manifests).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lakesink/lakesink/decode"
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
+	"github.com/lakesink/lakesink/sink"
+)
+
+// RunCost is what one `lakesink compact` run cost.
+type RunCost struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	WallSeconds float64 `json:"wall_seconds"`
+	Requests    int64   `json:"s3_requests"`
+}
+
+// TableSize is the cost of an idle run and of a one-hour run (1,000 new events
+// in one closed hour) on a table of Files data files, one per hour, built by
+// lakesink compact itself from one raw file per hour
+// (compaction.max_partitions_per_commit hours per commit, so Files/200
+// manifests).
+type TableSize struct {
+	Files        int     `json:"files"`
+	BuildSeconds float64 `json:"build_seconds"`
+	Idle         RunCost `json:"idle"`
+	OneHour      RunCost `json:"one_hour"`
+}
+
+// countingProxy is a reverse proxy to the S3 server on loopback that counts
+// the requests it forwards.
+type countingProxy struct {
+	url string
+	n   atomic.Int64
+	srv *http.Server
+}
+
+func newCountingProxy(target string) (*countingProxy, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &countingProxy{url: "http://" + ln.Addr().String()}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		r.Out.Host = r.In.Host // SigV4 signs the host the client used
+	}}
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.n.Add(1)
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = p.srv.Serve(ln) }()
+	return p, nil
+}
+
+// tableSizes measures TableSize for each count of files.
+func tableSizes(bin string, counts []int) ([]TableSize, error) {
+	var out []TableSize
+	for _, n := range counts {
+		ts, err := tableSize(bin, n)
+		if err != nil {
+			return nil, fmt.Errorf("table of %d files: %w", n, err)
+		}
+		out = append(out, ts)
+	}
+	return out, nil
+}
+
+func tableSize(bin string, files int) (TableSize, error) {
+	ctx := context.Background()
+	name := fmt.Sprintf("bench-tablesize-%d-%d", files, time.Now().UnixNano())
+	dir, err := os.MkdirTemp("", name)
+	if err != nil {
+		return TableSize{}, err
+	}
+	defer os.RemoveAll(dir)
+	s3cfg := benchS3(name + "/")
+	proxy, err := newCountingProxy(s3cfg.Endpoint)
+	if err != nil {
+		return TableSize{}, err
+	}
+	defer proxy.srv.Close()
+	st, err := store.NewS3(ctx, s3cfg)
+	if err != nil {
+		return TableSize{}, err
+	}
+	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
+dead_letter: {topic: dlq}
+log: {level: warn}
+flush: {max_file_bytes: 1GiB, memory_budget: 1GiB, max_age: 1h}
+catalog:
+  type: sql
+  namespace: bench
+  warehouse: s3://%s/%s/warehouse
+  sql: {driver: sqlite, dsn: %s}
+compaction: {lateness: 0s, raw_grace: 0s}
+tables:
+%s`, s3cfg.Bucket, name, s3cfg.Region, proxy.url, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
+	cfgPath := filepath.Join(dir, "lakesink.yaml")
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return TableSize{}, err
+	}
+	cfg, err := config.Parse([]byte(y), nil)
+	if err != nil {
+		return TableSize{}, err
+	}
+	// One event an hour for files hours ending three hours ago, then the
+	// one-hour run's 1,000 events in the hour before last.
+	now := time.Now().UTC().Truncate(time.Hour)
+	first := now.Add(-time.Duration(files+3) * time.Hour)
+	fmt.Fprintf(os.Stderr, "bench: table size %d: writing one raw file an hour\n", files)
+	if err := writeHours(ctx, cfg, st, first, files, files, 0); err != nil {
+		return TableSize{}, err
+	}
+	ts := TableSize{Files: files}
+	start := time.Now()
+	for i := 0; ; i++ { // build, then delete the merged raw files (raw_grace 0)
+		r := runCompact(bin, s3cfg, "compact", "-c", cfgPath)
+		if r.err != nil {
+			return ts, r.err
+		}
+		if regexp.MustCompile(`: idle in`).MatchString(r.out) {
+			break
+		}
+		if i == 3 {
+			return ts, fmt.Errorf("still not idle after %d runs:\n%s", i+1, r.out)
+		}
+	}
+	ts.BuildSeconds = time.Since(start).Seconds()
+	measure := func() (RunCost, string, error) {
+		proxy.n.Store(0)
+		r := runCompact(bin, s3cfg, "compact", "-c", cfgPath)
+		return RunCost{CPUSeconds: r.cpu.Seconds(), WallSeconds: r.wall.Seconds(), Requests: proxy.n.Load()}, r.out, r.err
+	}
+	if ts.Idle, _, err = measure(); err != nil {
+		return ts, err
+	}
+	hour := now.Add(-2 * time.Hour)
+	if err := writeHours(ctx, cfg, st, hour, 1, 1000, files); err != nil {
+		return ts, err
+	}
+	var out string
+	if ts.OneHour, out, err = measure(); err != nil {
+		return ts, err
+	}
+	if m := regexp.MustCompile(`(\d+) rows,`).FindStringSubmatch(out); m == nil || m[1] != "1000" {
+		return ts, fmt.Errorf("the one-hour run did not merge 1000 rows:\n%s", out)
+	}
+	fmt.Fprintf(os.Stderr, "bench: table size %d (built in %.0f s): idle %.2f CPU-s %d requests; one hour %.2f CPU-s %d requests\n",
+		files, ts.BuildSeconds, ts.Idle.CPUSeconds, ts.Idle.Requests, ts.OneHour.CPUSeconds, ts.OneHour.Requests)
+	return ts, nil
+}
+
+// writeHours writes n events (offsets from offset0 on, Kafka partition 0)
+// spread evenly over hours hours from first, through the sink's engine: one raw
+// file per hour.
+func writeHours(ctx context.Context, cfg *config.Config, st store.Store, first time.Time, hours, n, offset0 int) error {
+	e, err := sink.NewEngine(cfg, st, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.Start(ectx)
+	defer e.Close()
+	e.Assign("bench", 0, int64(offset0), "")
+	g := gen.New(7, first, time.Duration(hours)*time.Hour)
+	g.LateFraction = 0
+	rec := &decode.Record{Topic: "bench", Timestamp: time.Now()}
+	for i := range n {
+		v, _ := g.Event(i, n)
+		rec.Offset, rec.Value = int64(offset0+i), v
+		if out, err := e.Process(ctx, rec, 0); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		} else if out != sink.Buffered {
+			return fmt.Errorf("event %d was not buffered (outcome %v)", i, out)
+		}
+	}
+	e.SealPartitions(nil, "bench")
+	return e.WaitDurable(ctx, nil)
+}
+
+// parseCounts reads a comma-separated list of positive integers.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range regexp.MustCompile(`\s*,\s*`).Split(s, -1) {
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// printTableSizes prints the table-size measures.
+func printTableSizes(sizes []TableSize) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "table files\tbuild s\tidle CPU-s\tidle wall s\tidle S3 requests\tone hour CPU-s\tone hour wall s\tone hour S3 requests\t")
+	for _, t := range sizes {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%d\t\n", t.Files, t.BuildSeconds, t.Idle.CPUSeconds, t.Idle.WallSeconds, t.Idle.Requests,
+			t.OneHour.CPUSeconds, t.OneHour.WallSeconds, t.OneHour.Requests)
+	}
+	tw.Flush()
+	fmt.Println()
+}
+
+// compactionMeasures runs only the compaction measures (go run ./bench
+// -compaction-only): the day of data compacted by one run and by shards runs
+// at once, and the idle and one-hour runs against table size; it prints them
+// and writes them to out.
+func compactionMeasures(n int, bin string, files int, profile string, shards int, counts []int, out string) error {
+	events := make([][]byte, n)
+	dayStart := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	g := gen.New(99, dayStart, 24*time.Hour)
+	for i := range events {
+		v, _ := g.Event(i, n)
+		events[i] = append([]byte(nil), v...)
+	}
+	one, _, err := compact(events, bin, files, profile, dayStart.Add(12*time.Hour), 1)
+	if err != nil {
+		return err
+	}
+	results := []Result{one}
+	if shards > 1 {
+		r, _, err := compact(events, bin, files, "", dayStart.Add(12*time.Hour), shards)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+		fmt.Printf("compaction of the day: 1 run %.1f s wall, %.1f CPU-s; %d shards %.1f s wall (%.2f of 1), %.1f CPU-s\n",
+			one.WallSeconds, one.CPUSeconds, shards, r.WallSeconds, r.WallSeconds/one.WallSeconds, r.CPUSeconds)
+	}
+	sizes, err := tableSizes(bin, counts)
+	if err != nil {
+		return err
+	}
+	printTableSizes(sizes)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "table_sizes": sizes}, "", "  ")
+	return os.WriteFile(out, data, 0o644)
+}
