@@ -213,7 +213,10 @@ func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, add
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return fmt.Errorf("%w: %w", errStage, err)
 	}
-	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props); err != nil {
+	// Outputs get fresh names (job, attempt, uuid) and are never in the table:
+	// iceberg-go's check that they are not (a read of every manifest, which
+	// made an append's commit grow with the table) is skipped.
+	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props, table.WithoutDuplicateCheck()); err != nil {
 		return fmt.Errorf("%w: %w", errStage, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
