@@ -246,9 +246,12 @@ type EventTime struct {
 
 // Flush bounds how long, how much and how many records the sink holds.
 type Flush struct {
-	MaxFileBytes      ByteSize      `yaml:"max_file_bytes"`
-	MaxAge            time.Duration `yaml:"max_age"`
-	MemoryBudget      ByteSize      `yaml:"memory_budget"`
+	MaxFileBytes ByteSize      `yaml:"max_file_bytes"`
+	MaxAge       time.Duration `yaml:"max_age"`
+	MemoryBudget ByteSize      `yaml:"memory_budget"`
+	// MaxOpenPartitions is an optional hard cap on the open buffers (0: none, the
+	// default): open buffers are bounded by MemoryBudget, and over the cap the
+	// largest is sealed.
 	MaxOpenPartitions int           `yaml:"max_open_partitions"`
 	Workers           int           `yaml:"workers"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
@@ -301,14 +304,13 @@ func Default() Config {
 			SASL:             SASL{Mechanism: "none", PasswordEnv: "LAKESINK_KAFKA_PASSWORD"},
 		},
 		Flush: Flush{
-			MaxFileBytes:      128 * MiB,
-			MaxAge:            5 * time.Minute,
-			MemoryBudget:      512 * MiB,
-			MaxOpenPartitions: 2000,
-			Workers:           2,
-			ShutdownTimeout:   60 * time.Second,
-			MaxRecordBytes:    1 * MiB,
-			Compression:       CompressionAuto,
+			MaxFileBytes:    128 * MiB,
+			MaxAge:          5 * time.Minute,
+			MemoryBudget:    512 * MiB,
+			Workers:         2,
+			ShutdownTimeout: 60 * time.Second,
+			MaxRecordBytes:  1 * MiB,
+			Compression:     CompressionAuto,
 		},
 		HTTP: HTTP{Listen: ":9090"},
 		Log:  Log{Level: "info"},

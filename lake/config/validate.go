@@ -162,8 +162,8 @@ func (f *Flush) validate() error {
 		return keyErr("flush.memory_budget", "%s is too small (minimum 4MiB)", f.MemoryBudget)
 	case f.MaxFileBytes > f.MemoryBudget:
 		return keyErr("flush.max_file_bytes", "%s exceeds flush.memory_budget %s", f.MaxFileBytes, f.MemoryBudget)
-	case f.MaxOpenPartitions < 1:
-		return keyErr("flush.max_open_partitions", "must be at least 1")
+	case f.MaxOpenPartitions < 0:
+		return keyErr("flush.max_open_partitions", "must be 0 (no cap) or more")
 	case f.Workers < 1:
 		return keyErr("flush.workers", "must be at least 1")
 	case f.ShutdownTimeout <= 0:

@@ -1,0 +1,84 @@
+package sink
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lakesink/lakesink/decode"
+)
+
+// feed processes events[from:to) as offsets of partition 0 of topic t.
+func feed(t *testing.T, e *Engine, ev [][]byte, from, to int) {
+	t.Helper()
+	now := time.Now()
+	for i := from; i < to; i++ {
+		if _, err := e.Process(context.Background(), &decode.Record{Topic: "t", Partition: 0, Offset: int64(i), Timestamp: now, Value: ev[i]}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDefaultConfigDoesNotCapOpenPartitions: with the default flush settings, 3,000
+// hours of events that fit in the memory budget stay in 3,000 open buffers; nothing
+// is sealed because of their number (issue 18: the old default cap of 2,000 made
+// 6.7× the files of shuffled events that fit in memory).
+func TestDefaultConfigDoesNotCapOpenPartitions(t *testing.T) {
+	const hours = 3000
+	ev := events(2*hours, hours)
+	e := newTestEngine(t, t.TempDir(), "", nil)
+	e.Assign("t", 0, -1, "")
+	feed(t, e, ev, 0, len(ev))
+	if got := testutil.ToFloat64(e.m.Flushes.WithLabelValues("open_partitions")); got != 0 {
+		t.Errorf("%v buffers sealed for their number, want 0", got)
+	}
+	if st := e.Stats(); st.Open < hours-hours/10 || st.Queued != 0 {
+		t.Errorf("open %d, queued %d; want about %d open (one per hour) and none queued", st.Open, st.Queued, hours)
+	}
+}
+
+// TestOpenPartitionsCapSealsLargest: over flush.max_open_partitions, the buffer sealed
+// is the largest (the most memory freed per file written), not the oldest.
+func TestOpenPartitionsCapSealsLargest(t *testing.T) {
+	ev := events(300, 3) // hours 0, 1, 2: offsets 0-99, 100-199, 200-299 (a few late)
+	e := newTestEngine(t, t.TempDir(), "flush: {max_open_partitions: 2}", nil)
+	e.Assign("t", 0, -1, "")
+	// The oldest buffer (hour 0) gets one record, then hour 1 gets 99: hour 2 is one too many.
+	feed(t, e, ev, 0, 1)
+	feed(t, e, ev, 100, 199)
+	oldest := e.Stats().Open
+	feed(t, e, ev, 250, 251)
+	if len(e.queue) != 1 {
+		t.Fatalf("%d buffers sealed, want 1 (open before: %d)", len(e.queue), oldest)
+	}
+	if b := e.queue[0]; b.n < 50 {
+		t.Errorf("sealed a buffer of %d records (first offset %d), want the largest (hour 1's)", b.n, b.first)
+	}
+}
+
+// TestOpenBufferOverheadCounted: what an open buffer costs the heap besides its rows
+// (buffer and row store structs, its map entries) is within what the budget counts
+// for it (bufferOverhead): 20,000 buffers of one record each.
+func TestOpenBufferOverheadCounted(t *testing.T) {
+	const n = 20000
+	ev := events(n, n)
+	e := newTestEngine(t, t.TempDir(), "flush: {memory_budget: 2GiB}", nil)
+	e.Assign("t", 0, -1, "")
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	counted := e.buffered
+	feed(t, e, ev, 0, n)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	counted = e.buffered - counted
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d open buffers: heap %d B per buffer, counted %d B", len(e.open), heap/int64(len(e.open)), counted/int64(len(e.open)))
+	if heap > counted {
+		t.Errorf("open buffers hold %d B of heap, the budget counts %d B", heap, counted)
+	}
+	runtime.KeepAlive(ev)
+}
