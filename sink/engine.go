@@ -368,19 +368,20 @@ func (e *Engine) reserve(ctx context.Context, n int64) error {
 	if e.buffered+n <= budget {
 		return nil
 	}
-	// Seal the largest open buffers until open bytes are at most half the budget.
-	openBytes := e.buffered - e.sealed
-	if openBytes > budget/2 {
+	// Seal the largest open buffers (the most memory freed per file written) until
+	// the sealed bytes on their way out cover the excess and an eighth of the budget
+	// more, so that pressure does not return with the next record. Not more: every
+	// buffer sealed early is a file more when its partition gets records again.
+	if want := e.buffered + n - budget + budget/8; e.sealed < want {
 		bufs := make([]*buffer, 0, len(e.open))
 		for _, b := range e.open {
 			bufs = append(bufs, b)
 		}
 		sort.Slice(bufs, func(i, j int) bool { return bufs[i].bytes > bufs[j].bytes })
 		for _, b := range bufs {
-			if openBytes <= budget/2 {
+			if e.sealed >= want {
 				break
 			}
-			openBytes -= b.bytes
 			e.seal(b, "memory")
 		}
 	}

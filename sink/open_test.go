@@ -82,3 +82,41 @@ func TestOpenBufferOverheadCounted(t *testing.T) {
 	}
 	runtime.KeepAlive(ev)
 }
+
+// TestMemoryPressureSealsLargestNotHalf: over the budget, the largest open buffers are
+// sealed until what is on its way out covers the excess and an eighth of the budget,
+// not until half the budget is free: every buffer sealed early costs a file more.
+func TestMemoryPressureSealsLargestNotHalf(t *testing.T) {
+	const hours = 2000
+	ev := events(8*hours, hours)
+	e := newTestEngine(t, t.TempDir(), "flush: {memory_budget: 2GiB}", nil)
+	e.Assign("t", 0, -1, "")
+	feed(t, e, ev, 0, len(ev))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.bufferBudget = e.buffered // full: the next reservation is over
+	const need = 1000
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // return instead of waiting for uploads (no workers run)
+	_ = e.reserve(ctx, need)
+	largestOpen := int64(0)
+	for _, b := range e.open {
+		largestOpen = max(largestOpen, b.bytes)
+	}
+	smallestSealed := int64(-1)
+	for _, b := range e.queue {
+		if smallestSealed < 0 || b.bytes < smallestSealed {
+			smallestSealed = b.bytes
+		}
+	}
+	t.Logf("budget %d, sealed %d B in %d buffers of %d", e.bufferBudget, e.sealed, len(e.queue), len(e.queue)+len(e.open))
+	if e.sealed < need {
+		t.Fatalf("sealed %d B, want at least the %d B asked for", e.sealed, need)
+	}
+	if limit := need + e.bufferBudget/8 + largestOpen; e.sealed > limit {
+		t.Errorf("sealed %d B in %d buffers, want at most %d (the excess and an eighth of the budget)", e.sealed, len(e.queue), limit)
+	}
+	if smallestSealed < largestOpen {
+		t.Errorf("sealed a buffer of %d B while one of %d B stays open: want the largest first", smallestSealed, largestOpen)
+	}
+}
