@@ -66,11 +66,19 @@ func main() {
 	tableFiles := flag.String("table-files", "100,10000", "data files of the tables the idle and one-hour compaction runs are measured on (bench/tablesize.go); empty: skip")
 	shards := flag.Int("shards", 2, "also compact the day of data with this many shards at once, against one (0 or 1: skip)")
 	compactionOnly := flag.Bool("compaction-only", false, "run only the compaction measures: one run and -shards runs on the day of data, and the table sizes (into -out)")
+	shufN := flag.Int("shuffled-events", 1_000_000, "events of the shuffled measure (bench/shuffled.go); 0: skip")
+	shufHours := flag.Int("shuffled-hours", 1426, "event-time hours the shuffled measure's events span")
+	shufCaps := flag.String("shuffled-caps", "2000", "max_open_partitions of the shuffled measure's capped runs (comma-separated; empty: none)")
+	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure (into -out)")
 	flag.Parse()
 	counts, err := parseCounts(*tableFiles)
 	check(err)
 	if *compactionOnly {
 		check(compactionMeasures(*n, *bin, *files, *profile, *shards, counts, *out))
+		return
+	}
+	if *shufOnly {
+		check(shuffledOnly(*bin, *shufN, *shufHours, *shufCaps, *out))
 		return
 	}
 	if *partsOnly {
@@ -121,6 +129,13 @@ func main() {
 	}
 	parts, err := runPartitions(*bin, *hours, *partsBudget)
 	check(err)
+	var shuf []ShuffledResult
+	if *shufN > 0 {
+		caps, err := parseHours(*shufCaps)
+		check(err)
+		shuf, err = shuffled(*bin, *shufN, *shufHours, caps)
+		check(err)
+	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
@@ -165,6 +180,7 @@ func main() {
 				1.2, big.OneHour.CPUSeconds/small.OneHour.CPUSeconds))
 		}
 	}
+	targets = append(targets, shuffledTargets(shuf)...)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tstatus\t")
 	for _, t := range targets {
@@ -174,8 +190,11 @@ func main() {
 	if len(parts) > 0 {
 		printPartitions(parts)
 	}
+	if len(shuf) > 0 {
+		printShuffled(shuf)
+	}
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
-	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "latency": lat, "scan": sc,
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "shuffled": shuf, "latency": lat, "scan": sc,
 		"table_sizes":        sizes,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))

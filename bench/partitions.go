@@ -182,11 +182,17 @@ func partitionsOnly(bin, flagValue string, budgetMiB int, out string) error {
 		return err
 	}
 	printPartitions(rs)
+	return mergeResults(out, "partitions", rs)
+}
+
+// mergeResults stores v under key in the JSON results at out, keeping the other
+// measures already there.
+func mergeResults(out, key string, v any) error {
 	doc := map[string]any{}
 	if data, err := os.ReadFile(out); err == nil {
 		_ = json.Unmarshal(data, &doc)
 	}
-	doc["partitions"] = rs
+	doc[key] = v
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}

@@ -71,6 +71,11 @@ type sinkRun struct {
 // flush section, metrics on a free loopback port, GOMAXPROCS=2. Its peak RSS is
 // watched from the start.
 func startSink(bin, name, flush string) (*sinkRun, error) {
+	return startSinkTables(bin, name, flush, gen.TableYAML("events", name))
+}
+
+// startSinkTables is startSink with the given tables section (YAML list items).
+func startSinkTables(bin, name, flush, tables string) (*sinkRun, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -85,7 +90,7 @@ log: {level: warn}
 flush: %s
 tables:
 %s`, env("LAKESINK_TEST_KAFKA_BROKERS"), name, s3cfg.Bucket, name, s3cfg.Region, s3cfg.Endpoint, name, port, flush,
-		gen.TableYAML("events", name))
+		tables)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return nil, err
 	}
