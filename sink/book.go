@@ -33,10 +33,12 @@ type tpState struct {
 	// durable lists uploaded ranges that may lie above the commit point.
 	durable []span
 	maxLast int64 // highest last offset in durable, for a fast skip check
-	// committed is the last offset and metadata committed (or fetched at assignment).
+	// committed is the last offset and durable ranges committed (or fetched at
+	// assignment), the ranges as encodeRanges writes them, inline in the commit
+	// metadata or in the checkpoint object checkpoint.
 	committed     int64
 	committedMeta string
-	forceFlush    bool
+	checkpoint    string
 }
 
 func newTPState(topic string, partition int32) *tpState {
@@ -119,10 +121,23 @@ func (st *tpState) overlapping(table string, period, first, last int64) []span {
 const metaVersion = "ls1"
 
 // MaxMetadata is the largest commit metadata written; Kafka's default
-// offset.metadata.max.bytes is 4096.
+// offset.metadata.max.bytes is 4096. Ranges that do not fit go to a checkpoint
+// object, which the metadata names (checkpoint.go).
 const MaxMetadata = 4000
 
+// encodeMeta returns the commit metadata of the ranges at or above cp, and false when
+// it would be longer than MaxMetadata.
 func encodeMeta(spans []span, cp int64) (string, bool) {
+	m := encodeRanges(spans, cp)
+	if len(m) > MaxMetadata {
+		return "", false
+	}
+	return m, true
+}
+
+// encodeRanges writes the ranges at or above cp in the commit metadata's format,
+// whatever their length.
+func encodeRanges(spans []span, cp int64) string {
 	var b strings.Builder
 	b.WriteString(metaVersion)
 	for _, s := range spans {
@@ -138,10 +153,7 @@ func encodeMeta(spans []span, cp int64) (string, bool) {
 		b.WriteByte(':')
 		b.WriteString(strconv.FormatInt(s.last, 10))
 	}
-	if b.Len() > MaxMetadata {
-		return "", false
-	}
-	return b.String(), true
+	return b.String()
 }
 
 func decodeMeta(m string) ([]span, error) {

@@ -79,10 +79,11 @@ type Engine struct {
 	// uploading holds the keys being uploaded: buffers of one (partition, table, period)
 	// upload one at a time, in order, so each sees the ranges its predecessor made durable.
 	uploading map[bufKey]bool
-	buffered  int64 // bytes of open + sealed buffers
-	sealed    int64 // bytes of sealed buffers not yet released (a part of buffered)
-	sealedN   int   // how many sealed buffers are not yet released
-	failed    error // a worker error that needs the process to stop
+	buffered  int64    // bytes of open + sealed buffers
+	sealed    int64    // bytes of sealed buffers not yet released (a part of buffered)
+	sealedN   int      // how many sealed buffers are not yet released
+	failed    error    // a worker error that needs the process to stop
+	stale     []string // checkpoint objects no commit names any more (Committed)
 	closed    bool
 	wg        sync.WaitGroup
 
@@ -186,7 +187,14 @@ func (e *Engine) Assign(topic string, partition int32, committed int64, meta str
 
 // SetCommitted records the committed offset and metadata fetched for a partition
 // before consumption starts; the metadata's durable ranges are skipped on replay.
+// Metadata naming a checkpoint object is read by the sink first (SetCheckpoint).
 func (e *Engine) SetCommitted(topic string, partition int32, committed int64, meta string) {
+	e.SetCheckpoint(topic, partition, committed, meta, "")
+}
+
+// SetCheckpoint is SetCommitted for a commit whose metadata named the checkpoint
+// object key, which held ranges.
+func (e *Engine) SetCheckpoint(topic string, partition int32, committed int64, meta, key string) {
 	spans, err := decodeMeta(meta)
 	if err != nil {
 		e.log.Warn("ignoring unreadable commit metadata", "topic", topic, "partition", partition, "err", err)
@@ -198,7 +206,7 @@ func (e *Engine) SetCommitted(topic string, partition int32, committed int64, me
 	if st == nil || st.next >= 0 {
 		return // not ours, or already consuming: the live book is newer
 	}
-	st.committed, st.committedMeta = committed, meta
+	st.committed, st.committedMeta, st.checkpoint = committed, meta, key
 	for _, s := range spans {
 		st.addDurable(s)
 	}
@@ -444,8 +452,8 @@ func (e *Engine) sealLargest(trigger string, keep *buffer) {
 	}
 }
 
-// Tick seals buffers that reached their age limit and those of partitions whose
-// commit metadata would overflow. Call it about once a second, also when idle.
+// Tick seals buffers that reached their age limit. Call it about once a second,
+// also when idle.
 func (e *Engine) Tick() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -453,12 +461,8 @@ func (e *Engine) Tick() {
 	slack := min(e.flush.MaxAge/10, 30*time.Second)
 	deadline := e.now().Add(-(e.flush.MaxAge - slack))
 	for _, b := range e.open {
-		if b.created.Before(deadline) || b.tp.forceFlush {
-			trigger := "age"
-			if b.tp.forceFlush {
-				trigger = "metadata"
-			}
-			e.seal(b, trigger)
+		if b.created.Before(deadline) {
+			e.seal(b, "age")
 		}
 	}
 }
@@ -567,6 +571,11 @@ type Commit struct {
 	Offset    int64
 	Epoch     int32
 	Metadata  string
+	// Checkpoint, when set, holds the durable ranges that do not fit in Metadata:
+	// they must be written to an object first (CheckpointKey), which Metadata then
+	// names (Sink.checkpoint).
+	Checkpoint    string
+	CheckpointKey string
 }
 
 // Commits returns the offsets that moved since the last commit (nil tps: all partitions).
@@ -583,38 +592,46 @@ func (e *Engine) Commits(tps map[string][]int32) []Commit {
 			continue
 		}
 		st.prune(cp)
-		meta, ok := encodeMeta(st.durable, cp)
-		if !ok {
-			// Too many ranges above the commit point: leave out those a replay finds by
-			// key conflict (first >= cp), and flush the partition so the point moves up.
-			var straddling []span
-			for _, s := range st.durable {
-				if s.first < cp {
-					straddling = append(straddling, s)
-				}
-			}
-			st.forceFlush = true
-			if meta, ok = encodeMeta(straddling, cp); !ok {
-				continue
-			}
-		} else {
-			st.forceFlush = false
-		}
-		if cp == st.committed && meta == st.committedMeta {
+		ranges := encodeRanges(st.durable, cp)
+		if cp == st.committed && ranges == st.committedMeta {
 			continue
 		}
-		out = append(out, Commit{Topic: st.topic, Partition: st.partition, Offset: cp, Epoch: st.epoch, Metadata: meta})
+		c := Commit{Topic: st.topic, Partition: st.partition, Offset: cp, Epoch: st.epoch, Metadata: ranges}
+		if len(ranges) > MaxMetadata {
+			// Too many ranges for the metadata: they go to a checkpoint object,
+			// written before the commit (Sink.checkpoint), never to a mass flush.
+			c.Metadata, c.Checkpoint = "", ranges
+		}
+		out = append(out, c)
 	}
 	return out
 }
 
-// Committed records that the broker accepted a commit.
+// Committed records that the broker accepted a commit. The checkpoint object the
+// partition's previous commit named, if another, is no longer needed
+// (StaleCheckpoints).
 func (e *Engine) Committed(c Commit) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if st := e.tps[tpKey{c.Topic, c.Partition}]; st != nil {
 		st.committed, st.committedMeta = c.Offset, c.Metadata
+		if c.CheckpointKey != "" {
+			st.committedMeta = c.Checkpoint
+		}
+		if st.checkpoint != "" && st.checkpoint != c.CheckpointKey {
+			e.stale = append(e.stale, st.checkpoint)
+		}
+		st.checkpoint = c.CheckpointKey
 	}
+}
+
+// StaleCheckpoints returns, and forgets, the checkpoint objects no commit names any more.
+func (e *Engine) StaleCheckpoints() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.stale
+	e.stale = nil
+	return out
 }
 
 // Lag returns, per topic, the records consumed but not committed.

@@ -169,6 +169,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	if err := s.commit(sctx, nil); err != nil {
 		s.log.Error("final commit failed", "err", err)
 	}
+	s.checkpoint(sctx, nil) // deletes the checkpoint objects the final commit made stale
 	s.cl.AllowRebalance()
 	s.cl.Close() // leaves the group; revoke callbacks find nothing left to flush
 	s.log.Info("shut down cleanly")
@@ -310,7 +311,7 @@ func (s *Sink) deadLetter(r *kgo.Record, err error) *kgo.Record {
 // commit sends the engine's pending offsets, with their metadata, for the partitions
 // given (nil: all), as a group member of the current generation.
 func (s *Sink) commit(ctx context.Context, tps map[string][]int32) error {
-	commits := s.eng.Commits(tps)
+	commits := s.checkpoint(ctx, s.eng.Commits(tps))
 	if len(commits) == 0 {
 		return nil
 	}
@@ -413,13 +414,15 @@ func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 	s.log.Info("partitions assigned", "partitions", assigned)
 }
 
-func (s *Sink) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+func (s *Sink) onFetched(ctx context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
 	topics := resp.Topics
 	if len(resp.Groups) > 0 {
 		for _, g := range resp.Groups {
 			for _, t := range g.Topics {
 				for _, p := range t.Partitions {
-					s.fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode)
+					if err := s.fetched(ctx, t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -427,21 +430,32 @@ func (s *Sink) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetc
 	}
 	for _, t := range topics {
 		for _, p := range t.Partitions {
-			s.fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode)
+			if err := s.fetched(ctx, t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func (s *Sink) fetched(topic string, partition int32, offset int64, meta *string, code int16) {
+// fetched records a partition's committed offset and durable ranges (read from the
+// checkpoint object the metadata names, if any: an error then ends the group
+// session, and franz-go joins again).
+func (s *Sink) fetched(ctx context.Context, topic string, partition int32, offset int64, meta *string, code int16) error {
 	if code != 0 {
-		return
+		return nil
 	}
 	m := ""
 	if meta != nil {
 		m = *meta
 	}
-	s.eng.SetCommitted(topic, partition, offset, m)
+	ranges, key, err := s.resolveMeta(ctx, m)
+	if err != nil {
+		s.log.Error("offset checkpoint unreadable: rejoining the group", "topic", topic, "partition", partition, "err", err)
+		return err
+	}
+	s.eng.SetCheckpoint(topic, partition, offset, ranges, key)
+	return nil
 }
 
 func (s *Sink) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {

@@ -25,6 +25,7 @@ type Metrics struct {
 	UploadConflicts     prometheus.Counter
 	RawFileUnreadable   *prometheus.CounterVec
 	Commits             *prometheus.CounterVec
+	Checkpoints         prometheus.Counter
 	CommitLagRecords    *prometheus.GaugeVec
 	ConsumerLagRecords  *prometheus.GaugeVec
 	FetchPaused         prometheus.Gauge
@@ -57,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OpenPartitions: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "open_partitions",
 			Help: "Open partition buffers (table, period, topic-partition)."}),
 		Flushes: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "flushes_total",
-			Help: "Buffers sealed for upload, by trigger (size, age, memory, open_partitions, revoke, shutdown, metadata)."}, []string{"trigger"}),
+			Help: "Buffers sealed for upload, by trigger (size, age, memory, open_partitions, revoke, shutdown)."}, []string{"trigger"}),
 		FlushErrors: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "flush_errors_total",
 			Help: "Failed flush attempts (retried), by stage."}, []string{"stage"}),
 		FlushSeconds: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "flush_duration_seconds",
@@ -74,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed reads of a raw file found at the key an upload must write (corrupt, truncated, not a raw file); after 10 the sink stops with an error naming the key."}, []string{"table"}),
 		Commits: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commits_total",
 			Help: "Offset commits, by result."}, []string{"result"}),
+		Checkpoints: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offset_checkpoints_total",
+			Help: "Offset checkpoint objects written: the durable ranges above a commit point that did not fit in the 4 KiB commit metadata."}),
 		CommitLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "commit_lag_records",
 			Help: "Records consumed but not yet committed, per topic."}, []string{"topic"}),
 		ConsumerLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag_records",

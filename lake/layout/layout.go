@@ -4,6 +4,7 @@ package layout
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +89,21 @@ func RawKey(table string, g Granularity, p Period, topic string, partition int32
 	fmt.Fprintf(&b, "%020d", firstOffset)
 	b.WriteString(".parquet")
 	return b.String()
+}
+
+// CheckpointPrefix is where the sink's offset checkpoints of one consumer group and
+// topic-partition live: "checkpoints/<group>/<topic>/<partition>/" (the group
+// path-escaped: a group name may hold a slash).
+func CheckpointPrefix(group, topic string, partition int32) string {
+	return "checkpoints/" + url.PathEscape(group) + "/" + topic + "/" + strconv.FormatInt(int64(partition), 10) + "/"
+}
+
+// CheckpointKey is the key of one offset checkpoint: the durable ranges above commit
+// point offset, written before the offset commit whose metadata names the key.
+// unique makes every checkpoint a fresh object, never an overwrite of one a commit
+// may still point to.
+func CheckpointKey(group, topic string, partition int32, offset int64, unique string) string {
+	return CheckpointPrefix(group, topic, partition) + fmt.Sprintf("%020d", offset) + "-" + unique + ".ls1"
 }
 
 // RawFile is a parsed raw-zone key.
