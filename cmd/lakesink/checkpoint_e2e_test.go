@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lakesink/lakesink/internal/gen"
+	"github.com/lakesink/lakesink/lake/store"
+)
+
+// produceHeldBack writes, to partition 0, one event of an hour no other event has,
+// then the events of `hours` other hours in random order: the first event's buffer
+// stays small and open, holding the commit point at offset 0, while
+// flush.max_open_partitions seals the others, so the ranges above the commit point
+// soon overflow the 4 KiB commit metadata. It returns the number of events.
+func (b *bed) produceHeldBack(perHour, hours int) int {
+	b.t.Helper()
+	n := perHour * (hours + 1)
+	g := gen.New(18, time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours+1)*time.Hour), time.Duration(hours+1)*time.Hour)
+	g.LateFraction = 0
+	order := append([]int{0}, rand.New(rand.NewPCG(18, 1)).Perm(n-perHour)...)
+	for k := 1; k < len(order); k++ {
+		order[k] += perHour // events perHour.. are the other hours'
+	}
+	ctx := context.Background()
+	for _, i := range order {
+		v, _ := g.Event(i, n)
+		b.cl.Produce(ctx, &kgo.Record{Topic: b.topic, Partition: 0, Value: append([]byte(nil), v...)}, nil)
+	}
+	if err := b.cl.Flush(ctx); err != nil {
+		b.t.Fatal(err)
+	}
+	return len(order)
+}
+
+// committedMeta is the group's committed offset and metadata of partition 0.
+func (b *bed) committedMeta() (int64, string) {
+	b.t.Helper()
+	offs, err := b.adm.FetchOffsets(context.Background(), b.group)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	o, ok := offs.Lookup(b.topic, 0)
+	if !ok {
+		return -1, ""
+	}
+	return o.At, o.Metadata
+}
+
+// TestE2ECheckpointKillBetweenWrites: with thousands of durable ranges above the
+// commit point, the sink writes them to a checkpoint object before the offset commit
+// that names it. The sink is killed (SIGKILL) between the two writes: the object is
+// in S3 (its PUT held unanswered by a proxy after the server applied it), the commit
+// was never sent. A restart then runs until a commit names a checkpoint, is killed
+// again, and a last restart reads that checkpoint back. Every record lands exactly
+// once.
+func TestE2ECheckpointKillBetweenWrites(t *testing.T) {
+	b := newBed(t, 1)
+	n := b.produceHeldBack(10, 400)
+	proxy := newFaultProxy(t, b.s3.Endpoint)
+	direct := b.s3.Endpoint
+	b.s3.Endpoint = proxy.URL
+	cfg := b.config("flush: {max_age: 30s, memory_budget: 128MiB, max_open_partitions: 20, shutdown_timeout: 30s}")
+	b.s3.Endpoint = direct
+	lake := b.lake()
+
+	// 1. Hold the first checkpoint PUT's answer (the server has applied it) and kill.
+	var mu sync.Mutex
+	held := ""
+	proxy.setHook(func(r *http.Request, _ []byte) fault {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/checkpoints/") {
+			return pass
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if held != "" {
+			return pass
+		}
+		held = r.URL.Path[strings.Index(r.URL.Path, "checkpoints/"):]
+		return hang
+	})
+	p := b.start(cfg)
+	var key string
+	waitFor(t, 3*time.Minute, "a checkpoint PUT applied by S3 and held by the proxy", func() bool {
+		mu.Lock()
+		key = held
+		mu.Unlock()
+		if key == "" {
+			return false
+		}
+		_, err := lake.Stat(context.Background(), key)
+		return err == nil
+	}, p)
+	p.kill9(t)
+	proxy.setHook(nil)
+	at, meta := b.committedMeta()
+	t.Logf("killed with checkpoint %s in S3; the group's commit: offset %d, metadata %.60q", key, at, meta)
+	if strings.HasSuffix(meta, key) {
+		t.Fatalf("the commit names the held checkpoint: the kill was not between the two writes")
+	}
+
+	// 2. Restart until a commit names a checkpoint, then kill again.
+	p = b.start(cfg)
+	waitFor(t, 3*time.Minute, "a commit naming a checkpoint object", func() bool {
+		_, meta = b.committedMeta()
+		return strings.HasPrefix(meta, "ls1@")
+	}, p)
+	p.kill9(t)
+	at, meta = b.committedMeta()
+	named := strings.TrimPrefix(meta, "ls1@")
+	if _, err := lake.Stat(context.Background(), named); err != nil {
+		t.Fatalf("the commit at %d names %s: %v", at, named, err)
+	}
+
+	// 3. The last run reads that checkpoint and skips what its ranges hold.
+	p = b.start(cfg)
+	b.waitCaughtUp(5*time.Minute, p)
+	skipped := p.metrics(t)[`lakesink_records_skipped_total{table="events"}`]
+	p.stop(t)
+	rows, distinct, misplaced := b.lakeCounts()
+	t.Logf("%d events: rows %d, distinct %d; the last run skipped %.0f records the checkpoint named", n, rows, distinct, skipped)
+	if skipped == 0 {
+		t.Errorf("the last run skipped nothing: the checkpoint at offset %d was not read", at)
+	}
+	if distinct != int64(n) || rows != distinct || misplaced != 0 {
+		t.Fatalf("rows %d, distinct %d, misplaced %d; want %d each once", rows, distinct, misplaced, n)
+	}
+}
+
+// lake is the bed's bucket under the bed's prefix, read directly (not through a proxy).
+func (b *bed) lake() store.Store {
+	b.t.Helper()
+	st, err := store.NewS3(context.Background(), store.S3Config{Bucket: b.s3.Bucket, Prefix: b.prefix, Region: b.s3.Region,
+		Endpoint: b.s3.Endpoint, PathStyle: true, AccessKeyID: b.s3.AccessKey, SecretAccessKey: b.s3.SecretKey})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return st
+}
+
+// waitFor polls cond until it holds; it fails the test after d or when a process exits.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, procs ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		for _, p := range procs {
+			if done, err := p.exitedErr(); done {
+				t.Fatalf("waiting for %s: the sink exited: %v", what, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
