@@ -21,7 +21,7 @@ import (
 	"github.com/lakesink/lakesink/lake/store"
 )
 
-func engineConfig(t *testing.T, dir, flush string) *config.Config {
+func engineConfig(t testing.TB, dir, flush string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf("kafka: {brokers: [\"b:1\"]}\nlocal_dir: %s\ndead_letter: {topic: d}\n%s\ntables:\n%s",
 		dir, flush, gen.TableYAML("events", "t"))), nil)
@@ -32,7 +32,7 @@ func engineConfig(t *testing.T, dir, flush string) *config.Config {
 }
 
 // newTestEngine builds an engine over st (a local store in dir when nil).
-func newTestEngine(t *testing.T, dir, flush string, st store.Store) *Engine {
+func newTestEngine(t testing.TB, dir, flush string, st store.Store) *Engine {
 	t.Helper()
 	if st == nil {
 		local, err := store.NewLocal(dir)

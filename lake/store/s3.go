@@ -154,9 +154,10 @@ type s3API interface {
 // Failed multipart uploads are aborted; a bucket lifecycle rule that aborts
 // incomplete multipart uploads after a day collects any a crash leaves behind.
 type S3 struct {
-	api  s3API
-	cfg  S3Config
-	bufs sync.Pool // *[]byte of PartSize, shared by all Creates
+	api    s3API
+	direct *directPut // single-part PUTs without the SDK's middleware (s3put.go); nil: through api
+	cfg    S3Config
+	bufs   sync.Pool // *[]byte of PartSize, shared by all Creates
 }
 
 var _ Store = (*S3)(nil)
@@ -206,7 +207,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 			})
 		}
 	})
-	return newS3(client, cfg), nil
+	st := newS3(client, cfg)
+	st.direct = newDirectPut(ctx, ac, cfg)
+	return st, nil
 }
 
 // newS3 returns a store over api; cfg has its defaults.
@@ -355,6 +358,13 @@ func (s *S3) Create(ctx context.Context, key string, body io.Reader) error {
 }
 
 func (s *S3) put(ctx context.Context, key string, data []byte) error {
+	if s.direct != nil {
+		sse, kms := s.sse()
+		if err := s.direct.put(ctx, s.key(key), data, string(sse), kms); err != nil {
+			return s.createErr(ctx, "put", key, err)
+		}
+		return nil
+	}
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.cfg.Bucket),
 		Key:           aws.String(s.key(key)),

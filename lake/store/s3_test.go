@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -287,5 +288,39 @@ func TestS3OnRetry(t *testing.T) {
 	}
 	if want := []string{"PutObject"}; strings.Join(ops, ",") != strings.Join(want, ",") {
 		t.Fatalf("OnRetry saw %q, want %q (one retry of two attempts)", ops, want)
+	}
+}
+
+// corrupting flips one byte of every PutObject body after the client computed its
+// checksum: what a faulty NIC, proxy or memory would do on the way.
+type corrupting struct{ next http.RoundTripper }
+
+func (c corrupting) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.Body != nil && !r.URL.Query().Has("partNumber") {
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		data[len(data)/2] ^= 0xff
+		r.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return c.next.RoundTrip(r)
+}
+
+// TestS3PutIntegrity: a body changed between the store and the server is refused by
+// the server (the store sends its CRC32), and nothing is written.
+func TestS3PutIntegrity(t *testing.T) {
+	cfg := bedS3(t)
+	cfg.HTTPClient = &http.Client{Transport: corrupting{cfg.HTTPClient.Transport}}
+	cfg.MaxAttempts = 1
+	s := newS3(t, cfg)
+	ctx := context.Background()
+	err := s.Create(ctx, "corrupt", strings.NewReader(strings.Repeat("parquet bytes ", 100)))
+	if err == nil {
+		t.Fatal("a corrupted body was stored")
+	}
+	t.Logf("create of a corrupted body: %v", err)
+	if _, err := s.Stat(ctx, "corrupt"); !store.IsNotFound(err) {
+		t.Fatalf("stat after the refused create: %v, want not found", err)
 	}
 }
