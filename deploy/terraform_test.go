@@ -604,9 +604,10 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 					}
 				}
 			}
-			raw, wh := prefix+"raw/*", prefix+"warehouse/*"
-			scope("sink", sink, "s3:PutObject", raw)
-			scope("sink", sink, "s3:GetObject", raw)
+			raw, wh, cp := prefix+"raw/*", prefix+"warehouse/*", prefix+"checkpoints/*"
+			scope("sink", sink, "s3:PutObject", raw, cp)
+			scope("sink", sink, "s3:GetObject", raw, cp)
+			scope("sink", sink, "s3:DeleteObject", cp) // stale offset checkpoints only, never a raw file
 			scope("sink", sink, "s3:ListBucket", "arn:aws:s3:::acme-lake")
 			scope("compactor", compact, "s3:PutObject", wh)
 			scope("compactor", compact, "s3:DeleteObject", raw, wh)

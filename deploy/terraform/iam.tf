@@ -74,6 +74,14 @@ data "aws_iam_policy_document" "sink" {
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
     resources = [local.raw_arn]
   }
+  # Offset checkpoints: the durable ranges that do not fit in the 4 KiB commit metadata,
+  # written (conditional PUT) before the commit naming them, read back at assignment,
+  # deleted once a later commit no longer names them.
+  statement {
+    sid       = "OffsetCheckpoints"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = [local.checkpoints_arn]
+  }
   # HeadBucket (/readyz) needs s3:ListBucket; so does a HeadObject that must answer 404
   # rather than 403 for a missing key (the 409-conflict check).
   statement {

@@ -14,11 +14,14 @@ locals {
   raw_prefix       = "${var.prefix}raw/"
   warehouse_prefix = "${var.prefix}warehouse/"
   results_prefix   = "${var.prefix}athena-results/"
+  # The sink's offset checkpoints (sink/checkpoint.go): <prefix>checkpoints/<group>/<topic>/<partition>/.
+  checkpoints_prefix = "${var.prefix}checkpoints/"
 
-  bucket_arn    = aws_s3_bucket.lake.arn
-  raw_arn       = "${aws_s3_bucket.lake.arn}/${local.raw_prefix}*"
-  warehouse_arn = "${aws_s3_bucket.lake.arn}/${local.warehouse_prefix}*"
-  results_arn   = "${aws_s3_bucket.lake.arn}/${local.results_prefix}*"
+  bucket_arn      = aws_s3_bucket.lake.arn
+  raw_arn         = "${aws_s3_bucket.lake.arn}/${local.raw_prefix}*"
+  warehouse_arn   = "${aws_s3_bucket.lake.arn}/${local.warehouse_prefix}*"
+  results_arn     = "${aws_s3_bucket.lake.arn}/${local.results_prefix}*"
+  checkpoints_arn = "${aws_s3_bucket.lake.arn}/${local.checkpoints_prefix}*"
 
   kms = var.kms_key_arn != null
 
