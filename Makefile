@@ -66,12 +66,15 @@ bed-down:
 
 ## bench: every performance measure against the test bed (encode-only bound, sink end to end,
 ## compaction with 1 and 2 shards, idle and one-hour compaction runs on 100- and 10,000-file
-## tables, steady-rate latency, 10/1000/5000 open hour partitions): a table of targets,
-## bench-results/bench.json and bench-results/partitions.png
+## tables, steady-rate latency, 10/1000/5000 open hour partitions, shuffled events over 1,426
+## hours with the default config and a cap, hour vs day partitions, and the per-file cost of a
+## small file: BenchmarkSmallFile, CPU per file from rusage): a table of targets,
+## bench-results/bench.json, bench-results/partitions.png and bench-results/small-file.txt
 bench: build
 	@trap '$(BED) down' EXIT; \
 	  LAKESINK_BED_S3_KEEPALIVE=1 $(BED) up && eval "$$($(BED) env)" && \
 	  $(GO) run ./bench -bin $(BIN) -events $${EVENTS:-1000000} && \
+	  LAKESINK_REQUIRE_BED=1 $(GO) test -run '^$$' -bench BenchmarkSmallFile -benchtime 3000x ./sink > bench-results/small-file.txt && cat bench-results/small-file.txt && \
 	  .bed/venv/bin/python bench/plot_partitions.py bench-results/bench.json bench-results/partitions.png
 
 ## bench-plot: draw the partitions measure of bench-results/bench.json (throughput and peak

@@ -69,7 +69,7 @@ func main() {
 	shufN := flag.Int("shuffled-events", 1_000_000, "events of the shuffled measure (bench/shuffled.go); 0: skip")
 	shufHours := flag.Int("shuffled-hours", 1426, "event-time hours the shuffled measure's events span")
 	shufCaps := flag.String("shuffled-caps", "2000", "max_open_partitions of the shuffled measure's capped runs (comma-separated; empty: none)")
-	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure (into -out)")
+	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure and the hour-vs-day measure (into -out)")
 	flag.Parse()
 	counts, err := parseCounts(*tableFiles)
 	check(err)
@@ -136,6 +136,12 @@ func main() {
 		shuf, err = shuffled(*bin, *shufN, *shufHours, caps)
 		check(err)
 	}
+	var hvd *HourVsDay
+	if *shufN > 0 {
+		r, err := hourVsDay(*bin, *shufN, *shufHours)
+		check(err)
+		hvd = &r
+	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
@@ -181,6 +187,9 @@ func main() {
 		}
 	}
 	targets = append(targets, shuffledTargets(shuf)...)
+	if hvd != nil {
+		targets = append(targets, hourVsDayTarget(*hvd))
+	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tstatus\t")
 	for _, t := range targets {
@@ -194,7 +203,7 @@ func main() {
 		printShuffled(shuf)
 	}
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
-	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "shuffled": shuf, "latency": lat, "scan": sc,
+	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "shuffled": shuf, "hour_vs_day": hvd, "latency": lat, "scan": sc,
 		"table_sizes":        sizes,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))

@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -40,8 +41,11 @@ const (
 	shuffledMaxAge = 60 * time.Second
 )
 
-// shuffledTable is the table of the small events.
-func shuffledTable(topic string) string {
+// shuffledTable is the table of the small events, with hour partitions.
+func shuffledTable(topic string) string { return sparseTable(topic, "hour") }
+
+// sparseTable is the table of the small events with the given granularity.
+func sparseTable(topic, gran string) string {
 	return fmt.Sprintf(`  - name: events
     topics: [%s]
     columns:
@@ -51,8 +55,8 @@ func shuffledTable(topic string) string {
       - {name: type, type: string}
       - {name: value, type: float64}
       - {name: country, type: string}
-    event_time: {column: ts, granularity: hour}
-`, topic)
+    event_time: {column: ts, granularity: %s}
+`, topic, gran)
 }
 
 // smallEvent is event i: ~110 bytes of JSON at event time ts.
@@ -91,6 +95,13 @@ func shuffled(bin string, n, hours int, caps []int) ([]ShuffledResult, error) {
 }
 
 func shuffledRun(bin string, n, hours int, extra string) (ShuffledResult, error) {
+	return sparseRun(bin, n, hours, extra, false, "hour")
+}
+
+// sparseRun produces n small events over hours of event time into 6 partitions, in
+// random order or (ordered) in event-time order, and drains them with a sink of the
+// given granularity and extra flush settings.
+func sparseRun(bin string, n, hours int, extra string, ordered bool, gran string) (ShuffledResult, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-shuffled-%d", time.Now().UnixNano())
 	cl, adm, done, err := benchTopic(ctx, name, shuffledParts, map[string]*string{"retention.ms": ptr("-1")},
@@ -104,11 +115,22 @@ func shuffledRun(bin string, n, hours int, extra string) (ShuffledResult, error)
 	pairs := map[[2]int]bool{}
 	var total int64
 	var b []byte
-	fmt.Fprintf(os.Stderr, "bench: pre-filling topic %s (%d events in random order over %d hours)\n", name, n, hours)
+	times := make([]time.Duration, n)
+	for i := range times {
+		times[i] = time.Duration(r.Int64N(int64(hours) * int64(time.Hour)))
+	}
+	if ordered {
+		slices.Sort(times)
+	}
+	fmt.Fprintf(os.Stderr, "bench: pre-filling topic %s (%d events over %d hours, ordered: %v)\n", name, n, hours, ordered)
 	for i := range n {
-		ts := start.Add(time.Duration(r.Int64N(int64(hours) * int64(time.Hour))))
+		ts := start.Add(times[i])
 		p := r.IntN(shuffledParts)
-		pairs[[2]int{int(ts.Sub(start) / time.Hour), p}] = true
+		period := int(ts.Sub(start) / time.Hour)
+		if gran == "day" {
+			period = int(ts.Unix() / 86400)
+		}
+		pairs[[2]int{period, p}] = true
 		b = smallEvent(b, r, i, ts)
 		total += int64(len(b))
 		cl.Produce(ctx, &kgo.Record{Topic: name, Partition: int32(p), Value: append([]byte(nil), b...)}, nil)
@@ -116,13 +138,14 @@ func shuffledRun(bin string, n, hours int, extra string) (ShuffledResult, error)
 	if err := cl.Flush(ctx); err != nil {
 		return ShuffledResult{}, err
 	}
-	flush := fmt.Sprintf("{memory_budget: %dMiB, max_age: %s", shuffledBudget, shuffledMaxAge)
+	// A capped run ends with thousands of small files to upload: give the shutdown time.
+	flush := fmt.Sprintf("{memory_budget: %dMiB, max_age: %s, shutdown_timeout: 2m", shuffledBudget, shuffledMaxAge)
 	if extra != "" {
 		flush += ", " + extra
 	}
 	flush += "}"
 	fmt.Fprintf(os.Stderr, "bench: draining %d shuffled events with flush %s\n", n, flush)
-	sk, err := startSinkTables(bin, name, flush, shuffledTable(name))
+	sk, err := startSinkTables(bin, name, flush, sparseTable(name, gran))
 	if err != nil {
 		return ShuffledResult{}, err
 	}
@@ -146,6 +169,9 @@ func shuffledRun(bin string, n, hours int, extra string) (ShuffledResult, error)
 	label := "default"
 	if extra != "" {
 		label = extra
+	}
+	if ordered {
+		label = "time order, " + gran + " partitions"
 	}
 	res := ShuffledResult{Result: result("shuffled: "+label, n, total, wall, cpu, rss), Config: label, Hours: hours,
 		Pairs: len(pairs), Ideal: len(pairs) * windows, BudgetMiB: shuffledBudget, PeakOpen: int(peakOpen), Flushes: flushes}
@@ -192,8 +218,49 @@ func shuffledOnly(bin string, n, hours int, capsFlag, out string) error {
 		return err
 	}
 	printShuffled(rs)
-	for _, t := range shuffledTargets(rs) {
+	hvd, err := hourVsDay(bin, n, hours)
+	if err != nil {
+		return err
+	}
+	for _, t := range append(shuffledTargets(rs), hourVsDayTarget(hvd)) {
 		fmt.Printf("%s: want %s %s, measured %s: %s\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Status)
 	}
+	if err := mergeResults(out, "hour_vs_day", hvd); err != nil {
+		return err
+	}
 	return mergeResults(out, "shuffled", rs)
+}
+
+// HourVsDay is the per-file cost measure on the sink: the same time-ordered events
+// with hour partitions (one file per (hour, partition)) and with day partitions.
+type HourVsDay struct {
+	Hour  ShuffledResult `json:"hour"`
+	Day   ShuffledResult `json:"day"`
+	Ratio float64        `json:"cpu_hour_vs_day"`
+	// PerFileMs is the extra CPU of the hour run per extra file.
+	PerFileMs float64 `json:"extra_cpu_ms_per_extra_file"`
+}
+
+// hourVsDay runs the sink on n time-ordered small events over hours, with hour and
+// then day partitions, default flush settings but max_age 60s and budget 256MiB.
+func hourVsDay(bin string, n, hours int) (HourVsDay, error) {
+	h, err := sparseRun(bin, n, hours, "", true, "hour")
+	if err != nil {
+		return HourVsDay{}, err
+	}
+	d, err := sparseRun(bin, n, hours, "", true, "day")
+	if err != nil {
+		return HourVsDay{}, err
+	}
+	r := HourVsDay{Hour: h, Day: d, Ratio: h.CPUSeconds / d.CPUSeconds}
+	if h.Files > d.Files {
+		r.PerFileMs = 1000 * (h.CPUSeconds - d.CPUSeconds) / float64(h.Files-d.Files)
+	}
+	fmt.Printf("time-ordered, hour vs day partitions: %d vs %d files, %.1f vs %.1f CPU-s (%.2f×), %.2f ms of CPU per extra file\n\n",
+		h.Files, d.Files, h.CPUSeconds, d.CPUSeconds, r.Ratio, r.PerFileMs)
+	return r, nil
+}
+
+func hourVsDayTarget(r HourVsDay) Target {
+	return atMost(fmt.Sprintf("time-ordered events, CPU-s hour / day partitions (%d vs %d files)", r.Hour.Files, r.Day.Files), 2, r.Ratio)
 }
