@@ -64,6 +64,8 @@ type sinkRun struct {
 	cfgPath string
 	started time.Time
 	stopRSS func() int64
+	exited  chan struct{} // closed when the child has exited; waitErr is set then
+	waitErr error
 }
 
 // startSink starts bin as a sink of the sample table on topic name: the bed's Kafka
@@ -102,25 +104,29 @@ tables:
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey, "GOMAXPROCS=2")
-	s := &sinkRun{cmd: cmd, port: port, cfgPath: cfgPath, started: time.Now()}
+	s := &sinkRun{cmd: cmd, port: port, cfgPath: cfgPath, started: time.Now(), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		os.Remove(cfgPath)
 		return nil, err
 	}
 	s.stopRSS = watchRSS(cmd.Process.Pid)
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
 	return s, nil
 }
 
 // stop sends SIGTERM, waits for the exit and removes the config; it returns the
 // child's error and its peak RSS in KiB. Calling it again does nothing.
 func (s *sinkRun) stop() (int64, error) {
-	if s.cmd.ProcessState != nil {
-		return s.stopRSS(), nil
+	select {
+	case <-s.exited:
+		os.Remove(s.cfgPath)
+		return s.stopRSS(), s.waitErr
+	default:
 	}
 	defer os.Remove(s.cfgPath)
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	err := s.cmd.Wait()
-	return s.stopRSS(), err
+	<-s.exited
+	return s.stopRSS(), s.waitErr
 }
 
 // drain waits until the sink has decoded n events (watch sees every metrics page),
@@ -136,6 +142,12 @@ func (s *sinkRun) drain(ctx context.Context, adm *kadm.Client, group string, n i
 		}
 		if decoded(page) >= float64(n) {
 			break
+		}
+		select {
+		case <-s.exited: // a config error, a crash: do not wait 30 minutes for it
+			_, err := s.stop()
+			return 0, 0, 0, fmt.Errorf("sink exited before draining: %v", err)
+		default:
 		}
 		// Every 100 ms: each scrape costs the sink CPU (Gather, the process collector's
 		// /proc reads), which at 50 scrapes a second was 2 % of what it measured; a
