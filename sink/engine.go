@@ -54,6 +54,7 @@ type buffer struct {
 	offsets []int64 // offset of each row, in row order
 	bytes   int64
 	created time.Time
+	written uint64    // Engine.writes when a record was last appended (the cap's LRU order)
 	sealed  time.Time // zero while open
 	trigger string
 	dropped bool // partition lost: upload nothing more, commit nothing
@@ -82,6 +83,7 @@ type Engine struct {
 	buffered  int64    // bytes of open + sealed buffers
 	sealed    int64    // bytes of sealed buffers not yet released (a part of buffered)
 	sealedN   int      // how many sealed buffers are not yet released
+	writes    uint64   // records appended, the clock of buffer.written
 	failed    error    // a worker error that needs the process to stop
 	stale     []string // checkpoint objects no commit names any more (Committed)
 	closed    bool
@@ -302,7 +304,7 @@ func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Ou
 			st.live[b] = struct{}{}
 			e.m.OpenPartitions.Set(float64(len(e.open)))
 			if e.flush.MaxOpenPartitions > 0 && len(e.open) > e.flush.MaxOpenPartitions {
-				e.sealLargest("open_partitions", b)
+				e.sealLeastRecent("open_partitions", b)
 			}
 		}
 		break
@@ -311,6 +313,8 @@ func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Ou
 	b.rows.AppendRow(t.Row())
 	handled()
 	b.last = r.Offset
+	e.writes++
+	b.written = e.writes
 	if len(b.offsets) == cap(b.offsets) {
 		nb := make([]int64, len(b.offsets), rawfile.NewCap(len(b.offsets)*8, cap(b.offsets)*8, 8)/8)
 		copy(nb, b.offsets)
@@ -436,6 +440,23 @@ func (e *Engine) seal(b *buffer, trigger string) {
 	e.m.Flushes.WithLabelValues(trigger).Inc()
 	e.m.OpenPartitions.Set(float64(len(e.open)))
 	e.cond.Broadcast()
+}
+
+// sealLeastRecent seals the open buffer but keep written to least recently. Over the
+// count cap this is the one to seal, not the largest: the sink consumes a fetch of
+// one Kafka partition at a time, so the largest buffers are often those being filled
+// (sealing them made a file of every few records of shuffled events), and not the
+// oldest: an old buffer may still be written to. Called with e.mu held.
+func (e *Engine) sealLeastRecent(trigger string, keep *buffer) {
+	var lru *buffer
+	for _, b := range e.open {
+		if b != keep && (lru == nil || b.written < lru.written) {
+			lru = b
+		}
+	}
+	if lru != nil {
+		e.seal(lru, trigger)
+	}
 }
 
 // sealLargest seals the largest open buffer but keep: the one that frees the most

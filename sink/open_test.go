@@ -40,22 +40,33 @@ func TestDefaultConfigDoesNotCapOpenPartitions(t *testing.T) {
 	}
 }
 
-// TestOpenPartitionsCapSealsLargest: over flush.max_open_partitions, the buffer sealed
-// is the largest (the most memory freed per file written), not the oldest.
-func TestOpenPartitionsCapSealsLargest(t *testing.T) {
+// TestOpenPartitionsCapSealsLeastRecentlyWritten: over flush.max_open_partitions, the
+// buffer sealed is the one written least recently, neither the oldest nor the largest:
+// the sink consumes a fetch of one Kafka partition at a time, so the buffers being
+// filled are the recent ones, and sealing the largest (the ones being filled) made a
+// file of every few records of shuffled events under a cap.
+func TestOpenPartitionsCapSealsLeastRecentlyWritten(t *testing.T) {
 	ev := events(300, 3) // hours 0, 1, 2: offsets 0-99, 100-199, 200-299 (a few late)
 	e := newTestEngine(t, t.TempDir(), "flush: {max_open_partitions: 2}", nil)
 	e.Assign("t", 0, -1, "")
-	// The oldest buffer (hour 0) gets one record, then hour 1 gets 99: hour 2 is one too many.
-	feed(t, e, ev, 0, 1)
-	feed(t, e, ev, 100, 199)
-	oldest := e.Stats().Open
-	feed(t, e, ev, 250, 251)
-	if len(e.queue) != 1 {
-		t.Fatalf("%d buffers sealed, want 1 (open before: %d)", len(e.queue), oldest)
+	// Hour 0 opens first and gets the most records, written last; hour 1 gets one,
+	// written before: hour 2 is one too many.
+	order := []int{0, 100}
+	for i := 1; i < 60; i++ {
+		order = append(order, i)
 	}
-	if b := e.queue[0]; b.n < 50 {
-		t.Errorf("sealed a buffer of %d records (first offset %d), want the largest (hour 1's)", b.n, b.first)
+	order = append(order, 250)
+	now := time.Now()
+	for off, i := range order {
+		if _, err := e.Process(context.Background(), &decode.Record{Topic: "t", Partition: 0, Offset: int64(off), Timestamp: now, Value: ev[i]}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.queue) != 1 {
+		t.Fatalf("%d buffers sealed, want 1", len(e.queue))
+	}
+	if b := e.queue[0]; b.first != 1 {
+		t.Errorf("sealed the buffer of %d records from offset %d, want hour 1's (offset 1, written least recently)", b.n, b.first)
 	}
 }
 

@@ -250,8 +250,8 @@ type Flush struct {
 	MaxAge       time.Duration `yaml:"max_age"`
 	MemoryBudget ByteSize      `yaml:"memory_budget"`
 	// MaxOpenPartitions is an optional hard cap on the open buffers (0: none, the
-	// default): open buffers are bounded by MemoryBudget, and over the cap the
-	// largest is sealed.
+	// default): open buffers are bounded by MemoryBudget, and over the cap the one
+	// written least recently is sealed.
 	MaxOpenPartitions int           `yaml:"max_open_partitions"`
 	Workers           int           `yaml:"workers"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
