@@ -70,11 +70,19 @@ func main() {
 	shufHours := flag.Int("shuffled-hours", 1426, "event-time hours the shuffled measure's events span")
 	shufCaps := flag.String("shuffled-caps", "2000", "max_open_partitions of the shuffled measure's capped runs (comma-separated; empty: none)")
 	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure and the hour-vs-day measure (into -out)")
+	hvdOnly := flag.Bool("hour-vs-day-only", false, "run only the hour-vs-day measure (-shuffled-events, -shuffled-hours) and print it")
 	flag.Parse()
 	counts, err := parseCounts(*tableFiles)
 	check(err)
 	if *compactionOnly {
 		check(compactionMeasures(*n, *bin, *files, *profile, *shards, counts, *out))
+		return
+	}
+	if *hvdOnly {
+		r, err := hourVsDay(*bin, *shufN, *shufHours)
+		check(err)
+		t := hourVsDayTarget(r)
+		fmt.Printf("%s: want %s %s, measured %s: %s\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Status)
 		return
 	}
 	if *shufOnly {

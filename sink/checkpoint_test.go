@@ -17,7 +17,20 @@ import (
 func overflowRanges(t *testing.T, e *Engine, ev [][]byte) *buffer {
 	t.Helper()
 	feed(t, e, ev, 0, len(ev))
+	lowest := sealAllButLowest(e)
 	e.mu.Lock()
+	for len(e.queue) > 0 || e.sealedN > 0 {
+		e.cond.Wait()
+	}
+	e.mu.Unlock()
+	return lowest
+}
+
+// sealAllButLowest seals every open buffer but the one holding the lowest offset,
+// which it returns.
+func sealAllButLowest(e *Engine) *buffer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var lowest *buffer
 	for _, b := range e.open {
 		if lowest == nil || b.first < lowest.first {
@@ -29,12 +42,6 @@ func overflowRanges(t *testing.T, e *Engine, ev [][]byte) *buffer {
 			e.seal(b, "test")
 		}
 	}
-	e.mu.Unlock()
-	e.mu.Lock()
-	for len(e.queue) > 0 || e.sealedN > 0 {
-		e.cond.Wait()
-	}
-	e.mu.Unlock()
 	return lowest
 }
 

@@ -158,19 +158,7 @@ func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
 		}
 	}
 	// Flush every buffer but the one holding the lowest offset.
-	e.mu.Lock()
-	var lowest *buffer
-	for _, b := range e.open {
-		if lowest == nil || b.first < lowest.first {
-			lowest = b
-		}
-	}
-	for _, b := range e.open {
-		if b != lowest {
-			e.seal(b, "test")
-		}
-	}
-	e.mu.Unlock()
+	lowest := sealAllButLowest(e)
 	for e.Stats().Queued > 0 || len(e.Commits(nil)) == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
