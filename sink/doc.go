@@ -20,18 +20,20 @@
 //     topic acknowledged it (Engine.DeadLettered).
 //  3. Buffer (engine.go, memory.go): the row is appended to the buffer of its
 //     (partition, table, period), after reserving exactly the bytes it adds within
-//     the buffers' share of flush.memory_budget; over budget, the largest and oldest
-//     buffers are sealed early, and Process blocks until uploads free memory.
-//  4. Seal (engine.go): a buffer is sealed by size, age (Tick), the number of open
-//     partitions, memory pressure, a revoke or shutdown.
+//     the buffers' share of flush.memory_budget; over budget, the largest buffers
+//     are sealed early, and Process blocks until uploads free memory.
+//  4. Seal (engine.go): a buffer is sealed by size, age (Tick), memory pressure,
+//     the optional cap on open partitions (the least recently written), a revoke or
+//     shutdown.
 //  5. Upload (worker.go): a worker encodes the sealed buffer (rawfile.Encoder) and
 //     streams it to the key named by its first offset, with create-if-absent. A key
 //     that exists was written by an earlier run: its range becomes durable and the
 //     rest goes to the next key. The buffer's range becomes durable in the book.
 //  6. Commit (book.go, Engine.Commits, Sink.commit): each partition commits the
 //     lowest offset still held in any buffer or waiting for its dead letter (or the
-//     next to fetch), with the
-//     durable ranges above it in the commit metadata so a replay skips them. On
+//     next to fetch), with the durable ranges above it in the commit metadata, or,
+//     when they do not fit in its 4 KiB, in a checkpoint object written before the
+//     commit and named by it (checkpoint.go), so a replay skips them. On
 //     revoke, the partitions' buffers are sealed, waited for and committed before
 //     release; lost partitions are dropped without commit.
 package sink
