@@ -17,9 +17,9 @@ import (
 
 // produceHeldBack writes, to partition 0, one event of an hour no other event has,
 // then the events of `hours` other hours in random order: the first event's buffer
-// stays small and open, holding the commit point at offset 0, while
-// flush.max_open_partitions seals the others, so the ranges above the commit point
-// soon overflow the 4 KiB commit metadata. It returns the number of events.
+// stays small and open, holding the commit point at offset 0, while memory pressure
+// seals the largest others, so the ranges above the commit point soon overflow the
+// 4 KiB commit metadata. It returns the number of events.
 func (b *bed) produceHeldBack(perHour, hours int) int {
 	b.t.Helper()
 	n := perHour * (hours + 1)
@@ -63,11 +63,12 @@ func (b *bed) committedMeta() (int64, string) {
 // once.
 func TestE2ECheckpointKillBetweenWrites(t *testing.T) {
 	b := newBed(t, 1)
-	n := b.produceHeldBack(10, 400)
+	n := b.produceHeldBack(100, 600)
 	proxy := newFaultProxy(t, b.s3.Endpoint)
 	direct := b.s3.Endpoint
 	b.s3.Endpoint = proxy.URL
-	cfg := b.config("flush: {max_age: 30s, memory_budget: 128MiB, max_open_partitions: 20, shutdown_timeout: 30s}")
+	// ~28 MB of rows (~470 B each) against 8 MiB for buffers: memory flushes of the largest.
+	cfg := b.config("flush: {max_age: 30s, memory_budget: 32MiB, max_file_bytes: 4MiB, shutdown_timeout: 30s}")
 	b.s3.Endpoint = direct
 	lake := b.lake()
 
