@@ -89,7 +89,7 @@ func TestE2ECheckpointKillBetweenWrites(t *testing.T) {
 	})
 	p := b.start(cfg)
 	var key string
-	waitFor(t, 3*time.Minute, "a checkpoint PUT applied by S3 and held by the proxy", func() bool {
+	waitFor(t, 3*time.Minute, "checkpoint PUT applied by S3 and held by the proxy", func() bool {
 		mu.Lock()
 		key = held
 		mu.Unlock()
@@ -109,7 +109,7 @@ func TestE2ECheckpointKillBetweenWrites(t *testing.T) {
 
 	// 2. Restart until a commit names a checkpoint, then kill again.
 	p = b.start(cfg)
-	waitFor(t, 3*time.Minute, "a commit naming a checkpoint object", func() bool {
+	waitFor(t, 3*time.Minute, "commit naming a checkpoint object", func() bool {
 		_, meta = b.committedMeta()
 		return strings.HasPrefix(meta, "ls1@")
 	}, p)
