@@ -86,6 +86,17 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	if len(res.DeletedFiles) > 0 {
 		c.Log.Info("deleted orphan files", "table", t.Name, "files", len(res.DeletedFiles))
 	}
+	// The coverage index objects live outside the table location (orphan
+	// cleanup, ours or another engine's, would take them for orphans):
+	// superseded ones are swept here, on the same cadence.
+	n, err := c.sweepIndexes(ctx, tbl)
+	if err != nil {
+		return err
+	}
+	sum.OrphansDeleted += n
+	if n > 0 {
+		c.Log.Info("deleted superseded coverage indexes", "table", t.Name, "files", n)
+	}
 	return c.markOrphanSweep(ctx, key)
 }
 

@@ -122,9 +122,23 @@ const (
 // absent after another error, the outputs are left to orphan cleanup (a late
 // request could still apply) and the run re-plans; the table unreadable,
 // ErrCommitUnknown. It returns the conflicts resolved by rebasing.
-func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties, periods map[layout.Period]bool) (int, error) {
+//
+// Each attempt also sets the table property IndexProperty to a coverage
+// index object that index writes for the table the attempt is pinned to (a
+// rebase's holds what the rival's commit added too); an attempt proven not
+// applied deletes its object with the outputs.
+func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties, periods map[layout.Period]bool, index func(on *table.Table, rebase int) (string, error)) (int, error) {
+	var key string // the current attempt's index object
+	// What an attempt proven not applied leaves behind: its outputs and index.
+	discard := func() {
+		c.deleteOutputs(ctx, outputs)
+		if key != "" {
+			c.deleteKeys(ctx, key)
+		}
+	}
 	fs, err := tbl.FS(ctx)
 	if err != nil {
+		discard()
 		return 0, fmt.Errorf("table file io: %w", err)
 	}
 	order := tbl.SortOrder().OrderID()
@@ -132,7 +146,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 	for _, o := range outputs {
 		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(o.Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
 		if err != nil {
-			c.deleteOutputs(ctx, outputs)
+			discard()
 			if Transient(err) {
 				return 0, fmt.Errorf("register %s: %w", o.Key, err)
 			}
@@ -145,9 +159,14 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 	// configured attempts, so N shards committing at once all get through.
 	maxRebases := c.Cfg.Compaction.CommitAttempts + c.Shard.Count
 	for rebases := 0; ; rebases++ {
-		err := c.commitTx(ctx, tbl, deletes, adds, props)
+		if key, err = index(tbl, rebases); err != nil {
+			key = ""
+			discard()
+			return rebases, err
+		}
+		err := c.commitTx(ctx, tbl, deletes, adds, props, key)
 		if errors.Is(err, errStage) {
-			c.deleteOutputs(ctx, outputs)
+			discard()
 			return rebases, err
 		}
 		if err == nil {
@@ -181,15 +200,18 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		}
 		if why != "" {
 			log.Warn("commit conflict with a change to our partitions; planning again", "reason", why)
-			c.deleteOutputs(ctx, outputs)
+			discard()
 			return rebases, &replanError{err: fmt.Errorf("%w (%s)", err, why), clean: true}
 		}
 		c.Metrics.conflict(t.Name)
 		c.Metrics.rebased(t.Name)
 		log.Info("commit conflict on the table pointer only; rebasing the same outputs on the new snapshot", "rebases", rebases+1)
 		c.hook("after-conflict")
+		// This attempt's index is proven unused; the next is written for cur.
+		c.deleteKeys(ctx, key)
+		key = ""
 		if err := waitCtx(ctx, rebaseWait(rebases)); err != nil {
-			c.deleteOutputs(ctx, outputs)
+			discard()
 			return rebases, err
 		}
 		tbl = cur
@@ -201,8 +223,10 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 var errStage = errors.New("stage commit")
 
 // commitTx stages and commits one transaction on tbl: deletes replaced by
-// adds, props in the snapshot summary.
-func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, adds []iceberg.DataFile, props iceberg.Properties) error {
+// adds, props in the snapshot summary, the table property IndexProperty
+// naming the coverage index object index (the pointer moves in the same
+// commit as the data it describes).
+func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, adds []iceberg.DataFile, props iceberg.Properties, index string) error {
 	tx := tbl.NewTransaction()
 	// Compare-and-swap on the snapshot we planned from: iceberg-go replays a
 	// conflicting commit on the new head when the table's
@@ -211,6 +235,9 @@ func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, add
 	// is never replayed; a conflict comes back to us and we decide (rebase
 	// or plan again).
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return fmt.Errorf("%w: %w", errStage, err)
+	}
+	if err := tx.SetProperties(c.indexProps(index)); err != nil {
 		return fmt.Errorf("%w: %w", errStage, err)
 	}
 	// Outputs get fresh names (job, attempt, uuid) and are never in the table:
@@ -259,6 +286,12 @@ func (c *Compactor) deleteOutputs(ctx context.Context, outs []Output) {
 	for _, o := range outs {
 		keys = append(keys, o.Key)
 	}
+	c.deleteKeys(ctx, keys...)
+}
+
+// deleteKeys deletes warehouse objects that no commit references (best
+// effort: orphan cleanup and the index sweep collect what is left).
+func (c *Compactor) deleteKeys(ctx context.Context, keys ...string) {
 	if len(keys) == 0 {
 		return
 	}

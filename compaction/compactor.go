@@ -177,6 +177,12 @@ type state struct {
 	dfs   map[string]iceberg.DataFile
 	raw   []RawFile
 	plan  Plan
+	// held is what the table holds of the raw zone (its coverage index;
+	// read only when there are closed raw files to place). migrate is set
+	// when it came from footers (the table has no index yet): the run
+	// writes the index, with its commit or alone.
+	held    Held
+	migrate bool
 	// attempt numbers the commit attempts of a run for the table (from 1),
 	// over all its batches: outputs of each attempt get names of their own,
 	// and reconciling an unknown outcome looks for the job and attempt, so a
@@ -329,12 +335,21 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			rawPeriods[r.Period] = true
 		}
 	}
+	st.held = Held{}
+	if len(rawPeriods) > 0 {
+		indexed := false
+		if st.held, indexed, err = c.readHeld(ctx, t.Name, g, tbl); err != nil {
+			return nil, err
+		}
+		st.migrate = !indexed && tbl != nil && tbl.CurrentSnapshot() != nil
+	}
 	// Cost that follows new data: only the partitions with closed raw files
 	// are planned, so only their table files are listed (the scan's
 	// partition filter skips every manifest whose partition range misses
-	// them) and only their footers read. A run with no closed raw file reads
-	// no manifest and no footer at all. Partitions without raw files are not
-	// looked at: small table files there are merged when new rows arrive.
+	// them); what they hold comes from the coverage index, so no table file
+	// is read. A run with no closed raw file reads no manifest at all.
+	// Partitions without raw files are not looked at: small table files
+	// there are merged when new rows arrive.
 	if tbl != nil && tbl.CurrentSnapshot() != nil && len(rawPeriods) > 0 {
 		scan, err := periodScan(tbl, g, rawPeriods)
 		if err != nil {
@@ -344,7 +359,6 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		if err != nil {
 			return nil, fmt.Errorf("list table files: %w", err)
 		}
-		commits := jobCommits(tbl)
 		for _, task := range tasks {
 			df := task.File
 			per, err := PeriodOf(df)
@@ -355,11 +369,6 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 				continue // inside the scanned range, but no raw file to place
 			}
 			tf := TableFile{Path: df.FilePath(), Period: per, Size: df.FileSizeBytes(), Rows: df.Count()}
-			job, cov, err := c.footer(ctx, df.FilePath())
-			if err != nil {
-				return nil, err
-			}
-			tf.Coverage, tf.Committed = cov, commits[job]
 			st.files = append(st.files, tf)
 			st.dfs[tf.Path] = df
 		}
@@ -367,7 +376,7 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 	if err := c.readLastOffsets(ctx, t, p, st); err != nil {
 		return nil, err
 	}
-	st.plan = Build(p, st.raw, st.files)
+	st.plan = Build(p, st.raw, st.files, st.held)
 	return st, nil
 }
 
@@ -400,24 +409,14 @@ const footerReaders = 8
 
 // readLastOffsets reads the last offset from the footer of the raw files the
 // planner could take as already in the table: those of closed periods whose
-// first offset lies in a range a table file of the period covers. Only the
+// first offset lies in a range the table holds for the period. Only the
 // whole range decides (a sink that replayed from an old commit rewrites a key
 // with more rows); the others stay LastUnknown, which the planner merges
 // anyway. A file gone meanwhile (another compactor cleaned it) is dropped.
 func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Params, st *state) error {
-	cov := map[layout.Period]Coverage{}
-	for _, f := range st.files {
-		if f.Coverage == nil {
-			continue
-		}
-		if cov[f.Period] == nil {
-			cov[f.Period] = Coverage{}
-		}
-		cov[f.Period].Merge(f.Coverage)
-	}
 	var todo []int
 	for i, r := range st.raw {
-		if p.Closed(r.Period) && cov[r.Period].Holds(r.Topic, r.Partition, r.First) {
+		if p.Closed(r.Period) && st.held.holds(r.Period, r.Topic, r.Partition, r.First) {
 			todo = append(todo, i)
 		}
 	}
@@ -526,6 +525,11 @@ func (c *Compactor) compactOnce(ctx context.Context, t *config.Table, g layout.G
 			return err
 		}
 	}
+	if !st.committed && st.migrate {
+		if err := c.commitIndex(ctx, t.Name, g, st, sum); err != nil {
+			return err
+		}
+	}
 	return c.cleanRaw(ctx, t, st, sum)
 }
 
@@ -550,14 +554,16 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, ReadTimeout: c.Cfg.Compaction.ReadTimeout, Progress: prog.add,
 		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel)}
 	filters := map[layout.Period]Coverage{}
-	for _, f := range st.files {
-		cov := filters[f.Period]
-		if cov == nil {
-			cov = Coverage{}
-			filters[f.Period] = cov
+	for _, gr := range st.plan.Groups {
+		if filters[gr.Period] == nil {
+			filters[gr.Period] = st.held.Coverage(gr.Period)
 		}
-		cov.Merge(f.Coverage)
 	}
+	type rawCov struct {
+		per layout.Period
+		cov Coverage
+	}
+	var merged []rawCov
 	var outputs []Output
 	var deletes []iceberg.DataFile
 	var inputs []string
@@ -588,6 +594,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 			sum.RowsOut += o.Rows
 		}
 		empty = append(empty, res.Empty...)
+		merged = append(merged, rawCov{gr.Period, res.Raw})
 		sum.Groups++
 		sum.FilesIn += len(gr.Raw) + len(gr.Table)
 		sum.BytesIn += res.BytesIn
@@ -609,7 +616,25 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	for _, gr := range st.plan.Groups {
 		periods[gr.Period] = true
 	}
-	rebased, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods)
+	// The index: what the table held when planned (or, on a rebase, what
+	// the table the commit is rebased on holds), and the raw files merged
+	// now (those whose rows all were there already included).
+	now := c.Now()
+	index := func(on *table.Table, rebase int) (string, error) {
+		held := st.held
+		if rebase > 0 {
+			h, _, err := c.readHeld(ctx, t.Name, g, on)
+			if err != nil {
+				return "", err
+			}
+			held = h
+		}
+		for _, m := range merged {
+			held.AddCoverage(m.per, m.cov, now)
+		}
+		return c.writeIndex(ctx, on, g, held, sum.Job, st.attempt, rebase)
+	}
+	rebased, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods, index)
 	sum.Conflicts += rebased
 	sum.Rebased += rebased
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,9 @@ type Result struct {
 	// Empty lists raw files every row of which was already in the table (no
 	// output records them; they can go once past the grace period).
 	Empty []RawFile
+	// Raw is the coverage of the group's raw files (Empty ones included): what
+	// the table holds of the raw zone once the outputs are committed.
+	Raw Coverage
 }
 
 const (
@@ -203,19 +207,21 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 			m.spare = t
 		}
 	}()
+	// cov is the outputs' footer: the coverage footers of the table files
+	// merged (files another engine rewrote have none) and the raw files.
 	cov := Coverage{}
+	res.Raw = Coverage{}
 	for _, tf := range g.Table {
-		cov.Merge(tf.Coverage)
 		key, err := relKey(m.Warehouse, tf.Path)
 		if err != nil {
 			return res, err
 		}
-		if _, _, err := m.read(ctx, m.Warehouse, key, tf.Size, s, &res, nil); err != nil {
+		if _, _, err := m.read(ctx, m.Warehouse, key, tf.Size, s, &res, nil, cov); err != nil {
 			return res, err
 		}
 	}
 	for _, rf := range g.Raw {
-		kept, last, err := m.read(ctx, m.Lake, rf.Key, rf.Size, s, &res, filter)
+		kept, last, err := m.read(ctx, m.Lake, rf.Key, rf.Size, s, &res, filter, nil)
 		if err != nil {
 			return res, err
 		}
@@ -223,6 +229,7 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 			last = rf.First
 		}
 		cov.Add(rf.Topic, rf.Partition, Range{rf.First, last})
+		res.Raw.Add(rf.Topic, rf.Partition, Range{rf.First, last})
 		if kept == 0 {
 			res.Empty = append(res.Empty, rf)
 		}
@@ -279,9 +286,10 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 }
 
 // read loads one input file's rows into the sorter. size is the file's size as
-// listed (0: unknown). filter, when set, drops rows it holds (raw files). It returns
-// the rows kept and the file's last offset.
-func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter Coverage) (int64, int64, error) {
+// listed (0: unknown). filter, when set, drops rows it holds (raw files). footer,
+// when set, receives the file's coverage footer (table files). It returns the
+// rows kept and the file's last offset.
+func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter, footer Coverage) (int64, int64, error) {
 	if m.ReadTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.ReadTimeout)
@@ -330,6 +338,14 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 	if !direct {
 		if err := convert(); err != nil {
 			return 0, 0, err
+		}
+	}
+	if v, ok := f.Lookup(CoverageKey); ok && footer != nil {
+		// Only the outputs' footers carry it on (the coverage index is what
+		// decides): a footer that does not parse is left out.
+		var fc Coverage
+		if json.Unmarshal([]byte(v), &fc) == nil {
+			footer.Merge(fc)
 		}
 	}
 	in := &input{res: res, filter: filter, last: -1}

@@ -32,11 +32,6 @@ type TableFile struct {
 	Period layout.Period
 	Size   int64
 	Rows   int64
-	// Coverage lists the raw files whose rows the file holds; nil when the file
-	// was not written by lakesink (its footer has no coverage).
-	Coverage Coverage
-	// Committed is when the snapshot that added the file was committed (zero if unknown).
-	Committed time.Time
 }
 
 // Group is one unit of merge work: inputs of one period that become one or more
@@ -86,9 +81,10 @@ func (p Params) Closed(period layout.Period) bool {
 	return !end.Add(p.Lateness).After(p.Now)
 }
 
-// Build plans one table: which raw files are new, how inputs are packed into
+// Build plans one table: which raw files are new (held tells which the table
+// already holds, whatever files hold them now), how inputs are packed into
 // groups, and which raw files can go. It is pure: same inputs, same plan.
-func Build(p Params, raw []RawFile, files []TableFile) Plan {
+func Build(p Params, raw []RawFile, files []TableFile, held Held) Plan {
 	var plan Plan
 	rawBy := map[layout.Period][]RawFile{}
 	for _, r := range raw {
@@ -116,7 +112,7 @@ func Build(p Params, raw []RawFile, files []TableFile) Plan {
 		}
 		var fresh []RawFile
 		for _, r := range rawBy[per] {
-			committed, ok := covered(filesBy[per], r)
+			committed, ok := covered(held[per][r.Topic][r.Partition], r)
 			switch {
 			case !ok:
 				fresh = append(fresh, r)
@@ -150,29 +146,24 @@ func Build(p Params, raw []RawFile, files []TableFile) Plan {
 	return plan
 }
 
-// covered reports whether the table files of r's period hold every row of r:
-// its whole offset range [First, Last] lies in the union of their coverage (a
-// file rewritten under the same key by a sink that replayed from an old commit
-// holds more rows than the file first merged under that key). It also returns
-// when the last of the files it needs was committed (zero if unknown). A raw
-// file whose last offset is unknown is never covered.
-func covered(files []TableFile, r RawFile) (time.Time, bool) {
+// covered reports whether the table holds every row of r: its whole offset
+// range [First, Last] lies in the union of the spans held for r's period,
+// topic and partition (a file rewritten under the same key by a sink that
+// replayed from an old commit holds more rows than the file first merged
+// under that key). It also returns when the last of the spans it needs was
+// committed (zero if unknown). A raw file whose last offset is unknown is
+// never covered.
+func covered(held []Span, r RawFile) (time.Time, bool) {
 	if r.Last < r.First {
 		return time.Time{}, false
 	}
-	type span struct {
-		Range
-		committed time.Time
-	}
-	var spans []span
-	for _, f := range files {
-		for _, rg := range f.Coverage[r.Topic][r.Partition] {
-			if rg.Last >= r.First && rg.First <= r.Last {
-				spans = append(spans, span{rg, f.Committed})
-			}
+	var spans []Span
+	for _, s := range held {
+		if s.Last >= r.First && s.First <= r.Last {
+			spans = append(spans, s)
 		}
 	}
-	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.First, b.First) })
+	slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.First, b.First) })
 	next := r.First // the lowest offset of r not yet seen covered
 	var committed time.Time
 	for _, s := range spans {
@@ -181,8 +172,8 @@ func covered(files []TableFile, r RawFile) (time.Time, bool) {
 		}
 		if s.Last >= next {
 			next = s.Last + 1
-			if s.committed.After(committed) {
-				committed = s.committed
+			if s.Committed.After(committed) {
+				committed = s.Committed
 			}
 		}
 		if next > r.Last {

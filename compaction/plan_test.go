@@ -59,6 +59,7 @@ func runPlanCase(in string) (string, error) {
 	p := Params{Granularity: layout.Hour, SmallRatio: 0.75, Target: 100}
 	var raw []RawFile
 	var files []TableFile
+	held := Held{}
 	hour := func(s string) (layout.Period, error) {
 		tm, err := time.Parse("2006-01-02T15", s)
 		if err != nil {
@@ -116,15 +117,27 @@ func runPlanCase(in string) (string, error) {
 				}
 			}
 			raw = append(raw, RawFile{Key: f[2], Topic: parts[0], Partition: int32(pn), First: first, Last: last, Size: size, Period: per})
-		case "table": // table HOUR NAME size=N covers=t/p/first-last,... committed=RFC3339|unknown
+		case "table", "held":
+			// table HOUR NAME size=N [covers=... committed=...]: a table file, and
+			// what the coverage index holds from the commit that added it.
+			// held HOUR covers=t/p/first-last,... committed=RFC3339|unknown: what
+			// the index holds, whatever files hold it now (another engine's
+			// rewrite replaced the file the commit added).
 			per, err := hour(f[1])
 			if err != nil {
 				return "", bad(err)
 			}
-			size, _ := strconv.ParseInt(kv["size"], 10, 64)
-			tf := TableFile{Path: f[2], Period: per, Size: size}
+			if f[0] == "table" {
+				size, _ := strconv.ParseInt(kv["size"], 10, 64)
+				files = append(files, TableFile{Path: f[2], Period: per, Size: size})
+			}
+			var committed time.Time
+			if c := kv["committed"]; c != "" && c != "unknown" {
+				if committed, err = time.Parse(time.RFC3339, c); err != nil {
+					return "", bad(err)
+				}
+			}
 			if c := kv["covers"]; c != "" {
-				tf.Coverage = Coverage{}
 				for _, r := range strings.Split(c, ",") {
 					var topic string
 					var part int32
@@ -132,20 +145,14 @@ func runPlanCase(in string) (string, error) {
 					if _, err := fmt.Sscanf(strings.ReplaceAll(r, "/", " "), "%s %d %d-%d", &topic, &part, &rg.First, &rg.Last); err != nil {
 						return "", bad(err)
 					}
-					tf.Coverage.Add(topic, part, rg)
+					held.Add(per, topic, part, rg, committed)
 				}
 			}
-			if c := kv["committed"]; c != "" && c != "unknown" {
-				if tf.Committed, err = time.Parse(time.RFC3339, c); err != nil {
-					return "", bad(err)
-				}
-			}
-			files = append(files, tf)
 		default:
 			return "", bad(fmt.Errorf("unknown directive %q", f[0]))
 		}
 	}
-	plan := Build(p, raw, files)
+	plan := Build(p, raw, files, held)
 	var b strings.Builder
 	for _, g := range plan.Groups {
 		fmt.Fprintf(&b, "group %s bytes=%d\n", g.Period.Start(p.Granularity).Format("2006-01-02T15"), g.Bytes)
