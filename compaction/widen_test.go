@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,13 +13,11 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/internal/testbed"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/icetable"
-	"github.com/lakesink/lakesink/lake/store"
 )
 
 // widenColumns are the narrow columns TestWideningEvolvesTable starts with.
@@ -349,81 +345,14 @@ func nestedVal(j int) int64 {
 // runs): the table's columns are bigint, double and decimal(20,2), and every
 // row, written before or after the widening, has its exact values.
 func TestWideningTrinoREST(t *testing.T) {
-	testbed.TrinoURI(t) // skip (or fail under LAKESINK_REQUIRE_BED) before any work without Trino
-	s3c := testbed.S3(t)
-	uri := testbed.REST(t)
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": s3c.AccessKey, "AWS_SECRET_ACCESS_KEY": s3c.SecretKey, "AWS_REGION": s3c.Region} {
-		t.Setenv(k, v)
-	}
-	ctx := context.Background()
-	// For goleak: the stores' client, and the default transport iceberg-go's
-	// REST catalog and S3 I/O and the Trino client use (cleanups run last first).
-	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	t.Cleanup(func() {
-		hc.CloseIdleConnections()
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	})
-	prefix := testbed.UniqueName(t, "widen") + "/"
-	ns := strings.ReplaceAll(testbed.UniqueName(t, "ns"), "-", "_")
-	table := testbed.TrinoREST + "." + ns + ".events"
-	t.Cleanup(func() {
-		if _, err := testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+table); err != nil {
-			t.Logf("drop %s: %v", table, err)
-		}
-		if _, err := testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS "+testbed.TrinoREST+"."+ns); err != nil {
-			t.Logf("drop schema %s: %v", ns, err)
-		}
-	})
+	r := newRESTLab(t, "widen")
 	conf := func(types map[string]string) *config.Config {
-		y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
-s3: {bucket: %s, prefix: %s, region: %s, endpoint: %q, path_style: true}
-dead_letter: {topic: dlq}
-catalog:
-  type: rest
-  namespace: %s
-  warehouse: s3://%s/%swarehouse
-  rest: {uri: %q}
-compaction: {lateness: 0s, raw_grace: 0s}
-tables:
-  - name: events
-    topics: [events]
-    columns:
-      - {name: event_id, type: string, required: true}
-      - {name: ts, type: timestamp, required: true}
-      - {name: n, type: int64}
-%s    event_time: {column: ts, granularity: hour}
-    sort_by: [ts]
-`, s3c.Bucket, prefix, s3c.Region, s3c.Endpoint, ns, s3c.Bucket, prefix, uri, widenColumns)
-		cfg, err := config.Parse([]byte(y), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := r.config(t, 0, widenColumns)
 		widen(t, cfg, types)
 		return cfg
 	}
-	s3Store := func(p string) store.Store {
-		st, err := store.NewS3(ctx, store.S3Config{Bucket: s3c.Bucket, Prefix: p, Region: s3c.Region, Endpoint: s3c.Endpoint, PathStyle: true, HTTPClient: hc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	l := &lab{dir: t.TempDir(), lake: s3Store(prefix), hour: time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)}
-	compact := func(cfg *config.Config) compaction.Summary {
-		t.Helper()
-		cat, err := icetable.Open(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cat.Close()
-		c := &compaction.Compactor{Cfg: cfg, Cat: cat, Lake: l.lake, Warehouse: s3Store(prefix + "warehouse/"),
-			Log: slog.New(slog.DiscardHandler), Metrics: compaction.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
-		sum, err := c.Run(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sum
-	}
+	l, ns, table := r.lab, r.ns, r.table
+	compact := func(cfg *config.Config) compaction.Summary { return r.compact(t, cfg) }
 
 	v1 := conf(nil)
 	l.sinkWide(t, v1, 0, 100)

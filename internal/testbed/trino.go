@@ -97,6 +97,9 @@ func TrinoExec(t testing.TB, sql string) (TrinoResult, error) {
 // TrinoGlue, Schema: "lake"}.
 type TrinoSession struct {
 	Catalog, Schema string
+	// Properties are session properties, e.g. {"rest.expire_snapshots_min_retention": "0s"}
+	// (catalog properties are prefixed with the catalog's name).
+	Properties map[string]string
 }
 
 // Query is TrinoQuery in the session.
@@ -155,6 +158,9 @@ func trinoRun(ctx context.Context, uri string, s TrinoSession, sql string) (Trin
 		}
 		if s.Schema != "" {
 			req.Header.Set("X-Trino-Schema", s.Schema)
+		}
+		for k, v := range s.Properties {
+			req.Header.Add("X-Trino-Session", k+"="+v)
 		}
 		// Without it Trino rounds timestamps to milliseconds for old clients.
 		req.Header.Set("X-Trino-Client-Capabilities", "PARAMETRIC_DATETIME")
