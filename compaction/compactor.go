@@ -343,15 +343,27 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		}
 		st.migrate = !indexed && tbl != nil && tbl.CurrentSnapshot() != nil
 	}
+	if err := c.readLastOffsets(ctx, t, p, st); err != nil {
+		return nil, err
+	}
 	// Cost that follows new data: only the partitions with closed raw files
-	// are planned, so only their table files are listed (the scan's
-	// partition filter skips every manifest whose partition range misses
-	// them); what they hold comes from the coverage index, so no table file
-	// is read. A run with no closed raw file reads no manifest at all.
-	// Partitions without raw files are not looked at: small table files
-	// there are merged when new rows arrive.
-	if tbl != nil && tbl.CurrentSnapshot() != nil && len(rawPeriods) > 0 {
-		scan, err := periodScan(tbl, g, rawPeriods)
+	// the table does not hold yet are planned, so only their table files are
+	// listed (the scan's partition filter skips every manifest whose
+	// partition range misses them); what the table holds comes from the
+	// coverage index, so no table file is read. A run with nothing new reads
+	// no manifest at all. Other partitions are not looked at: their small
+	// table files are merged when new rows arrive.
+	due := map[layout.Period]bool{}
+	for _, r := range st.raw {
+		if !p.Closed(r.Period) {
+			continue
+		}
+		if _, ok := covered(st.held[r.Period][r.Topic][r.Partition], r); !ok {
+			due[r.Period] = true
+		}
+	}
+	if tbl != nil && tbl.CurrentSnapshot() != nil && len(due) > 0 {
+		scan, err := periodScan(tbl, g, due)
 		if err != nil {
 			return nil, err
 		}
@@ -365,16 +377,13 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", df.FilePath(), err)
 			}
-			if !rawPeriods[per] {
-				continue // inside the scanned range, but no raw file to place
+			if !due[per] {
+				continue // inside the scanned range, but nothing new to place
 			}
 			tf := TableFile{Path: df.FilePath(), Period: per, Size: df.FileSizeBytes(), Rows: df.Count()}
 			st.files = append(st.files, tf)
 			st.dfs[tf.Path] = df
 		}
-	}
-	if err := c.readLastOffsets(ctx, t, p, st); err != nil {
-		return nil, err
 	}
 	st.plan = Build(p, st.raw, st.files, st.held)
 	return st, nil

@@ -186,3 +186,73 @@ func TestRunCostFollowsNewData(t *testing.T) {
 		t.Errorf("one-hour run: %d requests on %d files, %d on 3: grows with the table", bigHour, big, smallHour)
 	}
 }
+
+// idleRequests builds a table of 2n files: n closed hours of one file each,
+// and n files in the lab's hour, added by n runs; the raw files of the last
+// run are still inside raw_grace (already merged), the others are gone. It
+// returns the requests of a run then (idle: nothing to merge or delete).
+func idleRequests(t *testing.T, n int) int64 {
+	ctx := context.Background()
+	l := newLab(t)
+	cfg := outsideConfig(t, l)
+	l.write(t, cfg, 0, n, func(i int) int { return -3600 * (i + 1) }, "")
+	for k := range n {
+		if k > 0 {
+			var keys []string
+			if err := l.lake.List(ctx, "raw/", func(o store.ObjectInfo) error { keys = append(keys, o.Key); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.lake.Delete(ctx, keys...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.write(t, cfg, n+10*k, n+10*k+10, func(i int) int { return i % 60 }, "")
+		if _, _, err := l.compact(t, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reqs atomic.Int64
+	countFileIO(t, &reqs)
+	c := l.compactor(t, cfg)
+	c.Lake = countingStore{c.Lake, &reqs}
+	c.Warehouse = countingStore{c.Warehouse, &reqs}
+	files := 0
+	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := tbl.Scan().PlanFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = len(tasks)
+	if files != 2*n {
+		t.Fatalf("table has %d files, want %d", files, 2*n)
+	}
+	reqs.Store(0)
+	sum, err := c.Run(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Idle() {
+		t.Fatalf("run on %d files: %+v, want idle", files, sum)
+	}
+	got := reqs.Load()
+	t.Logf("idle run on %d table files (%d in the hour with raw files in grace): %d requests", files, n, got)
+	exact(t, c, 11*n)
+	return got
+}
+
+// TestIdlePlanningCostFollowsPartitionsTouched: a run whose raw files are
+// all already merged (inside raw_grace) costs the same requests on a table of
+// 6 files as on one of 60, 30 of them in the hour those raw files belong to:
+// what the table holds comes from the coverage index (one GET), not from a
+// footer per table file of the partitions touched.
+func TestIdlePlanningCostFollowsPartitionsTouched(t *testing.T) {
+	var small, big int64
+	t.Run("3", func(t *testing.T) { small = idleRequests(t, 3) })
+	t.Run("30", func(t *testing.T) { big = idleRequests(t, 30) })
+	if big > small {
+		t.Errorf("idle run: %d requests on 60 files, %d on 6: grows with the files of the partitions touched", big, small)
+	}
+}
