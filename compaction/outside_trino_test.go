@@ -59,9 +59,10 @@ func idleRun(t *testing.T, r *restLab, c *compaction.Compactor, what string) {
 }
 
 // TestOutsideMaintenanceTrinoREST: Trino's table maintenance (what Athena
-// runs: OPTIMIZE, then VACUUM's expire_snapshots and remove_orphan_files)
-// on a table lakesink writes, raw files still inside raw_grace throughout.
-// After optimize a run is idle and reads no table data file; late rows for an
+// runs: OPTIMIZE, then VACUUM's expire_snapshots and remove_orphan_files;
+// and optimize_manifests, Spark's rewrite_manifests) on a table lakesink
+// writes, raw files still inside raw_grace throughout. After optimize and
+// optimize_manifests a run is idle and reads no table data file; late rows for an
 // optimized hour merge exactly once; after expire_snapshots and
 // remove_orphan_files (retention 0, which did delete a planted orphan) the
 // coverage index object is still there and a run is idle again. Trino and
@@ -82,6 +83,18 @@ func TestOutsideMaintenanceTrinoREST(t *testing.T) {
 	r.compact(t, cfg)
 	if got := trinoFiles(t, r); got != "6" {
 		t.Fatalf("%s data files before optimize, want 6", got)
+	}
+
+	// rewrite_manifests (Trino clusters them by partition): a snapshot of
+	// its own, the same files.
+	manifests := func() string {
+		return fmt.Sprint(testbed.Trino(t, `SELECT count(*) FROM `+strings.TrimSuffix(r.table, "events")+`"events$manifests"`)[0][0])
+	}
+	c0 := r.compactor(t, cfg)
+	snap, before := snapshotID(t, c0), manifests()
+	testbed.Trino(t, "ALTER TABLE "+r.table+" EXECUTE optimize_manifests")
+	if after := manifests(); snapshotID(t, c0) == snap || after == before {
+		t.Fatalf("optimize_manifests changed nothing: %s manifests → %s", before, after)
 	}
 
 	testbed.Trino(t, "ALTER TABLE "+r.table+" EXECUTE optimize")
