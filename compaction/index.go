@@ -158,16 +158,28 @@ func (h Held) Coalesce() {
 // granularity) → topic → Kafka partition → [first, last, committed] triples,
 // committed in Unix seconds (0: unknown).
 type indexFile struct {
-	Version     int                                         `json:"version"`
-	TableUUID   string                                      `json:"table-uuid"`
-	Granularity string                                      `json:"granularity"`
-	Periods     map[string]map[string]map[string][][3]int64 `json:"periods"`
+	Version     int    `json:"version"`
+	TableUUID   string `json:"table-uuid"`
+	Granularity string `json:"granularity"`
+	// Job and Attempt name the commit the index was written for (its
+	// snapshot summary's lakesink.job-id and lakesink.attempt).
+	Job     string                                      `json:"job"`
+	Attempt int                                         `json:"attempt"`
+	Periods map[string]map[string]map[string][][3]int64 `json:"periods"`
 }
 
-// encodeIndex renders h as an index object of the table tableUUID.
-func encodeIndex(h Held, tableUUID string, g layout.Granularity) ([]byte, error) {
-	f := indexFile{Version: indexVersion, TableUUID: tableUUID, Granularity: granularityName(g),
-		Periods: map[string]map[string]map[string][][3]int64{}}
+// indexMeta is what an index object says about itself.
+type indexMeta struct {
+	TableUUID   string
+	Granularity layout.Granularity
+	Job         string
+	Attempt     int
+}
+
+// encodeIndex renders h as an index object.
+func encodeIndex(h Held, m indexMeta) ([]byte, error) {
+	f := indexFile{Version: indexVersion, TableUUID: m.TableUUID, Granularity: granularityName(m.Granularity),
+		Job: m.Job, Attempt: m.Attempt, Periods: map[string]map[string]map[string][][3]int64{}}
 	for per, ts := range h {
 		pm := map[string]map[string][][3]int64{}
 		for topic, ps := range ts {
@@ -194,39 +206,42 @@ func encodeIndex(h Held, tableUUID string, g layout.Granularity) ([]byte, error)
 	return (&zstd.Codec{Level: zstd.SpeedDefault}).Encode(nil, b)
 }
 
-// decodeIndex reads an index object of the table tableUUID.
-func decodeIndex(b []byte, tableUUID string, g layout.Granularity) (Held, error) {
+// decodeIndex reads an index object written for the table tableUUID of
+// granularity g, and returns the job and attempt it was written for.
+func decodeIndex(b []byte, tableUUID string, g layout.Granularity) (Held, indexMeta, error) {
+	var m indexMeta
 	raw, err := (&zstd.Codec{}).Decode(nil, b)
 	if err != nil {
-		return nil, fmt.Errorf("decompress: %w", err)
+		return nil, m, fmt.Errorf("decompress: %w", err)
 	}
 	var f indexFile
 	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, err
+		return nil, m, err
 	}
 	switch {
 	case f.Version != indexVersion:
-		return nil, fmt.Errorf("version %d, want %d", f.Version, indexVersion)
+		return nil, m, fmt.Errorf("version %d, want %d", f.Version, indexVersion)
 	case f.TableUUID != tableUUID:
-		return nil, fmt.Errorf("written for table %s, not this table (%s)", f.TableUUID, tableUUID)
+		return nil, m, fmt.Errorf("written for table %s, not this table (%s)", f.TableUUID, tableUUID)
 	case f.Granularity != granularityName(g):
-		return nil, fmt.Errorf("written for %s periods, the table's are %s", f.Granularity, granularityName(g))
+		return nil, m, fmt.Errorf("written for %s periods, the table's are %s", f.Granularity, granularityName(g))
 	}
+	m = indexMeta{TableUUID: f.TableUUID, Granularity: g, Job: f.Job, Attempt: f.Attempt}
 	h := Held{}
 	for ps, topics := range f.Periods {
 		per, err := strconv.ParseInt(ps, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("period %q: %w", ps, err)
+			return nil, m, fmt.Errorf("period %q: %w", ps, err)
 		}
 		for topic, parts := range topics {
 			for pn, spans := range parts {
 				part, err := strconv.ParseInt(pn, 10, 32)
 				if err != nil {
-					return nil, fmt.Errorf("partition %q: %w", pn, err)
+					return nil, m, fmt.Errorf("partition %q: %w", pn, err)
 				}
 				for _, s := range spans {
 					if s[0] > s[1] {
-						return nil, fmt.Errorf("%s/%s range [%d,%d] is reversed", topic, pn, s[0], s[1])
+						return nil, m, fmt.Errorf("%s/%s range [%d,%d] is reversed", topic, pn, s[0], s[1])
 					}
 					var at time.Time
 					if s[2] != 0 {
@@ -237,7 +252,7 @@ func decodeIndex(b []byte, tableUUID string, g layout.Granularity) (Held, error)
 			}
 		}
 	}
-	return h, nil
+	return h, m, nil
 }
 
 // granularityName is the config's name of g.
@@ -276,19 +291,54 @@ func (c *Compactor) readHeld(ctx context.Context, tname string, g layout.Granula
 	}
 	b, err := c.Warehouse.Get(ctx, key)
 	if err == nil {
-		held, err = decodeIndex(b, tbl.Metadata().TableUUID().String(), g)
-		if err == nil {
+		var m indexMeta
+		held, m, err = decodeIndex(b, tbl.Metadata().TableUUID().String(), g)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w: %w", ErrBadInput, err)
+		case rolledBack(tbl, m.Job, m.Attempt):
+			err = fmt.Errorf("%w: the table was rolled back to before the commit of job %s attempt %d, which wrote it", ErrBadInput, m.Job, m.Attempt)
+		default:
 			return held, true, nil
 		}
-		err = fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	if !store.IsNotFound(err) && !errors.Is(err, ErrBadInput) {
 		return nil, false, fmt.Errorf("read the coverage index %s: %w", uri, err)
 	}
-	// Someone deleted or damaged it: the footers are what is left.
+	// Deleted, damaged or rolled back: the footers are what is left.
 	c.Log.Warn("coverage index unusable; rebuilding it from the coverage footers of every table file", "table", tname, "file", uri, "err", err)
 	held, err = c.heldFromFooters(ctx, tbl)
 	return held, false, err
+}
+
+// rolledBack reports whether the snapshot of the commit of job and attempt
+// is in tbl but not an ancestor of its current snapshot: the table was
+// rolled back to before it (table properties do not roll back). A snapshot
+// expired since cannot tell, and counts as not rolled back.
+func rolledBack(tbl *table.Table, job string, attempt int) bool {
+	want := strconv.Itoa(attempt)
+	var ours *table.Snapshot
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.Summary != nil && s.Summary.Properties[SummaryJob] == job && s.Summary.Properties[SummaryAttempt] == want {
+			ours = &s
+			break
+		}
+	}
+	if job == "" || ours == nil {
+		return false
+	}
+	seen := map[int64]bool{}
+	for s := tbl.CurrentSnapshot(); s != nil && !seen[s.SnapshotID]; {
+		if s.SnapshotID == ours.SnapshotID {
+			return false
+		}
+		seen[s.SnapshotID] = true
+		if s.ParentSnapshotID == nil {
+			break
+		}
+		s = tbl.SnapshotByID(*s.ParentSnapshotID)
+	}
+	return true
 }
 
 // heldFromFooters builds Held from the coverage footers of every live file of
@@ -333,7 +383,7 @@ func (c *Compactor) heldFromFooters(ctx context.Context, tbl *table.Table) (Held
 // and attempt (rebased rebase times) and returns its key.
 func (c *Compactor) writeIndex(ctx context.Context, tbl *table.Table, g layout.Granularity, held Held, job string, attempt, rebase int) (string, error) {
 	held.Coalesce()
-	b, err := encodeIndex(held, tbl.Metadata().TableUUID().String(), g)
+	b, err := encodeIndex(held, indexMeta{TableUUID: tbl.Metadata().TableUUID().String(), Granularity: g, Job: job, Attempt: attempt})
 	if err != nil {
 		return "", fmt.Errorf("encode the coverage index: %w", err)
 	}

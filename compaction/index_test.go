@@ -50,16 +50,17 @@ func TestIndexRoundTrip(t *testing.T) {
 	h.Add(490000, "events", 0, Range{0, 99}, time.Unix(1764000000, 0))
 	h.Add(490000, "events", 3, Range{5, 5}, time.Time{})
 	h.Add(490001, "other.topic", 0, Range{100, 120}, time.Unix(1764000600, 0))
-	b, err := encodeIndex(h, "uuid-1", layout.Hour)
+	meta := indexMeta{TableUUID: "uuid-1", Granularity: layout.Hour, Job: "job-1", Attempt: 2}
+	b, err := encodeIndex(h, meta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeIndex(b, "uuid-1", layout.Hour)
+	got, m, err := decodeIndex(b, "uuid-1", layout.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(h) {
-		t.Errorf("read back %v, want %v", got, h)
+	if fmt.Sprint(got) != fmt.Sprint(h) || m != meta {
+		t.Errorf("read back %v %+v, want %v %+v", got, m, h, meta)
 	}
 	for _, tc := range []struct {
 		b    []byte
@@ -71,7 +72,7 @@ func TestIndexRoundTrip(t *testing.T) {
 		{b, "uuid-1", layout.Day, "written for hour periods"},
 		{b[:len(b)/2], "uuid-1", layout.Hour, "decompress"},
 	} {
-		if _, err := decodeIndex(tc.b, tc.uuid, tc.g); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, _, err := decodeIndex(tc.b, tc.uuid, tc.g); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("decode for %s/%v: %v, want an error with %q", tc.uuid, tc.g, err, tc.want)
 		}
 	}
@@ -98,13 +99,14 @@ func yearIndex() Held {
 // reporting its size: what each commit writes and each run reads.
 func BenchmarkIndexYear(b *testing.B) {
 	h := yearIndex()
-	enc, err := encodeIndex(h, "u", layout.Hour)
+	meta := indexMeta{TableUUID: "u", Granularity: layout.Hour}
+	enc, err := encodeIndex(h, meta)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("encode", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := encodeIndex(h, "u", layout.Hour); err != nil {
+			if _, err := encodeIndex(h, meta); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -113,7 +115,7 @@ func BenchmarkIndexYear(b *testing.B) {
 	})
 	b.Run("decode", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := decodeIndex(enc, "u", layout.Hour); err != nil {
+			if _, _, err := decodeIndex(enc, "u", layout.Hour); err != nil {
 				b.Fatal(err)
 			}
 		}
