@@ -2,9 +2,11 @@ package compaction_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/lake/store"
 )
 
 // TestConcurrentCompactorsConflict: two compactors rewrite the same hour at once,
@@ -34,5 +36,18 @@ func TestConcurrentCompactorsConflict(t *testing.T) {
 	}
 	if got := readNotes(t, tbl); len(got) != 150 { // readNotes fails on a row read twice
 		t.Fatalf("table holds %d distinct rows, want 150", len(got))
+	}
+	// The loser's coverage index object went with its outputs: one per commit
+	// is left, the property's among them.
+	var idx []string
+	if err := cs[0].Warehouse.List(context.Background(), ".lakesink/coverage/", func(o store.ObjectInfo) error {
+		idx = append(idx, cs[0].Warehouse.URI(o.Key))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	commits := 1 + sums[0].Commits + sums[1].Commits
+	if len(idx) != commits || !slices.Contains(idx, tbl.Properties()[compaction.IndexProperty]) {
+		t.Errorf("index objects %q after %d commits, property %s", idx, commits, tbl.Properties()[compaction.IndexProperty])
 	}
 }

@@ -341,3 +341,44 @@ func TestRollbackRebuildsCoverageIndex(t *testing.T) {
 	}
 	exact(t, c, 150)
 }
+
+// TestSupersededIndexesSwept: each commit writes an index object of its own;
+// the orphan sweep deletes those the property no longer names once they are
+// older than orphan_min_age, and keeps the current one.
+func TestSupersededIndexesSwept(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t)
+	cfg := outsideConfig(t, l)
+	for k := range 3 {
+		l.sink(t, cfg, 10*k, 10*k+10, "")
+		if _, _, err := l.compact(t, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := l.compactor(t, cfg)
+	indexes := func() []string {
+		var keys []string
+		if err := c.Warehouse.List(ctx, ".lakesink/coverage/", func(o store.ObjectInfo) error {
+			keys = append(keys, c.Warehouse.URI(o.Key))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if got := indexes(); len(got) != 3 {
+		t.Fatalf("index objects after 3 commits: %q, want 3", got)
+	}
+	current := indexURI(t, c)
+	// A sweep orphan_min_age and a day later.
+	later := time.Now().Add(cfg.Compaction.OrphanMinAge + 24*time.Hour)
+	c.Now = func() time.Time { return later }
+	sum, err := c.Run(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := indexes(); len(got) != 1 || got[0] != current || sum.OrphansDeleted != 2 {
+		t.Errorf("after the sweep: index objects %q, %d orphans deleted; want only %s, 2 deleted", got, sum.OrphansDeleted, current)
+	}
+	exact(t, c, 30)
+}
