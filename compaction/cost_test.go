@@ -216,16 +216,8 @@ func idleRequests(t *testing.T, n int) int64 {
 	c := l.compactor(t, cfg)
 	c.Lake = countingStore{c.Lake, &reqs}
 	c.Warehouse = countingStore{c.Warehouse, &reqs}
-	files := 0
-	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tasks, err := tbl.Scan().PlanFiles(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = len(tasks)
+	_, tasks := liveFiles(t, c)
+	files := len(tasks)
 	if files != 2*n {
 		t.Fatalf("table has %d files, want %d", files, 2*n)
 	}

@@ -53,11 +53,8 @@ func (s *readLog) dataReads() []string {
 	return out
 }
 
-// rewriteOutside rewrites every partition of the table with more than one
-// file into one file, as another engine's maintenance does (iceberg-go's own
-// RewriteDataFiles: its outputs carry no lakesink footer), and returns the
-// files before and after.
-func rewriteOutside(t *testing.T, c *compaction.Compactor) (before, after int) {
+// liveFiles loads the table and plans a scan of all its files.
+func liveFiles(t *testing.T, c *compaction.Compactor) (*table.Table, []table.FileScanTask) {
 	t.Helper()
 	ctx := context.Background()
 	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
@@ -68,6 +65,17 @@ func rewriteOutside(t *testing.T, c *compaction.Compactor) (before, after int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tbl, tasks
+}
+
+// rewriteOutside rewrites every partition of the table with more than one
+// file into one file, as another engine's maintenance does (iceberg-go's own
+// RewriteDataFiles: its outputs carry no lakesink footer), and returns the
+// files before and after.
+func rewriteOutside(t *testing.T, c *compaction.Compactor) (before, after int) {
+	t.Helper()
+	ctx := context.Background()
+	tbl, tasks := liveFiles(t, c)
 	by := map[string][]table.FileScanTask{}
 	for _, task := range tasks {
 		per, err := compaction.PeriodOf(task.File)
@@ -96,6 +104,31 @@ func rewriteOutside(t *testing.T, c *compaction.Compactor) (before, after int) {
 		t.Fatalf("outside rewrite: %v", err)
 	}
 	return len(tasks), len(tasks) - res.RemovedDataFiles + res.AddedDataFiles
+}
+
+// idleRun runs c, which must be idle: nothing merged or committed, no table
+// data file read, the snapshot and the index pointer unchanged.
+func idleRun(t *testing.T, c *compaction.Compactor, what string) {
+	t.Helper()
+	snap, index := snapshotID(t, c), indexURI(t, c)
+	wh := &readLog{Store: c.Warehouse}
+	c.Warehouse = wh
+	sum, err := c.Run(context.Background(), "")
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if !sum.Idle() || sum.Commits != 0 {
+		t.Errorf("%s: %d groups, %d files in, %d rows, %d duplicates, %d commits; want idle", what, sum.Groups, sum.FilesIn, sum.RowsIn, sum.Dups, sum.Commits)
+	}
+	if r := wh.dataReads(); len(r) > 0 {
+		t.Errorf("%s read %d table data files: %q", what, len(r), r)
+	}
+	if got := snapshotID(t, c); got != snap {
+		t.Errorf("%s: snapshot %d after, want %d", what, got, snap)
+	}
+	if got := indexURI(t, c); got != index {
+		t.Errorf("%s: index %s after, want %s", what, got, index)
+	}
 }
 
 // snapshotID is the table's current snapshot id.
@@ -141,8 +174,7 @@ func TestOutsideRewriteLeavesCompactIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := l.compactor(t, cfg)
-	index := indexURI(t, c)
-	if index == "" {
+	if indexURI(t, c) == "" {
 		t.Fatalf("no table property %s after two commits", compaction.IndexProperty)
 	}
 	before, after := rewriteOutside(t, c)
@@ -151,34 +183,15 @@ func TestOutsideRewriteLeavesCompactIdle(t *testing.T) {
 	}
 	exact(t, c, 600)
 
-	// Idle: nothing committed, no table data file read.
-	snap := snapshotID(t, c)
-	c = l.compactor(t, cfg)
-	wh := &readLog{Store: c.Warehouse}
-	c.Warehouse = wh
-	sum, err := c.Run(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sum.Idle() || sum.Commits != 0 {
-		t.Errorf("run after the outside rewrite: %d groups, %d files in, %d rows, %d duplicates, %d commits; want idle",
-			sum.Groups, sum.FilesIn, sum.RowsIn, sum.Dups, sum.Commits)
-	}
-	if got := snapshotID(t, c); got != snap {
-		t.Errorf("snapshot %d after the idle run, want %d", got, snap)
-	}
-	if r := wh.dataReads(); len(r) > 0 {
-		t.Errorf("the idle run read %d table data files: %q", len(r), r)
-	}
-	if got := indexURI(t, c); got != index {
-		t.Errorf("index %s after the outside rewrite and an idle run, want %s", got, index)
-	}
+	// Idle: nothing committed, no table data file read, the index kept.
+	idleRun(t, l.compactor(t, cfg), "the run after the outside rewrite")
 	exact(t, c, 600)
 
 	// Late rows for a rewritten hour: merged once, alone.
 	l.write(t, cfg, 600, 650, func(i int) int { return i % 60 }, "")
 	c = l.compactor(t, cfg)
-	if sum, err = c.Run(ctx, ""); err != nil {
+	sum, err := c.Run(ctx, "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Commits != 1 || sum.RowsIn != 50 || sum.Dups != 0 || sum.RowsOut != 50 {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/internal/testbed"
 	"github.com/lakesink/lakesink/lake/store"
 )
@@ -31,31 +30,6 @@ func trinoExact(t *testing.T, r *restLab, n int) {
 func trinoFiles(t *testing.T, r *restLab) string {
 	t.Helper()
 	return fmt.Sprint(testbed.Trino(t, `SELECT count(*) FROM `+strings.TrimSuffix(r.table, "events")+`"events$files"`)[0][0])
-}
-
-// idleRun runs a compaction that must be idle: nothing merged or committed,
-// no table data file read, the snapshot and the index pointer unchanged.
-func idleRun(t *testing.T, r *restLab, c *compaction.Compactor, what string) {
-	t.Helper()
-	snap, index := snapshotID(t, c), indexURI(t, c)
-	wh := &readLog{Store: c.Warehouse}
-	c.Warehouse = wh
-	sum, err := c.Run(context.Background(), "")
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	if !sum.Idle() || sum.Commits != 0 {
-		t.Errorf("%s: %d groups, %d files in, %d rows, %d duplicates, %d commits; want idle", what, sum.Groups, sum.FilesIn, sum.RowsIn, sum.Dups, sum.Commits)
-	}
-	if r := wh.dataReads(); len(r) > 0 {
-		t.Errorf("%s read %d table data files: %q", what, len(r), r)
-	}
-	if got := snapshotID(t, c); got != snap {
-		t.Errorf("%s: snapshot %d after, want %d", what, got, snap)
-	}
-	if got := indexURI(t, c); got != index {
-		t.Errorf("%s: index %s after, want %s", what, got, index)
-	}
 }
 
 // TestOutsideMaintenanceTrinoREST: Trino's table maintenance (what Athena
@@ -102,7 +76,7 @@ func TestOutsideMaintenanceTrinoREST(t *testing.T) {
 		t.Fatalf("%s data files after optimize, want 3", got)
 	}
 	trinoExact(t, r, 600)
-	idleRun(t, r, r.compactor(t, cfg), "the run after optimize")
+	idleRun(t, r.compactor(t, cfg), "the run after optimize")
 	trinoExact(t, r, 600)
 
 	// Late rows for an optimized hour: merged once.
@@ -112,7 +86,7 @@ func TestOutsideMaintenanceTrinoREST(t *testing.T) {
 		t.Errorf("late rows: %d commits, %d rows in, %d duplicates, %d out; want 1, 50, 0, 50", sum.Commits, sum.RowsIn, sum.Dups, sum.RowsOut)
 	}
 	trinoExact(t, r, 650)
-	idleRun(t, r, r.compactor(t, cfg), "the run after the late rows")
+	idleRun(t, r.compactor(t, cfg), "the run after the late rows")
 
 	// expire_snapshots and remove_orphan_files with retention 0.
 	c := r.compactor(t, cfg)
@@ -142,6 +116,6 @@ func TestOutsideMaintenanceTrinoREST(t *testing.T) {
 		t.Fatalf("the coverage index %s after remove_orphan_files: %v", indexKey, err)
 	}
 	trinoExact(t, r, 650)
-	idleRun(t, r, c, "the run after expire_snapshots and remove_orphan_files")
+	idleRun(t, c, "the run after expire_snapshots and remove_orphan_files")
 	trinoExact(t, r, 650)
 }
