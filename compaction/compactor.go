@@ -1,8 +1,10 @@
 // Package compaction merges the raw zone's small files of closed partitions
 // into large sorted Parquet files and commits them to an Iceberg table. Each
 // part has its file: the planner (plan.go: pure, files in, groups out), the
-// merger (merge.go: dedupe, sort, write), the committer (commit.go: one Iceberg
-// transaction per table and batch, lineage in the snapshot summary, clean
+// merger (merge.go: dedupe, sort, write), the coverage index (index.go: which
+// raw files the table holds, one object per commit named by a table
+// property), the committer (commit.go: one Iceberg transaction per table and
+// batch, lineage in the snapshot summary, the index pointer, clean
 // conflicts re-planned, unknown outcomes reconciled by job id), the cleaner
 // (clean.go: raw files after a grace period, snapshot expiry, orphan files),
 // progress and plan printing (progress.go), and the run loop that drives them
