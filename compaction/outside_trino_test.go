@@ -20,7 +20,11 @@ func trinoExact(t *testing.T, r *restLab, n int) {
 	if got, want := fmt.Sprint(row), fmt.Sprint([]int{n, n, n, 0, n - 1}); got != want {
 		t.Fatalf("trino: rows, distinct offsets, distinct n, min n, max n = %s, want %s", got, want)
 	}
-	s := testbed.IcebergQ(t, testbed.IcebergQuery{Catalog: "rest", URI: r.uri, Table: r.ns + ".events", IDColumn: "event_id", TimeColumn: "ts"})
+	q := testbed.IcebergQuery{Catalog: "rest", URI: r.uri, Table: r.ns + ".events", IDColumn: "event_id", TimeColumn: "ts"}
+	if r.catalog == testbed.TrinoGlue {
+		q.Catalog, q.URI, q.GlueEndpoint = "glue", "", r.uri
+	}
+	s := testbed.IcebergQ(t, q)
 	if s.Count != int64(n) || s.DupKeys == nil || *s.DupKeys != 0 {
 		t.Fatalf("pyiceberg: %s; want %d rows, no duplicate Kafka coordinates", s, n)
 	}
@@ -42,8 +46,18 @@ func trinoFiles(t *testing.T, r *restLab) string {
 // coverage index object is still there and a run is idle again. Trino and
 // PyIceberg read every row exactly once at each step.
 func TestOutsideMaintenanceTrinoREST(t *testing.T) {
+	outsideMaintenance(t, testbed.TrinoREST)
+}
+
+// TestOutsideMaintenanceTrinoGlue is TestOutsideMaintenanceTrinoREST on
+// Glue (moto), the catalog Athena maintains tables through.
+func TestOutsideMaintenanceTrinoGlue(t *testing.T) {
+	outsideMaintenance(t, testbed.TrinoGlue)
+}
+
+func outsideMaintenance(t *testing.T, catalog string) {
 	ctx := context.Background()
-	r := newRESTLab(t, "outside")
+	r := newTrinoLab(t, "outside", catalog)
 	cfg := r.config(t, time.Hour, "      - {name: note, type: string}\n")
 	cfg.Compaction.SmallFileRatio = 1e-9 // each run adds files next to the last run's
 	// The table's history.expire.min-snapshots-to-keep, which Trino's
@@ -101,8 +115,8 @@ func TestOutsideMaintenanceTrinoREST(t *testing.T) {
 	}
 	indexKey := strings.TrimPrefix(indexURI(t, c), c.Warehouse.URI(""))
 	s := testbed.TrinoSession{Properties: map[string]string{
-		testbed.TrinoREST + ".expire_snapshots_min_retention":    "0s",
-		testbed.TrinoREST + ".remove_orphan_files_min_retention": "0s",
+		catalog + ".expire_snapshots_min_retention":    "0s",
+		catalog + ".remove_orphan_files_min_retention": "0s",
 	}}
 	s.Query(t, "ALTER TABLE "+r.table+" EXECUTE expire_snapshots(retention_threshold => '0s')")
 	s.Query(t, "ALTER TABLE "+r.table+" EXECUTE remove_orphan_files(retention_threshold => '0s')")

@@ -20,25 +20,43 @@ import (
 
 // restLab is a lab on the bed: the raw zone and the warehouse on its S3
 // server under a prefix of the test's own, the table "events" in a namespace
-// of its own in the REST catalog, which Trino reads as TrinoREST.
+// of its own in the bed's REST catalog (or Glue on moto), which Trino reads
+// as TrinoREST (TrinoGlue).
 type restLab struct {
 	*lab
-	s3     testbed.S3Config
-	uri    string // the REST catalog
-	prefix string
-	ns     string
+	s3 testbed.S3Config
+	// catalog is the Trino catalog (TrinoREST or TrinoGlue); uri the REST
+	// catalog's URI or Glue's endpoint.
+	catalog, uri string
+	prefix       string
+	ns           string
 	// table is the table's name in Trino (catalog.namespace.events).
 	table string
 	hc    *http.Client
 }
 
-// newRESTLab sets up a restLab (skipping, or failing under
-// LAKESINK_REQUIRE_BED, before any work without Trino); the table and its
-// namespace are dropped through Trino when the test ends.
+// newRESTLab is newTrinoLab on the REST catalog.
 func newRESTLab(t *testing.T, name string) *restLab {
 	t.Helper()
+	return newTrinoLab(t, name, testbed.TrinoREST)
+}
+
+// newTrinoLab sets up a restLab on the catalog Trino reads as catalog
+// (TrinoREST or TrinoGlue), skipping, or failing under LAKESINK_REQUIRE_BED,
+// before any work without Trino; the table and its namespace are dropped
+// through Trino when the test ends.
+func newTrinoLab(t *testing.T, name, catalog string) *restLab {
+	t.Helper()
 	testbed.TrinoURI(t)
-	r := &restLab{s3: testbed.S3(t), uri: testbed.REST(t)}
+	r := &restLab{s3: testbed.S3(t), catalog: catalog}
+	switch catalog {
+	case testbed.TrinoREST:
+		r.uri = testbed.REST(t)
+	case testbed.TrinoGlue:
+		r.uri = testbed.Glue(t)
+	default:
+		t.Fatalf("no lab for Trino catalog %s", catalog)
+	}
 	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": r.s3.AccessKey, "AWS_SECRET_ACCESS_KEY": r.s3.SecretKey, "AWS_REGION": r.s3.Region} {
 		t.Setenv(k, v)
 	}
@@ -51,12 +69,12 @@ func newRESTLab(t *testing.T, name string) *restLab {
 	})
 	r.prefix = testbed.UniqueName(t, name) + "/"
 	r.ns = strings.ReplaceAll(testbed.UniqueName(t, "ns"), "-", "_")
-	r.table = testbed.TrinoREST + "." + r.ns + ".events"
+	r.table = catalog + "." + r.ns + ".events"
 	t.Cleanup(func() {
 		if _, err := testbed.TrinoExec(t, "DROP TABLE IF EXISTS "+r.table); err != nil {
 			t.Logf("drop %s: %v", r.table, err)
 		}
-		if _, err := testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS "+testbed.TrinoREST+"."+r.ns); err != nil {
+		if _, err := testbed.TrinoExec(t, "DROP SCHEMA IF EXISTS "+catalog+"."+r.ns); err != nil {
 			t.Logf("drop schema %s: %v", r.ns, err)
 		}
 	})
@@ -79,14 +97,18 @@ func (r *restLab) store(t *testing.T, p string) store.Store {
 // grace) with the extra column declarations.
 func (r *restLab) config(t *testing.T, grace time.Duration, extraColumns string) *config.Config {
 	t.Helper()
+	cat := fmt.Sprintf("rest: {uri: %q}", r.uri)
+	if r.catalog == testbed.TrinoGlue {
+		cat = fmt.Sprintf("glue: {region: %s, endpoint: %q}", r.s3.Region, r.uri)
+	}
 	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
 s3: {bucket: %s, prefix: %s, region: %s, endpoint: %q, path_style: true}
 dead_letter: {topic: dlq}
 catalog:
-  type: rest
+  type: %s
   namespace: %s
   warehouse: s3://%s/%swarehouse
-  rest: {uri: %q}
+  %s
 compaction: {lateness: 0s, raw_grace: %s}
 tables:
   - name: events
@@ -97,7 +119,7 @@ tables:
       - {name: n, type: int64}
 %s    event_time: {column: ts, granularity: hour}
     sort_by: [ts]
-`, r.s3.Bucket, r.prefix, r.s3.Region, r.s3.Endpoint, r.ns, r.s3.Bucket, r.prefix, r.uri, grace, extraColumns)
+`, r.s3.Bucket, r.prefix, r.s3.Region, r.s3.Endpoint, strings.SplitN(cat, ":", 2)[0], r.ns, r.s3.Bucket, r.prefix, cat, grace, extraColumns)
 	cfg, err := config.Parse([]byte(y), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,7 +99,7 @@ func TrinoExec(t testing.TB, sql string) (TrinoResult, error) {
 type TrinoSession struct {
 	Catalog, Schema string
 	// Properties are session properties, e.g. {"rest.expire_snapshots_min_retention": "0s"}
-	// (catalog properties are prefixed with the catalog's name).
+	// (catalog properties are prefixed with the catalog's name; values without commas).
 	Properties map[string]string
 }
 
@@ -159,8 +160,14 @@ func trinoRun(ctx context.Context, uri string, s TrinoSession, sql string) (Trin
 		if s.Schema != "" {
 			req.Header.Set("X-Trino-Schema", s.Schema)
 		}
-		for k, v := range s.Properties {
-			req.Header.Add("X-Trino-Session", k+"="+v)
+		if len(s.Properties) > 0 {
+			// One header, comma-separated (values must not hold commas).
+			var kv []string
+			for k, v := range s.Properties {
+				kv = append(kv, k+"="+v)
+			}
+			sort.Strings(kv)
+			req.Header.Set("X-Trino-Session", strings.Join(kv, ","))
 		}
 		// Without it Trino rounds timestamps to milliseconds for old clients.
 		req.Header.Set("X-Trino-Client-Capabilities", "PARAMETRIC_DATETIME")
