@@ -151,6 +151,18 @@ func TestShardsRebaseWithoutRemerge(t *testing.T) {
 		t.Errorf("shard lineage: %d commits of shards, %v; want 3, no error", n, err)
 	}
 	t.Logf("%d conflicts, all rebased", conflicts)
+	// The coverage index of the last commit holds every shard's raw files (a
+	// rebased commit's index is written for the table it is rebased on): a
+	// sink replaying the whole backfill has nothing to merge.
+	l.backfill(t, cfg, 300, 6)
+	sum, err := l.compactor(t, cfg).Run(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Groups != 0 || sum.RowsOut != 0 || sum.RawDeleted == 0 {
+		t.Errorf("replayed backfill: %d groups, %d rows out, %d raw files deleted; want none merged, all deleted as held", sum.Groups, sum.RowsOut, sum.RawDeleted)
+	}
+	exact(t, cs[0], 300)
 }
 
 // TestShardConflictOnOwnPartitionReplans: an unsharded compactor and shard
