@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
@@ -73,7 +74,7 @@ func Open(ctx context.Context, cfg *config.Config) (*Catalog, error) {
 		}
 		p := maps.Clone(props)
 		p["warehouse"] = c.Warehouse
-		sc, err := sqlcat.NewCatalog(cc.Name, db, dialect, p)
+		sc, err := newSQLCatalog(ctx, cc.Name, db, dialect, p)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open sql catalog: %w", err)
@@ -173,6 +174,27 @@ func (c *Catalog) ensureNamespace(ctx context.Context) error {
 		return fmt.Errorf("create namespace %s: %w", strings.Join(c.Namespace, "."), err)
 	}
 	return nil
+}
+
+// newSQLCatalog opens iceberg-go's SQL catalog, which creates its tables on
+// open. Openers of a fresh catalog race to create them (the shards of an Indexed
+// Job start together), and on PostgreSQL the losers fail ("type ... already
+// exists", a unique violation on pg_type); a second try finds the tables. A
+// failure that persists through the tries (a wrong database, no privilege) is
+// returned.
+func newSQLCatalog(ctx context.Context, name string, db *sql.DB, dialect sqlcat.SupportedDialect, props iceberg.Properties) (*sqlcat.Catalog, error) {
+	const tries = 5
+	for attempt := 1; ; attempt++ {
+		sc, err := sqlcat.NewCatalog(name, db, dialect, props)
+		if err == nil || attempt == tries {
+			return sc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
 }
 
 // Ident returns the identifier of a table in the lakesink namespace.
