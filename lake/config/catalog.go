@@ -101,6 +101,8 @@ func (p *Compaction) validate() error {
 		return keyErr("compaction.max_partitions_per_commit", "must be at least 1")
 	case p.MaxDuration < 0:
 		return keyErr("compaction.max_duration", "must not be negative")
+	case p.MaxWait < p.Lateness:
+		return keyErr("compaction.max_wait", "%s is shorter than compaction.lateness %s (equal to it turns watermark waiting off)", p.MaxWait, p.Lateness)
 	case p.CommitAttempts < 1:
 		return keyErr("compaction.commit_attempts", "must be at least 1")
 	case p.CommitTimeout < time.Second:

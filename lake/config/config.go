@@ -89,8 +89,13 @@ type CatalogREST struct {
 
 // Compaction configures lakesink compact.
 type Compaction struct {
-	// Lateness is how long after a partition's end the compactor waits before touching it.
+	// Lateness is how long after a partition's end the compactor waits before touching it;
+	// with watermarks, also how far past its end every source partition's watermark must be.
 	Lateness time.Duration `yaml:"lateness"`
+	// MaxWait is the wall-clock upper bound of waiting for watermarks: a partition
+	// (hour or day) whose end is MaxWait ago closes even if a source partition's
+	// watermark holds it back (docs/watermarks.md). Default 6h; at least lateness.
+	MaxWait time.Duration `yaml:"max_wait"`
 	// SmallFileRatio: a table file below this fraction of the target size is merged again.
 	SmallFileRatio float64 `yaml:"small_file_ratio"`
 	// RowGroupSize is the uncompressed size at which an output row group is cut.
@@ -242,6 +247,10 @@ type EventTime struct {
 	NotBefore time.Time `yaml:"not_before"`
 	// MaxFuture rejects event times further than this ahead of the wall clock.
 	MaxFuture time.Duration `yaml:"max_future"`
+	// MaxLateness is how far out of order event times may arrive: the sink's
+	// watermark of a partition is the latest committed event time less this
+	// (docs/watermarks.md). Unset means compaction.lateness (Config.MaxLateness).
+	MaxLateness *time.Duration `yaml:"max_lateness,omitempty"`
 }
 
 // Flush bounds how long, how much and how many records the sink holds.
@@ -322,6 +331,7 @@ func Default() Config {
 		},
 		Compaction: Compaction{
 			Lateness:               15 * time.Minute,
+			MaxWait:                6 * time.Hour,
 			SmallFileRatio:         0.75,
 			RowGroupSize:           128 * MiB,
 			MemoryBudget:           512 * MiB,
@@ -436,6 +446,14 @@ func (c *Config) TableByTopic() map[string]int {
 		}
 	}
 	return m
+}
+
+// MaxLateness is a table's event_time.max_lateness, or compaction.lateness when unset.
+func (c *Config) MaxLateness(t *Table) time.Duration {
+	if t.EventTime.MaxLateness != nil {
+		return *t.EventTime.MaxLateness
+	}
+	return c.Compaction.Lateness
 }
 
 // Topics lists every source topic, in table order.

@@ -129,3 +129,19 @@ func TestParseType(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxLatenessDefaultsToCompactionLateness(t *testing.T) {
+	full, err := config.Load("../../testdata/config/full.good.yaml", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := full.MaxLateness(&full.Tables[0]); got != 10*time.Minute {
+		t.Errorf("max_lateness of %s = %s, want the 10m set", full.Tables[0].Name, got)
+	}
+	if got := full.MaxLateness(&full.Tables[1]); got != full.Compaction.Lateness {
+		t.Errorf("max_lateness of %s = %s, want compaction.lateness %s", full.Tables[1].Name, got, full.Compaction.Lateness)
+	}
+	if full.Compaction.MaxWait != 6*time.Hour {
+		t.Errorf("compaction.max_wait = %s, want 6h", full.Compaction.MaxWait)
+	}
+}

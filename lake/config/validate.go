@@ -253,6 +253,9 @@ func (t *Table) validate(key string) error {
 	if et.MaxFuture <= 0 {
 		return keyErr(key+".event_time.max_future", "must be positive")
 	}
+	if et.MaxLateness != nil && *et.MaxLateness < 0 {
+		return keyErr(key+".event_time.max_lateness", "must not be negative")
+	}
 	for i, s := range t.SortBy {
 		if cols[s] == nil && !slices.Contains(ReservedColumns, s) {
 			return keyErr(fmt.Sprintf("%s.sort_by[%d]", key, i), "%q is not a column of the table", s)

@@ -151,3 +151,7 @@ func TestLocalPing(t *testing.T) {
 		t.Fatal("ping of a replaced directory succeeded")
 	}
 }
+
+func TestLocalSwap(t *testing.T) {
+	storetest.RunSwap(t, func(t *testing.T) store.Swapper { return newLocal(t, t.TempDir()) })
+}

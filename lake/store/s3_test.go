@@ -324,3 +324,7 @@ func TestS3PutIntegrity(t *testing.T) {
 		t.Fatalf("stat after the refused create: %v, want not found", err)
 	}
 }
+
+func TestS3Swap(t *testing.T) {
+	storetest.RunSwap(t, func(t *testing.T) store.Swapper { return newS3(t, bedS3(t)) })
+}
