@@ -39,6 +39,8 @@ type tpState struct {
 	committed     int64
 	committedMeta string
 	checkpoint    string
+	// events tracks event times for the partition's watermark (watermark.go).
+	events eventTimes
 }
 
 func newTPState(topic string, partition int32) *tpState {

@@ -269,6 +269,9 @@ func (e *Engine) Process(ctx context.Context, r *decode.Record, epoch int32) (Ou
 		rejected()
 		return Rejected, err
 	}
+	if st.events.observe(r.Offset, et) {
+		e.m.LateRecords.WithLabelValues(t.Config.Name).Inc()
+	}
 	period := int64(layout.PeriodOf(t.Gran, et))
 	if st.skip(t.Config.Name, period, r.Offset) {
 		handled()
@@ -643,6 +646,7 @@ func (e *Engine) Committed(c Commit) {
 			e.stale = append(e.stale, st.checkpoint)
 		}
 		st.checkpoint = c.CheckpointKey
+		st.events.committed(c.Offset)
 	}
 }
 

@@ -146,6 +146,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer stopWorkers()
 	s.eng.Start(workerCtx)
 	defer s.eng.Close()
+	stopWatermarks := s.startWatermarks(ctx)
+	defer stopWatermarks()
 
 	err := s.loop(ctx)
 	if err != nil {
@@ -170,6 +172,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.log.Error("final commit failed", "err", err)
 	}
 	s.checkpoint(sctx, nil) // deletes the checkpoint objects the final commit made stale
+	stopWatermarks()
+	s.finalWatermarks(sctx)
 	s.cl.AllowRebalance()
 	s.cl.Close() // leaves the group; revoke callbacks find nothing left to flush
 	s.log.Info("shut down cleanly")

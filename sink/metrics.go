@@ -32,6 +32,10 @@ type Metrics struct {
 	S3Retries           *prometheus.CounterVec
 	AvroUnknownFields   *prometheus.CounterVec // decode.Options.OnUnknownFields
 	RegistryErrors      prometheus.Counter
+	// Watermarks (watermark.go).
+	LateRecords     *prometheus.CounterVec
+	Watermark       *prometheus.GaugeVec
+	WatermarkWrites *prometheus.CounterVec
 }
 
 // NewMetrics registers the sink metrics on reg.
@@ -89,5 +93,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Avro writer schema ids seen with fields the table has no column for (ignored until the columns change)."}, []string{"table"}),
 		RegistryErrors: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "schema_registry_errors_total",
 			Help: "Failed Schema Registry requests (retried; records wait, never dead-lettered for it)."}),
+		LateRecords: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "late_records_total",
+			Help: "Records whose event time is below their partition's stored watermark (later than it promised): landed and merged all the same."}, []string{"table"}),
+		Watermark: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "watermark_timestamp_seconds",
+			Help: "Stored event-time watermark of each partition this replica holds (Unix time)."}, []string{"topic", "partition"}),
+		WatermarkWrites: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "watermark_writes_total",
+			Help: "Watermark updates, by result (written, unchanged, error)."}, []string{"result"}),
 	}
 }
