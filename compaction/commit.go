@@ -237,7 +237,15 @@ func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, add
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return fmt.Errorf("%w: %w", errStage, err)
 	}
-	if err := tx.SetProperties(c.indexProps(index)); err != nil {
+	// The coverage index (index.go) and the final-through time (final.go) as
+	// table properties, in the same commit; the final-through never behind
+	// the table's (another shard's commit may have moved it since we planned).
+	props = keepFinalThrough(tbl, props)
+	tprops := c.indexProps(index)
+	if ft := props[SummaryFinalThrough]; ft != "" {
+		tprops[PropFinalThrough] = ft
+	}
+	if err := tx.SetProperties(tprops); err != nil {
 		return fmt.Errorf("%w: %w", errStage, err)
 	}
 	// Outputs get fresh names (job, attempt, uuid) and are never in the table:

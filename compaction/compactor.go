@@ -192,6 +192,10 @@ type state struct {
 	attempt int
 	// committed is set once the batch's commit is in the table.
 	committed bool
+	// fin is what the watermarks said when the batch was planned (final.go).
+	fin finality
+	// othersFrom is the earliest period with raw files another shard owns.
+	othersFrom *layout.Period
 }
 
 func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) error {
@@ -224,17 +228,21 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 	// plan defers nothing (or the deadline passes between two commits).
 	attempts := c.Cfg.Compaction.CommitAttempts
 	var prog *batchProgress
+	var last *state
 	for attempt, tries := 1, 1; ; attempt++ {
 		st, err := c.load(ctx, t, g, tbl)
 		if err != nil {
 			return err
 		}
+		last = st
 		if c.DryRun {
 			c.printPlan(t, g, st)
+			c.reportFinality(t, g, st, tbl)
 			return nil
 		}
 		if prog == nil {
 			prog = newBatchProgress(c, t.Name, st.plan)
+			c.reportFinality(t, g, st, tbl)
 		}
 		st.attempt = attempt
 		err = c.compactOnce(ctx, t, g, st, sum)
@@ -286,6 +294,7 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 	if err != nil {
 		return fmt.Errorf("reload table: %w", err)
 	}
+	tbl = c.advanceFinal(ctx, t, g, last, tbl)
 	return c.maintain(ctx, t, tbl, sum)
 }
 
@@ -320,7 +329,13 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 			return nil
 		}
 		if !c.Shard.Owns(t.Name, k.Period) {
-			return nil // another shard's partition
+			// Another shard's partition; the earliest bounds what this
+			// shard may call final (final.go).
+			if st.othersFrom == nil || k.Period < *st.othersFrom {
+				per := k.Period
+				st.othersFrom = &per
+			}
+			return nil
 		}
 		st.raw = append(st.raw, RawFile{Key: o.Key, Topic: k.Topic, Partition: k.Partition, First: k.FirstOffset,
 			Last: LastUnknown, Size: o.Size, Modified: o.Modified, Period: k.Period})
@@ -330,7 +345,11 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		return nil, fmt.Errorf("list raw zone: %w", err)
 	}
 	now := c.Now()
+	if st.fin, err = c.finality(ctx, t, now); err != nil {
+		return nil, err
+	}
 	p := c.params(t, g, now)
+	p.Through = st.fin.through
 	rawPeriods := map[layout.Period]bool{}
 	for _, r := range st.raw {
 		if p.Closed(r.Period) {
@@ -619,7 +638,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		st.plan.Delete = append(st.plan.Delete, c.pastGrace(empty)...)
 		return nil
 	}
-	props := lineage(sum.Job, st.attempt, inputs, all)
+	props := withFinalThrough(lineage(sum.Job, st.attempt, inputs, all), finalThrough(g, st, tbl))
 	if c.Shard.Sharded() {
 		props[SummaryShard] = c.Shard.String()
 	}

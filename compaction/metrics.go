@@ -1,6 +1,8 @@
 package compaction
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -24,6 +26,9 @@ type Metrics struct {
 	Halted      prometheus.Gauge
 	MoreToDo    prometheus.Gauge
 	Commits     *prometheus.CounterVec
+	// FinalThrough and WatermarkHeld are the table's finality (final.go).
+	FinalThrough  *prometheus.GaugeVec
+	WatermarkHeld *prometheus.GaugeVec
 }
 
 // NewMetrics registers the compactor's metrics on reg.
@@ -65,6 +70,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the last run stopped at --max-duration (between commits) with partitions still due; the next run goes on."}),
 		Commits: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commits_total",
 			Help: "Iceberg commits made (one per batch of at most max_partitions_per_commit partitions)."}, tl),
+		FinalThrough: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "table_final_through_timestamp_seconds",
+			Help: "The table's lakesink.final-through (Unix time): every row with an earlier event time is in the table, late records aside."}, tl),
+		WatermarkHeld: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_watermark_held_partitions",
+			Help: "Source partitions whose watermark holds back the table's earliest due partition (0: none waits)."}, tl),
 	}
 }
 
@@ -89,6 +98,18 @@ func (m *Metrics) reconciled(table, outcome string) {
 func (m *Metrics) committed(table string) {
 	if m != nil {
 		m.Commits.WithLabelValues(table).Inc()
+	}
+}
+
+func (m *Metrics) finalThrough(table string, t time.Time) {
+	if m != nil {
+		m.FinalThrough.WithLabelValues(table).Set(float64(t.Unix()))
+	}
+}
+
+func (m *Metrics) held(table string, n int) {
+	if m != nil {
+		m.WatermarkHeld.WithLabelValues(table).Set(float64(n))
 	}
 }
 
@@ -118,6 +139,7 @@ func (m *Metrics) Touch(table string) {
 	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.Rebased, m.RawDeleted, m.Commits} {
 		v.WithLabelValues(table)
 	}
+	m.WatermarkHeld.WithLabelValues(table)
 	for _, outcome := range []string{"applied", "absent", "unknown"} {
 		m.Reconciled.WithLabelValues(table, outcome)
 	}

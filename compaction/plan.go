@@ -57,6 +57,9 @@ type Plan struct {
 	// Deferred counts closed periods with work left for a later commit
 	// because the plan reached MaxPeriods: the run loops while it is above 0.
 	Deferred int
+	// FirstDeferred is the earliest deferred period (when Deferred > 0): the
+	// table is final only before it.
+	FirstDeferred layout.Period
 }
 
 // Params are the planner's settings.
@@ -65,6 +68,10 @@ type Params struct {
 	Granularity layout.Granularity
 	// Lateness is added to a period's end before it counts as closed.
 	Lateness time.Duration
+	// Through, when set, also bounds closing: a period closes only if it
+	// ends at or before Through (watermark.Through: the watermarks of every
+	// source partition, bounded by compaction.max_wait).
+	Through time.Time
 	// Target is the output file size.
 	Target int64
 	// SmallRatio: table files below SmallRatio*Target are merged again.
@@ -75,10 +82,11 @@ type Params struct {
 	MaxPeriods int
 }
 
-// Closed reports whether a period is past the watermark.
+// Closed reports whether a period is closed: it ended Lateness ago by the wall
+// clock, and at or before Through when that is set.
 func (p Params) Closed(period layout.Period) bool {
 	end := period.Start(p.Granularity).Add(time.Duration(p.Granularity.Micros()) * time.Microsecond)
-	return !end.Add(p.Lateness).After(p.Now)
+	return !end.Add(p.Lateness).After(p.Now) && (p.Through.IsZero() || !end.After(p.Through))
 }
 
 // Build plans one table: which raw files are new (held tells which the table
@@ -137,6 +145,9 @@ func Build(p Params, raw []RawFile, files []TableFile, held Held) Plan {
 		if p.MaxPeriods > 0 && touched == p.MaxPeriods {
 			// Left for the next commit; its raw files count as waiting.
 			plan.Open += len(fresh)
+			if plan.Deferred == 0 {
+				plan.FirstDeferred = per
+			}
 			plan.Deferred++
 			continue
 		}

@@ -97,6 +97,11 @@ func runPlanCase(in string) (string, error) {
 			if v, ok := kv["max_periods"]; ok {
 				p.MaxPeriods, _ = strconv.Atoi(v)
 			}
+			if v, ok := kv["through"]; ok {
+				if p.Through, err = time.Parse(time.RFC3339, v); err != nil {
+					return "", bad(err)
+				}
+			}
 		case "raw": // raw HOUR topic.partition.first size=N [last=M|unknown] (last defaults to first)
 			per, err := hour(f[1])
 			if err != nil {
@@ -167,5 +172,8 @@ func runPlanCase(in string) (string, error) {
 		fmt.Fprintf(&b, "delete %s\n", r.Key)
 	}
 	fmt.Fprintf(&b, "covered=%d open=%d skipped=%d\n", plan.Covered, plan.Open, plan.Skipped)
+	if plan.Deferred > 0 {
+		fmt.Fprintf(&b, "deferred=%d first=%s\n", plan.Deferred, plan.FirstDeferred.Start(p.Granularity).Format("2006-01-02T15"))
+	}
 	return b.String(), nil
 }
