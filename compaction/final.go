@@ -151,32 +151,17 @@ func (c *Compactor) advanceFinal(ctx context.Context, t *config.Table, g layout.
 	return tbl
 }
 
-// reportFinality logs and prints, for a run or a dry run, the table's closing
-// point and the source partitions that hold due periods back: periods with
-// raw files past the wall-clock rule but not closed (waiting), and periods
-// closed only because compaction.max_wait passed (forced).
+// reportFinality logs and prints, for a run or a dry run, the table's
+// final-through time and what holds the next period back: when that period
+// is due by the wall clock (its end + lateness has passed) but not closed, the
+// source partitions whose watermarks are behind it — whether or not it has raw
+// files yet (a stopped sink's backlog is still in Kafka). It also says which
+// periods with raw files close only because compaction.max_wait passed.
 func (c *Compactor) reportFinality(t *config.Table, g layout.Granularity, st *state, tbl *table.Table) {
 	f := st.fin
-	lateness := c.Cfg.Compaction.Lateness
+	cc := c.Cfg.Compaction
 	now := c.Now()
-	var waiting, forced []layout.Period
-	seen := map[layout.Period]bool{}
-	for _, r := range st.raw {
-		if seen[r.Period] {
-			continue
-		}
-		seen[r.Period] = true
-		end := (r.Period + 1).Start(g)
-		if end.Add(lateness).After(now) {
-			continue // open by the wall clock anyway
-		}
-		switch {
-		case end.After(f.through):
-			waiting = append(waiting, r.Period)
-		case f.known && (f.byWatermarks.IsZero() || end.After(f.byWatermarks)):
-			forced = append(forced, r.Period)
-		}
-	}
+	ft := finalThrough(g, st, tbl)
 	rule := "wall clock (no watermarks for its topics)"
 	if f.known {
 		rule = "watermarks"
@@ -184,21 +169,41 @@ func (c *Compactor) reportFinality(t *config.Table, g layout.Granularity, st *st
 			rule += ", lowest " + low.UTC().Format(time.RFC3339)
 		}
 	}
-	c.printf("table %s: final through %s (closing rule: %s)", t.Name, finalThrough(g, st, tbl).Format(time.RFC3339), rule)
+	c.printf("table %s: final through %s (closing rule: %s)", t.Name, ft.Format(time.RFC3339), rule)
 	held := 0
-	if len(waiting) > 0 {
-		first := minPeriod(waiting)
-		hs := f.wm.Behind((first + 1).Start(g).Add(lateness))
+	next := layout.PeriodOf(g, ft.UnixMicro())
+	if end := (next + 1).Start(g); f.known && !end.Add(cc.Lateness).After(now) && end.After(f.through) {
+		waiting := 0
+		seen := map[layout.Period]bool{}
+		for _, r := range st.raw {
+			if !seen[r.Period] && r.Period >= next && !(r.Period + 1).Start(g).Add(cc.Lateness).After(now) && (r.Period + 1).Start(g).After(f.through) {
+				waiting++
+			}
+			seen[r.Period] = true
+		}
+		hs := f.wm.Behind(end.Add(cc.Lateness))
 		held = len(hs)
-		c.printf("  %d partitions with raw files wait for watermarks (the first %s, closing by compaction.max_wait at %s); held back by %s",
-			len(waiting), layout.Dir(g, first), (first + 1).Start(g).Add(c.Cfg.Compaction.MaxWait).UTC().Format(time.RFC3339), watermark.Join(hs, 10))
-		c.Log.Info("partitions wait for watermarks", "table", t.Name, "waiting", len(waiting), "first", layout.Dir(g, first), "held_by", watermark.Join(hs, 10))
+		c.printf("  %s waits for watermarks (due by the wall clock; closes by compaction.max_wait at %s; %d partitions with raw files wait); held back by %s",
+			layout.Dir(g, next), end.Add(cc.MaxWait).UTC().Format(time.RFC3339), waiting, watermark.Join(hs, 10))
+		c.Log.Info("partitions wait for watermarks", "table", t.Name, "next", layout.Dir(g, next), "waiting", waiting, "held_by", watermark.Join(hs, 10))
+	}
+	var forced []layout.Period
+	seen := map[layout.Period]bool{}
+	for _, r := range st.raw {
+		if seen[r.Period] {
+			continue
+		}
+		seen[r.Period] = true
+		end := (r.Period + 1).Start(g)
+		if !end.Add(cc.Lateness).After(now) && !end.After(f.through) && f.known && (f.byWatermarks.IsZero() || end.After(f.byWatermarks)) {
+			forced = append(forced, r.Period)
+		}
 	}
 	if len(forced) > 0 {
 		first := minPeriod(forced)
-		hs := f.wm.Behind((first + 1).Start(g).Add(lateness))
+		hs := f.wm.Behind((first + 1).Start(g).Add(cc.Lateness))
 		c.printf("  %d partitions close by compaction.max_wait (%s) although watermarks hold them back (the first %s); held back by %s",
-			len(forced), c.Cfg.Compaction.MaxWait, layout.Dir(g, first), watermark.Join(hs, 10))
+			len(forced), cc.MaxWait, layout.Dir(g, first), watermark.Join(hs, 10))
 		c.Log.Warn("closing partitions past compaction.max_wait although watermarks hold them back", "table", t.Name,
 			"forced", len(forced), "first", layout.Dir(g, first), "held_by", watermark.Join(hs, 10))
 	}

@@ -68,7 +68,7 @@ func TestWatermarksCloseHours(t *testing.T) {
 	if sum.Groups != 0 {
 		t.Fatalf("merged %d groups with partition 1 holding the table back:\n%s", sum.Groups, out)
 	}
-	if !strings.Contains(out, "2 partitions with raw files wait for watermarks") || !strings.Contains(out, "events/1 (no watermark)") {
+	if !strings.Contains(out, "waits for watermarks (due by the wall clock") || !strings.Contains(out, "; 2 partitions with raw files wait)") || !strings.Contains(out, "events/1 (no watermark)") {
 		t.Fatalf("the run does not say what holds it back:\n%s", out)
 	}
 	if _, prop, _ := lastFinal(t, c); prop != now.Add(-cfg.Compaction.MaxWait).UTC().Truncate(time.Hour).Format(time.RFC3339) {

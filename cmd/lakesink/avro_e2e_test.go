@@ -214,7 +214,7 @@ tables:
 	f.expect.Count, f.expect.IDSum = n+late, sum0[0][0].(string)
 	catYAML, uri, wh := sqliteCatalog(t, b, b.prefix)
 	compactCfg := filepath.Join(t.TempDir(), "compact.yaml")
-	if err := os.WriteFile(compactCfg, []byte(y+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n"), 0o600); err != nil {
+	if err := os.WriteFile(compactCfg, []byte(y+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n  max_wait: 0s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, out := f.compactRun(t, compactCfg); code != 0 {

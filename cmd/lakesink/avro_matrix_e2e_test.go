@@ -451,7 +451,7 @@ func TestE2EAvroEvolutionMatrix(t *testing.T) {
 	// 3. One compaction commits every table; DuckDB reads each back through Iceberg.
 	catYAML, uri, wh := sqliteCatalog(t, b, b.prefix)
 	compactCfg := filepath.Join(t.TempDir(), "compact.yaml")
-	if err := os.WriteFile(compactCfg, []byte(readFile(t, cfgFixed)+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n"), 0o600); err != nil {
+	if err := os.WriteFile(compactCfg, []byte(readFile(t, cfgFixed)+"catalog:\n"+catYAML+"\ncompaction:\n  lateness: 0s\n  raw_grace: 0s\n  max_wait: 0s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f := &lakeFixture{b: b, src: b.prefix}

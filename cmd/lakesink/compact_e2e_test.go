@@ -133,13 +133,20 @@ func readObject(t *testing.T, s store.Store, key string) []byte {
 	return b
 }
 
-// compactConfig writes a compactor config over a prefix with a catalog.
+// compactConfig writes a compactor config over a prefix with a catalog:
+// lateness 0s, raw_grace 0s and max_wait 0s unless extra sets them.
 func (f *lakeFixture) compactConfig(t *testing.T, prefix, catalog, extra string) string {
 	t.Helper()
 	b := f.b
 	cfg := strings.Replace(readFile(t, b.config("")), "prefix: "+b.prefix, "prefix: "+prefix, 1)
 	if !strings.Contains(extra, "raw_grace") {
 		extra += "\n  raw_grace: 0s"
+	}
+	if !strings.Contains(extra, "max_wait") {
+		// The wall-clock rule alone (max_wait = lateness): these tests compact
+		// right after a sink whose watermarks (max_lateness 15m) would hold the
+		// last hour back during the first minutes of the next.
+		extra += "\n  max_wait: 0s"
 	}
 	cfg += fmt.Sprintf("catalog:\n%s\ncompaction:\n  lateness: 0s\n%s\n", catalog, extra)
 	path := filepath.Join(t.TempDir(), "compact.yaml")
