@@ -1,6 +1,6 @@
 // Package athena writes the Amazon Athena SQL that exposes the lake's tables to queries.
 //
-// For each table of the configuration it prints three sections:
+// For each table of the configuration it prints four sections:
 //
 //	(a) the compacted Iceberg table <namespace>.<table>: nothing to do when the compactor's
 //	    catalog is AWS Glue (Athena reads Iceberg only through Glue), otherwise the ways to
@@ -8,7 +8,9 @@
 //	(b) <table>_raw, a Hive external table over the raw zone with partition projection on
 //	    dt (and hour), so files the sink wrote minutes ago are queryable before compaction;
 //	(c) <table>_all, a view that unions the Iceberg table with the raw hours the Iceberg table
-//	    does not have yet, so that a query sees every event exactly once.
+//	    does not have yet, so that a query sees every event exactly once;
+//	(d) <table>_final, a view of the Iceberg table's final periods only (before the
+//	    lakesink.final-through time of its latest commit).
 //
 // Everything here is a pure function of the configuration: nothing is looked up in AWS.
 // docs/athena.md explains the design and its trade-offs.
@@ -82,6 +84,7 @@ func Generate(cfg *config.Config, opts Options) (string, error) {
 		p.icebergSection(w)
 		p.rawSection(w)
 		p.viewSection(w)
+		p.finalSection(w)
 	}
 	return strings.TrimRight(w.String(), "\n") + "\n", nil
 }
@@ -101,6 +104,7 @@ func checkNames(cfg *config.Config) error {
 			{t.Name, "the Iceberg table of " + t.Name},
 			{t.Name + RawSuffix, "the raw table of " + t.Name},
 			{t.Name + ViewSuffix, "the view of " + t.Name},
+			{t.Name + FinalSuffix, "the final view of " + t.Name},
 		} {
 			if err := claim(n.name, n.what); err != nil {
 				return err
@@ -264,7 +268,8 @@ func header(w *writer, cfg *config.Config, plans []*plan) {
 		"For Athena engine version 3. Statements are separated by blank lines and end with ';'; run",
 		"them in order (the console runs one at a time). Lines starting with -- are notes.",
 		"Per table: (a) the compacted Iceberg table, (b) <table>_raw over the raw zone (fresh files,",
-		"before compaction), (c) the view <table>_all: every event exactly once. See docs/athena.md.",
+		"before compaction), (c) the view <table>_all: every event exactly once, (d) the view",
+		"<table>_final: the final hours (or days) of the Iceberg table only. See docs/athena.md.",
 	)
 	switch {
 	case cfg.S3 == nil:

@@ -3,7 +3,8 @@
 -- For Athena engine version 3. Statements are separated by blank lines and end with ';'; run
 -- them in order (the console runs one at a time). Lines starting with -- are notes.
 -- Per table: (a) the compacted Iceberg table, (b) <table>_raw over the raw zone (fresh files,
--- before compaction), (c) the view <table>_all: every event exactly once. See docs/athena.md.
+-- before compaction), (c) the view <table>_all: every event exactly once, (d) the view
+-- <table>_final: the final hours (or days) of the Iceberg table only. See docs/athena.md.
 
 -- The Glue database that holds the Iceberg tables, the raw tables and the views. With
 -- catalog.type glue the compactor creates it too; IF NOT EXISTS makes this a no-op then.
@@ -183,3 +184,53 @@ WHERE "createdat" >= current_timestamp - INTERVAL '1' DAY
   AND "dt" >= CAST(current_date - INTERVAL '1' DAY AS varchar)
 GROUP BY 1
 ORDER BY 1;
+
+-- (d) View "lake"."orders_final": only the final hours of the Iceberg table.
+-- An hour is final when every Kafka partition of its topics has a watermark past its end
+-- plus compaction.lateness (15m), or compaction.max_wait (6h) after its end at the latest:
+-- the table then holds every event of it (records later than their watermark promised are
+-- merged by a later run, and counted by the sink in lakesink_late_records_total).
+-- Each lakesink commit records the final-through time in its snapshot summary (lakesink.final-through,
+-- RFC 3339 UTC), read here from "lake"."orders$snapshots"; the table property of the same name
+-- mirrors it (and also advances without new data, which makes no snapshot). A hour missing
+-- from this view before that time had no events. See docs/watermarks.md.
+
+CREATE OR REPLACE VIEW "lake"."orders_final" AS
+SELECT
+    "order_id",
+    "createdat",
+    "total",
+    "big",
+    "day",
+    "qty",
+    "seq",
+    "ratio",
+    "score",
+    "paid",
+    "payload",
+    "lines",
+    "attrs",
+    "prices",
+    "history",
+    "address",
+    "tags",
+    "_kafka_topic",
+    "_kafka_partition",
+    "_kafka_offset",
+    "_kafka_timestamp"
+FROM "lake"."orders"
+WHERE "createdat" < (
+    SELECT from_iso8601_timestamp(element_at(s.summary, 'lakesink.final-through'))
+    FROM "lake"."orders$snapshots" s
+    WHERE element_at(s.summary, 'lakesink.final-through') IS NOT NULL
+    ORDER BY s.committed_at DESC
+    LIMIT 1
+);
+
+-- The final-through time of orders and when it was committed.
+
+SELECT element_at(summary, 'lakesink.final-through') AS "final_through", committed_at
+FROM "lake"."orders$snapshots"
+WHERE element_at(summary, 'lakesink.final-through') IS NOT NULL
+ORDER BY committed_at DESC
+LIMIT 1;
