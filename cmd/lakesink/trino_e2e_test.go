@@ -732,7 +732,7 @@ func athenaJourney(t *testing.T, ef *everyFixture, prefix, ns, cfg string) {
 	}
 	if dups := testbed.Trino(t, fmt.Sprintf(`SELECT "_kafka_topic", "_kafka_partition", "_kafka_offset", count(*) FROM %s WHERE dt >= '%s' GROUP BY 1, 2, 3 HAVING count(*) > 1`, view, lo)); len(dups) != 0 {
 		t.Errorf("view %s: %d Kafka coordinates more than once, e.g. %v", view, len(dups), dups[0])
-	}	// (d) The final view: the compactor closed every hour (wall-clock rule), so
+	} // (d) The final view: the compactor closed every hour (wall-clock rule), so
 	// every row of the Iceberg table is final.
 	if n := trinoInt(t, "SELECT count(*) FROM glue."+ns+".every_final"); n != int64(len(ef.events(3))) {
 		t.Errorf("view glue.%s.every_final: %d rows, want %d (every compacted hour is final)", ns, n, len(ef.events(3)))

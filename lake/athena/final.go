@@ -36,7 +36,7 @@ func (p *plan) finalSection(w *writer) {
 		"merged by a later run, and counted by the sink in lakesink_late_records_total).",
 		fmt.Sprintf("Each lakesink commit records the final-through time in its snapshot summary (%s,", finalKey),
 		fmt.Sprintf("RFC 3339 UTC), read here from %s; the table property of the same name", snaps),
-		"mirrors it (and also advances without new data, which makes no snapshot). A " + unit + " missing",
+		"mirrors it (and also advances without new data, which makes no snapshot). A "+unit+" missing",
 		"from this view before that time had no events. See docs/watermarks.md.",
 	)
 	var b strings.Builder
