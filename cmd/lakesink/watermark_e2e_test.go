@@ -205,7 +205,7 @@ func TestE2EWatermarkBacklog(t *testing.T) {
 	b.waitMarks(lake, margin+30*time.Second, "watermarks past the end of hour B", func(o *watermark.Object) bool {
 		return !low(o, parts).Before(endB)
 	})
-	waitMetric(t, sink, "lakesink_watermark_timestamp_seconds", 30*time.Second)
+	waitMetricPartitions(t, sink, 1)
 	b.produceAt(0, "late", 1, func(int) time.Time { return hourA.Add(30 * time.Minute) })
 	b.committedTo(60*time.Second, []int32{0}, sink)
 	if late := sumMetric(sink.metrics(t), "lakesink_late_records_total"); late != 1 {
@@ -239,23 +239,6 @@ func sumMetric(m map[string]float64, name string) float64 {
 		}
 	}
 	return v
-}
-
-// waitMetric waits until a sink exports a metric family with a sample.
-func waitMetric(t *testing.T, p *proc, name string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for k := range p.metrics(t) {
-			if strings.HasPrefix(k, name+"{") {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink exported no %s within %s", name, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestE2EWatermarkTwoReplicasMonotonic: two sink replicas share a group's
