@@ -287,14 +287,14 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			return fmt.Errorf("reload table: %w", err)
 		}
 	}
-	if c.Maintenance == MaintainSkip || !c.Shard.First() {
-		return nil
-	}
 	tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
 	if err != nil {
 		return fmt.Errorf("reload table: %w", err)
 	}
-	tbl = c.advanceFinal(ctx, t, g, last, tbl)
+	tbl = c.advanceFinal(ctx, t, g, last, tbl) // every shard: its raw files bound it
+	if c.Maintenance == MaintainSkip || !c.Shard.First() {
+		return nil
+	}
 	return c.maintain(ctx, t, tbl, sum)
 }
 

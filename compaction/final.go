@@ -124,6 +124,9 @@ func withFinalThrough(props iceberg.Properties, ft time.Time) iceberg.Properties
 // to merge): a metadata-only commit, at most once per period. A failure is
 // logged, not returned: the next run tries again.
 func (c *Compactor) advanceFinal(ctx context.Context, t *config.Table, g layout.Granularity, st *state, tbl *table.Table) *table.Table {
+	if st == nil {
+		return tbl
+	}
 	ft := finalThrough(g, st, tbl)
 	if cur, ok := tableFinalThrough(tbl); ok && !ft.After(cur) {
 		c.Metrics.finalThrough(t.Name, cur)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakesink/lakesink/compaction"
+	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
 	"github.com/lakesink/lakesink/lake/watermark"
 )
@@ -134,4 +135,53 @@ func TestFinalThroughNeverGoesBack(t *testing.T) {
 	if _, after, m := lastFinal(t, c2); after != before || m != n {
 		t.Fatalf("final-through %q -> %q (%d -> %d snapshots) on a run with an earlier clock; want it kept", before, after, n, m)
 	}
+}
+
+// TestShardFinalThroughWaitsForOtherShards: a shard that commits its hours
+// does not call final an hour whose raw files another shard owns (and has not
+// merged); once every shard has run and the raw files are gone, the
+// final-through passes them.
+func TestShardFinalThroughWaitsForOtherShards(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "      - {name: note, type: string}\n")
+	l.backfill(t, cfg, 40, 4) // four closed hours
+	shardOf := func(i int) *compaction.Compactor {
+		c := l.compactor(t, cfg)
+		c.Shard = compaction.Shard{Index: i, Count: 2}
+		return c
+	}
+	var firstOther time.Time
+	s0 := compaction.Shard{Index: 0, Count: 2}
+	for h := range 4 {
+		hour := l.hour.Add(-time.Duration(h) * time.Hour)
+		if !s0.Owns("events", layout.PeriodOf(layout.Hour, hour.UnixMicro())) &&
+			(firstOther.IsZero() || hour.Before(firstOther)) {
+			firstOther = hour
+		}
+	}
+	if firstOther.IsZero() {
+		t.Skip("shard 0 owns all four hours under this table's hash")
+	}
+	c0 := shardOf(0)
+	if _, err := c0.Run(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s, prop, _ := lastFinal(t, c0)
+	if want := firstOther.Format(time.RFC3339); s != want || prop != want {
+		t.Fatalf("after shard 0 alone: final-through summary %q, property %q; want %s (shard 1's first hour)", s, prop, want)
+	}
+	c1 := shardOf(1)
+	if _, err := c1.Run(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	// raw_grace 0s: the merged raw files go on the next runs; then nothing bounds it.
+	for i := range 2 {
+		if _, err := shardOf(i).Run(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, prop, _ := lastFinal(t, c1); prop != time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339) {
+		t.Fatalf("after both shards: final-through property %q, want the current hour's start", prop)
+	}
+	exact(t, c1, 40)
 }
