@@ -604,14 +604,14 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 					}
 				}
 			}
-			raw, wh, cp := prefix+"raw/*", prefix+"warehouse/*", prefix+"checkpoints/*"
-			scope("sink", sink, "s3:PutObject", raw, cp)
-			scope("sink", sink, "s3:GetObject", raw, cp)
+			raw, wh, cp, wm := prefix+"raw/*", prefix+"warehouse/*", prefix+"checkpoints/*", prefix+"watermarks/*"
+			scope("sink", sink, "s3:PutObject", raw, cp, wm)
+			scope("sink", sink, "s3:GetObject", raw, cp, wm)
 			scope("sink", sink, "s3:DeleteObject", cp) // stale offset checkpoints only, never a raw file
 			scope("sink", sink, "s3:ListBucket", "arn:aws:s3:::acme-lake")
 			scope("compactor", compact, "s3:PutObject", wh)
 			scope("compactor", compact, "s3:DeleteObject", raw, wh)
-			scope("compactor", compact, "s3:GetObject", raw, wh)
+			scope("compactor", compact, "s3:GetObject", raw, wh, wm)
 			for _, r := range resourcesFor(compact, "glue:UpdateTable") {
 				if strings.Contains(r, ":database/*") || strings.HasSuffix(r, ":table/*") {
 					t.Errorf("compactor: Glue grant on every database (%s)", r)

@@ -82,6 +82,13 @@ data "aws_iam_policy_document" "sink" {
     actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
     resources = [local.checkpoints_arn]
   }
+  # Event-time watermarks: read, merged and written back by compare-and-swap (GET, then
+  # PUT with If-Match) after each commit interval; never deleted.
+  statement {
+    sid       = "Watermarks"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = [local.watermarks_arn]
+  }
   # HeadBucket (/readyz) needs s3:ListBucket; so does a HeadObject that must answer 404
   # rather than 403 for a missing key (the 409-conflict check).
   statement {
@@ -140,6 +147,12 @@ data "aws_iam_policy_document" "compact" {
     sid       = "RawZoneReadDelete"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
     resources = [local.raw_arn]
+  }
+  # The sink's watermarks decide which hours are closed (docs/watermarks.md).
+  statement {
+    sid       = "WatermarksRead"
+    actions   = ["s3:GetObject"]
+    resources = [local.watermarks_arn]
   }
   # Data and metadata files of the Iceberg tables: written once, read, and deleted by
   # snapshot expiry and orphan removal.

@@ -16,12 +16,15 @@ locals {
   results_prefix   = "${var.prefix}athena-results/"
   # The sink's offset checkpoints (sink/checkpoint.go): <prefix>checkpoints/<group>/<topic>/<partition>/.
   checkpoints_prefix = "${var.prefix}checkpoints/"
+  # The sink's event-time watermarks (lake/watermark): <prefix>watermarks/<group>/<topic>.json.
+  watermarks_prefix = "${var.prefix}watermarks/"
 
   bucket_arn      = aws_s3_bucket.lake.arn
   raw_arn         = "${aws_s3_bucket.lake.arn}/${local.raw_prefix}*"
   warehouse_arn   = "${aws_s3_bucket.lake.arn}/${local.warehouse_prefix}*"
   results_arn     = "${aws_s3_bucket.lake.arn}/${local.results_prefix}*"
   checkpoints_arn = "${aws_s3_bucket.lake.arn}/${local.checkpoints_prefix}*"
+  watermarks_arn  = "${aws_s3_bucket.lake.arn}/${local.watermarks_prefix}*"
 
   kms = var.kms_key_arn != null
 
