@@ -211,20 +211,34 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	// merged (files another engine rewrote have none) and the raw files.
 	cov := Coverage{}
 	res.Raw = Coverage{}
+	ins := make([]inputFile, 0, len(g.Table)+len(g.Raw))
 	for _, tf := range g.Table {
 		key, err := relKey(m.Warehouse, tf.Path)
 		if err != nil {
 			return res, err
 		}
-		if _, _, err := m.read(ctx, m.Warehouse, key, tf.Size, s, &res, nil, cov); err != nil {
-			return res, err
-		}
+		ins = append(ins, inputFile{st: m.Warehouse, key: key, size: tf.Size})
 	}
 	for _, rf := range g.Raw {
-		kept, last, err := m.read(ctx, m.Lake, rf.Key, rf.Size, s, &res, filter, nil)
+		ins = append(ins, inputFile{st: m.Lake, key: rf.Key, size: rf.Size})
+	}
+	// Small inputs are fetched and their footers parsed ahead of the merge.
+	pf := m.fetchAhead(ctx, ins)
+	defer pf.stop()
+	for i, in := range ins {
+		flt, footer := filter, Coverage(nil)
+		if i < len(g.Table) {
+			flt, footer = nil, cov
+		}
+		kept, last, err := m.read(ctx, in, pf.take(i), s, &res, flt, footer)
+		pf.release(i)
 		if err != nil {
 			return res, err
 		}
+		if i < len(g.Table) {
+			continue
+		}
+		rf := g.Raw[i-len(g.Table)]
 		if last < rf.First {
 			last = rf.First
 		}
@@ -285,50 +299,33 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	return res, nil
 }
 
-// read loads one input file's rows into the sorter. size is the file's size as
-// listed (0: unknown). filter, when set, drops rows it holds (raw files). footer,
-// when set, receives the file's coverage footer (table files). It returns the
-// rows kept and the file's last offset.
-func (m *Merger) read(ctx context.Context, st store.Store, key string, size int64, s *sorter, res *Result, filter, footer Coverage) (int64, int64, error) {
-	if m.ReadTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.ReadTimeout)
-		defer cancel()
-	}
-	var src io.ReaderAt
-	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
-	// tracked sees the reads of a file read piecewise from the store: a
-	// failure there is the store's (retryable), not the file's (a halt).
-	var tracked *trackedReader
-	if size > 0 && size <= wholeFileBytes {
-		// A small file is fetched with one GET (Open would add a HEAD, and reading
-		// it page by page a request per page of every column).
-		data, err := st.Get(ctx, key)
-		if err != nil {
-			return 0, 0, fmt.Errorf("read %s: %w", st.URI(key), err)
+// read loads one input file's rows into the sorter: ft is the file fetched
+// ahead, or nil to fetch it here. filter, when set, drops rows it holds (raw
+// files). footer, when set, receives the file's coverage footer (table files).
+// It returns the rows kept and the file's last offset.
+func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter, res *Result, filter, footer Coverage) (int64, int64, error) {
+	if ft == nil {
+		if m.ReadTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, m.ReadTimeout)
+			defer cancel()
 		}
-		src, size = bytes.NewReader(data), int64(len(data))
-		opts = opts[:2]
-	} else {
-		obj, err := st.Open(ctx, key)
-		if err != nil {
-			return 0, 0, fmt.Errorf("open %s: %w", st.URI(key), err)
-		}
-		defer obj.Close()
-		tracked = &trackedReader{r: obj}
-		src, size = tracked, obj.Size()
+		f := open(ctx, in)
+		ft = &f
 	}
-	bad := func(err error) error { return readFailure(st.URI(key), tracked, err) }
-	f, err := parquet.OpenFile(src, size, opts...)
-	if err != nil {
-		return 0, 0, bad(err)
+	defer ft.close()
+	if ft.err != nil {
+		return 0, 0, ft.err
 	}
+	st, key, f, size := in.st, in.key, ft.f, ft.size
+	bad := func(err error) error { return readFailure(st.URI(key), ft.tracked, err) }
 	cols, direct := columnPlan(m.Schema.Parquet, f.Schema())
 	var conv parquet.Conversion
 	convert := func() error {
 		if conv != nil {
 			return nil
 		}
+		var err error
 		conv, err = convertTo(m.Schema.Parquet, f.Schema())
 		if err != nil {
 			return fmt.Errorf("%s: %w: schema does not convert to table %s: %w", st.URI(key), ErrBadInput, m.Schema.Table, err)
@@ -348,9 +345,9 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 			footer.Merge(fc)
 		}
 	}
-	in := &input{res: res, filter: filter, last: -1}
+	ip := &input{res: res, filter: filter, last: -1}
 	if v, ok := f.Lookup(rawfile.MetaLastOffset); ok {
-		in.last, _ = strconv.ParseInt(v, 10, 64)
+		ip.last, _ = strconv.ParseInt(v, 10, 64)
 	}
 	meta := f.Metadata().RowGroups
 	for i, rg := range f.RowGroups() {
@@ -360,7 +357,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 			if err := s.t.addRowGroup(rg, cols, s.vals); err != nil {
 				return 0, 0, bad(err)
 			}
-			if err := s.added(first, in); err != nil {
+			if err := s.added(first, ip); err != nil {
 				return 0, 0, err
 			}
 			continue
@@ -380,7 +377,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 				s.t.addRow(row)
 			}
 			if n > 0 {
-				if err := s.added(first, in); err != nil {
+				if err := s.added(first, ip); err != nil {
 					rows.Close()
 					return 0, 0, err
 				}
@@ -400,7 +397,7 @@ func (m *Merger) read(ctx context.Context, st store.Store, key string, size int6
 	if m.Progress != nil {
 		m.Progress(size)
 	}
-	return in.kept, in.last, nil
+	return ip.kept, ip.last, nil
 }
 
 // input is what reading one file counts.
