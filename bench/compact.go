@@ -49,24 +49,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	if err != nil {
 		return Result{}, nil, err
 	}
-	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
-s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
-dead_letter: {topic: dlq}
-log: {level: warn}
-flush: {max_file_bytes: 1GiB, memory_budget: 1GiB, max_age: 1h}
-catalog:
-  type: sql
-  namespace: bench
-  warehouse: s3://%s/%s/warehouse
-  sql: {driver: sqlite, dsn: %s}
-compaction: {lateness: 0s}
-tables:
-%s`, s3cfg.Bucket, name, s3cfg.Region, s3cfg.Endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
-	cfgPath := filepath.Join(dir, "lakesink.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		return Result{}, nil, err
-	}
-	cfg, err := config.Parse([]byte(y), nil)
+	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, s3cfg.Endpoint)
 	if err != nil {
 		return Result{}, nil, err
 	}
@@ -139,6 +122,31 @@ tables:
 		return Result{}, nil, err
 	}
 	return r, sc, nil
+}
+
+// compactConfig writes the config of a compaction measure named name (its S3
+// prefix; the compactor reaches S3 at endpoint) with its SQLite catalog in dir,
+// and returns it parsed and its path.
+func compactConfig(name, dir string, s3cfg store.S3Config, endpoint string) (*config.Config, string, error) {
+	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
+dead_letter: {topic: dlq}
+log: {level: warn}
+flush: {max_file_bytes: 1GiB, memory_budget: 1GiB, max_age: 1h}
+catalog:
+  type: sql
+  namespace: bench
+  warehouse: s3://%s/%s/warehouse
+  sql: {driver: sqlite, dsn: %s}
+compaction: {lateness: 0s}
+tables:
+%s`, s3cfg.Bucket, name, s3cfg.Region, endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
+	cfgPath := filepath.Join(dir, "lakesink.yaml")
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return nil, "", err
+	}
+	cfg, err := config.Parse([]byte(y), nil)
+	return cfg, cfgPath, err
 }
 
 // compactRun is one finished `lakesink compact` child: its output, CPU
@@ -225,6 +233,17 @@ func scan(s3cfg store.S3Config, uri, warehouse string, hour time.Time) (*Scan, e
 // Kafka partitions and seals every open buffer often enough to leave at least
 // minFiles raw files (a buffer is one partition's rows of one hour).
 func writeSmallFiles(ctx context.Context, cfg *config.Config, st store.Store, events [][]byte, minFiles int) error {
+	// The generator's events move through the hours in order (a few arrive
+	// late): each seal leaves about one file per Kafka partition.
+	seals := minFiles/benchPartitions + minFiles/(10*benchPartitions) + 1
+	every := max(1, len(events)/seals)
+	return writeRaw(ctx, cfg, st, len(events), benchPartitions, every, func(i int) []byte { return events[i] })
+}
+
+// writeRaw runs n events (event(i) is the i-th) through the sink's engine over
+// parts Kafka partitions into st's raw zone, sealing every open buffer after
+// every every events.
+func writeRaw(ctx context.Context, cfg *config.Config, st store.Store, n, parts, every int, event func(int) []byte) error {
 	e, err := sink.NewEngine(cfg, st, sink.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -233,17 +252,13 @@ func writeSmallFiles(ctx context.Context, cfg *config.Config, st store.Store, ev
 	defer cancel()
 	e.Start(ectx)
 	defer e.Close()
-	for p := range int32(benchPartitions) {
+	for p := range int32(parts) {
 		e.Assign("bench", p, -1, "")
 	}
-	// The generator's events move through the hours in order (a few arrive
-	// late): each seal leaves about one file per Kafka partition.
-	seals := minFiles/benchPartitions + minFiles/(10*benchPartitions) + 1
-	every := max(1, len(events)/seals)
 	now := time.Now()
 	rec := &decode.Record{Topic: "bench", Timestamp: now}
-	for i, v := range events {
-		rec.Partition, rec.Offset, rec.Value = int32(i%benchPartitions), int64(i/benchPartitions), v
+	for i := range n {
+		rec.Partition, rec.Offset, rec.Value = int32(i%parts), int64(i/parts), event(i)
 		if out, err := e.Process(ctx, rec, 0); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
 		} else if out != sink.Buffered {

@@ -7,6 +7,9 @@
 //  3. compact: the real `lakesink compact` process merging ≥ 1,000 small raw files of
 //     the same events (written to the S3 server by the sink's engine) into an Iceberg
 //     table in a SQLite catalog; MB are raw-file bytes read.
+//  4. merge:   at each raw file size of -merge-sizes (28KB, 1MB, 64MB), the real `lakesink
+//     compact` against its own bound: the same raw files merged by the compactor's Merger
+//     in this process from memory into memory (no S3, no catalog; bench/merge.go).
 package main
 
 import (
@@ -71,7 +74,21 @@ func main() {
 	shufCaps := flag.String("shuffled-caps", "2000", "max_open_partitions of the shuffled measure's capped runs (comma-separated; empty: none)")
 	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure and the hour-vs-day measure (into -out)")
 	hvdOnly := flag.Bool("hour-vs-day-only", false, "run only the hour-vs-day measure (-shuffled-events, -shuffled-hours) and print it")
+	mergeSz := flag.String("merge-sizes", "28KB,1MB,64MB", "raw file sizes of the merge measure (compactor vs its in-memory bound, bench/merge.go); empty: skip")
+	mergeMB := flag.Int("merge-mb", 64, "MB of raw files the merge measure merges at each size")
+	mergeLatency := flag.Duration("merge-s3-latency", 10*time.Millisecond, "latency a proxy adds to each S3 request of the merge measure's compactor (S3's first-byte latency)")
+	mergeProfile := flag.String("merge-cpuprofile", "", "write a CPU profile of each merge measure's compactor run to this path + -SIZE")
+	mergeOnly := flag.Bool("merge-only", false, "run only the merge measure and print it (into -out)")
 	flag.Parse()
+	if *mergeOnly {
+		ms, err := mergeSizes(*bin, *mergeSz, *mergeMB, *mergeLatency, *mergeProfile)
+		check(err)
+		for _, t := range printMerge(ms) {
+			fmt.Printf("%s: want %s %s, measured %s: %s\n", t.Name, t.Op, num(t.Want), num(t.Measured), t.Status)
+		}
+		check(mergeResults(*out, "merge", ms))
+		return
+	}
 	counts, err := parseCounts(*tableFiles)
 	check(err)
 	if *compactionOnly {
@@ -150,6 +167,8 @@ func main() {
 		check(err)
 		hvd = &r
 	}
+	merges, err := mergeSizes(*bin, *mergeSz, *mergeMB, *mergeLatency, *mergeProfile)
+	check(err)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tevents\tfiles\tevents/CPU-s\tMB/CPU-s\tevents/s wall\tMB/s wall\tpeak RSS MiB\t")
@@ -198,6 +217,7 @@ func main() {
 	if hvd != nil {
 		targets = append(targets, hourVsDayTarget(*hvd))
 	}
+	targets = append(targets, printMerge(merges)...)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\twant\tmeasured\tratio\tstatus\t")
 	for _, t := range targets {
@@ -212,7 +232,7 @@ func main() {
 	}
 	check(os.MkdirAll(filepath.Dir(*out), 0o755))
 	data, _ := json.MarshalIndent(map[string]any{"results": results, "targets": targets, "partitions": parts, "shuffled": shuf, "hour_vs_day": hvd, "latency": lat, "scan": sc,
-		"table_sizes":        sizes,
+		"table_sizes": sizes, "merge": merges,
 		"ratio_e2e_to_bound": e2e.EventsPerCPUs / bound.EventsPerCPUs}, "", "  ")
 	check(os.WriteFile(*out, data, 0o644))
 }
@@ -442,4 +462,24 @@ func watchRSS(pid int) (stop func() int64) {
 		once.Do(func() { close(done); <-finished })
 		return hwm.Load()
 	}
+}
+
+// printMerge prints the merge measure (compactor and bound at each raw file
+// size) and returns its targets.
+func printMerge(ms []MergeSize) []Target {
+	if len(ms) == 0 {
+		return nil
+	}
+	var targets []Target
+	fmt.Printf("merge: the compactor (its S3 requests +%gms) against its in-memory bound\n", ms[0].S3LatencyMs)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "raw file size\tfiles\tMB\trows\tcompact MB/CPU-s\tbound MB/CPU-s\tcompact / bound\tcompact rows/CPU-s\tcompact MB/s wall\tpeak RSS MiB\t")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%d\t%.1f\t%.1f\t%.0f%%\t%.0f\t%.1f\t%.0f\t\n", m.Label, m.Files, float64(m.Compact.Bytes)/1e6, m.Compact.Events,
+			m.Compact.MBPerCPUs, m.Bound.MBPerCPUs, 100*m.Ratio, m.Compact.EventsPerCPUs, m.Compact.MBPerSec, m.Compact.PeakRSSMiB)
+		targets = append(targets, atLeast(fmt.Sprintf("compactor / its bound, MB per CPU-second, %s raw files", m.Label), 0.70, m.Ratio))
+	}
+	tw.Flush()
+	fmt.Println()
+	return targets
 }

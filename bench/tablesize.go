@@ -58,7 +58,11 @@ type countingProxy struct {
 	srv *http.Server
 }
 
-func newCountingProxy(target string) (*countingProxy, error) {
+func newCountingProxy(target string) (*countingProxy, error) { return newSlowProxy(target, 0) }
+
+// newSlowProxy is a counting proxy that holds every request for delay before
+// forwarding it (S3's first-byte latency, which the bed's loopback S3 lacks).
+func newSlowProxy(target string, delay time.Duration) (*countingProxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -74,6 +78,13 @@ func newCountingProxy(target string) (*countingProxy, error) {
 	}}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.n.Add(1)
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		rp.ServeHTTP(w, r)
 	})}
 	go func() { _ = p.srv.Serve(ln) }()
