@@ -67,8 +67,9 @@ bed-down:
 ## bench: every performance measure against the test bed (encode-only bound, sink end to end,
 ## compaction with 1 and 2 shards, idle and one-hour compaction runs on 100- and 10,000-file
 ## tables, steady-rate latency, 10/1000/5000 open hour partitions, shuffled events over 1,426
-## hours with the default config and a cap, hour vs day partitions, and the per-file cost of a
-## small file: BenchmarkSmallFile, CPU per file from rusage): a table of targets,
+## hours with the default config and a cap, hour vs day partitions, the per-file cost of a
+## small file: BenchmarkSmallFile, CPU per file from rusage, and the merge against its
+## in-memory bound at 28KB/1MB/64MB raw files): a table of targets,
 ## bench-results/bench.json, bench-results/partitions.png and bench-results/small-file.txt
 bench: build
 	@trap '$(BED) down' EXIT; \
