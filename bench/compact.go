@@ -49,7 +49,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	if err != nil {
 		return Result{}, nil, err
 	}
-	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, s3cfg.Endpoint)
+	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, s3cfg.Endpoint, "{lateness: 0s}")
 	if err != nil {
 		return Result{}, nil, err
 	}
@@ -125,9 +125,10 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 }
 
 // compactConfig writes the config of a compaction measure named name (its S3
-// prefix; the compactor reaches S3 at endpoint) with its SQLite catalog in dir,
-// and returns it parsed and its path.
-func compactConfig(name, dir string, s3cfg store.S3Config, endpoint string) (*config.Config, string, error) {
+// prefix; the compactor reaches S3 at endpoint; compaction is the YAML of its
+// compaction section) with its SQLite catalog in dir, and returns it parsed and
+// its path.
+func compactConfig(name, dir string, s3cfg store.S3Config, endpoint, compaction string) (*config.Config, string, error) {
 	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
 s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
 dead_letter: {topic: dlq}
@@ -138,9 +139,9 @@ catalog:
   namespace: bench
   warehouse: s3://%s/%s/warehouse
   sql: {driver: sqlite, dsn: %s}
-compaction: {lateness: 0s}
+compaction: %s
 tables:
-%s`, s3cfg.Bucket, name, s3cfg.Region, endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
+%s`, s3cfg.Bucket, name, s3cfg.Region, endpoint, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), compaction, gen.TableYAML("events", "bench"))
 	cfgPath := filepath.Join(dir, "lakesink.yaml")
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return nil, "", err

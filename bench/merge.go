@@ -88,7 +88,7 @@ func mergeSize(bin, label string, fileBytes, total int64, latency time.Duration,
 		return MergeSize{}, err
 	}
 	defer proxy.srv.Close()
-	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, proxy.url)
+	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, proxy.url, "{lateness: 0s}")
 	if err != nil {
 		return MergeSize{}, err
 	}

@@ -122,24 +122,7 @@ func tableSize(bin string, files int) (TableSize, error) {
 	if err != nil {
 		return TableSize{}, err
 	}
-	y := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
-s3: {bucket: %s, prefix: %s/, region: %s, endpoint: %s, path_style: true}
-dead_letter: {topic: dlq}
-log: {level: warn}
-flush: {max_file_bytes: 1GiB, memory_budget: 1GiB, max_age: 1h}
-catalog:
-  type: sql
-  namespace: bench
-  warehouse: s3://%s/%s/warehouse
-  sql: {driver: sqlite, dsn: %s}
-compaction: {lateness: 0s, raw_grace: 0s}
-tables:
-%s`, s3cfg.Bucket, name, s3cfg.Region, proxy.url, s3cfg.Bucket, name, filepath.Join(dir, "catalog.db"), gen.TableYAML("events", "bench"))
-	cfgPath := filepath.Join(dir, "lakesink.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		return TableSize{}, err
-	}
-	cfg, err := config.Parse([]byte(y), nil)
+	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, proxy.url, "{lateness: 0s, raw_grace: 0s}")
 	if err != nil {
 		return TableSize{}, err
 	}
