@@ -197,3 +197,51 @@ func TestFaultS3Unreachable(t *testing.T) {
 	s.compact()
 	s.verify()
 }
+
+// TestFaultS3SilentConnection: the sink's S3 connections die silently. A TCP proxy
+// between the sink and S3 black-holes every connection for LAKESINK_FAULT_S3_SILENT
+// (default 30 s) while a producer writes 2,000 records/s; then the connections open
+// at that moment stay silent for good (never answered, never closed: a NAT or load
+// balancer that dropped their state) while new connections work. Requests on the
+// silent connections must time out (s3.request_timeout, default 30 s) and be retried
+// on new ones, so the sink catches up within 2 minutes, with
+// lakesink_s3_request_timeouts_total counting the abandoned attempts. Without a
+// deadline the upload workers wait on the dead connections for the kernel's
+// retransmission timeout (~15 min) and the sink stops uploading.
+func TestFaultS3SilentConnection(t *testing.T) {
+	hold := envDuration(t, "LAKESINK_FAULT_S3_SILENT", 30*time.Second)
+	const parts = 4
+	s := newScenario(t, testbed.Kafka(t), parts, "")
+	proxy := newTCPProxy(t, false)
+	proxy.setTarget(strings.TrimPrefix(s.s3.Endpoint, "http://"))
+	s.produceMix(20_000, 3, 0.01, parts)
+	p := s.start(s.viaS3("http://" + proxy.addr()))
+	s.waitCommitted(1, 2*time.Minute, p)
+	stopProducer := s.backgroundProducer(200, 3, parts)
+	proxy.setHold(true)
+	start := time.Now()
+	for time.Since(start) < hold {
+		if done, err := p.exitedErr(); done {
+			t.Fatalf("sink exited with S3 black-holed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	silent := proxy.silenceOpen()
+	lifted := time.Now()
+	stopProducer()
+	t.Logf("S3 black-holed %s: %d transfers held; then %d open connections silenced for good, new ones pass", hold, proxy.held.Load(), silent)
+	s.waitCaughtUp(2*time.Minute, p)
+	m := p.metrics(t)
+	t.Logf("caught up %s after the black hole ended: %d transfers stopped on silenced connections, %d connections proxied; s3 request timeouts %v, s3 retries %v",
+		time.Since(lifted).Round(time.Millisecond), proxy.silenced.Load(), proxy.accepted.Load(),
+		m["lakesink_s3_request_timeouts_total"], sumPrefix(m, "lakesink_s3_retries_total"))
+	if proxy.held.Load() == 0 || proxy.silenced.Load() == 0 {
+		t.Fatalf("the fault did not happen: %d transfers held, %d stopped on silenced connections", proxy.held.Load(), proxy.silenced.Load())
+	}
+	if m["lakesink_s3_request_timeouts_total"] == 0 {
+		t.Fatal("lakesink_s3_request_timeouts_total is 0: no S3 attempt timed out")
+	}
+	p.stop(t)
+	s.compact()
+	s.verify()
+}

@@ -21,6 +21,10 @@ import (
 //   - hold (setHold): a black hole: connections stay open, new ones are accepted,
 //     but no byte goes through either way until it is lifted (then what was held
 //     is delivered, as TCP retransmission would after a network outage);
+//   - silence (silenceOpen): the connections open now go silent for good (no byte
+//     through either way, never closed, as a connection whose path died without
+//     a reset) while new ones pass; combined with a hold, it ends the hold for
+//     new connections only;
 //   - a Kafka request filter (setKafkaFilter, on a proxy made with kafka=true,
 //     which reads the Kafka framing of both directions): a request of a chosen
 //     API key cuts the connection before it reaches the broker, or reaches the
@@ -34,11 +38,13 @@ type tcpProxy struct {
 	hold   chan struct{} // non-nil while holding; closed when the hold is lifted
 	closed chan struct{}
 	conns  map[net.Conn]struct{}
+	silent map[net.Conn]bool // connections silenced for good (silenceOpen)
 	filter atomic.Pointer[func(apiKey int16) kafkaAction]
 	wg     sync.WaitGroup
 	// accepted counts connections proxied, refused those closed at once while down,
 	// cut those closed by Down, held the transfers stopped by a hold.
-	accepted, refused, cut, held atomic.Int64
+	// silenced counts the transfers stopped on a silenced connection.
+	accepted, refused, cut, held, silenced atomic.Int64
 	// kafkaCut counts requests whose connection was cut before the broker got them,
 	// kafkaLost responses cut on their way back (the broker applied the request).
 	kafkaCut, kafkaLost atomic.Int64
@@ -65,7 +71,7 @@ func newTCPProxy(t testing.TB, kafka bool) *tcpProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &tcpProxy{ln: ln, kafka: kafka, conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
+	p := &tcpProxy{ln: ln, kafka: kafka, conns: map[net.Conn]struct{}{}, silent: map[net.Conn]bool{}, closed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
@@ -156,7 +162,7 @@ func (p *tcpProxy) chunk(r *bufio.Reader, w net.Conn) error {
 		return err
 	}
 	b, _ := r.Peek(r.Buffered())
-	if err := p.gate(); err != nil {
+	if err := p.gate(w); err != nil {
 		return err
 	}
 	if _, err := w.Write(b); err != nil {
@@ -206,7 +212,7 @@ func (p *tcpProxy) kafkaRequest(r *bufio.Reader, w net.Conn, doomed *sync.Map) e
 	case kafkaLoseResponse:
 		doomed.Store(corr, true)
 	}
-	if err := p.gate(); err != nil {
+	if err := p.gate(w); err != nil {
 		return err
 	}
 	_, err = w.Write(b)
@@ -224,28 +230,56 @@ func (p *tcpProxy) kafkaResponse(r *bufio.Reader, w net.Conn, doomed *sync.Map) 
 		p.kafkaLost.Add(1)
 		return fmt.Errorf("kafka response lost")
 	}
-	if err := p.gate(); err != nil {
+	if err := p.gate(w); err != nil {
 		return err
 	}
 	_, err = w.Write(b)
 	return err
 }
 
-// gate waits out a hold (counting the transfer it stopped).
-func (p *tcpProxy) gate() error {
+// gate waits out a hold (counting the transfer it stopped) before a write to w;
+// if w is silenced, it waits until the proxy closes.
+func (p *tcpProxy) gate(w net.Conn) error {
+	counted := false
+	for {
+		p.mu.Lock()
+		h, silent := p.hold, p.silent[w]
+		p.mu.Unlock()
+		if silent {
+			p.silenced.Add(1)
+			<-p.closed
+			return net.ErrClosed
+		}
+		if h == nil {
+			return nil
+		}
+		if !counted {
+			p.held.Add(1)
+			counted = true
+		}
+		select {
+		case <-h: // lifted; w may have been silenced meanwhile
+		case <-p.closed:
+			return net.ErrClosed
+		}
+	}
+}
+
+// silenceOpen silences the connections open now for good (both sides of each)
+// and lifts any hold for the others; it returns how many it silenced.
+func (p *tcpProxy) silenceOpen() int {
 	p.mu.Lock()
-	h := p.hold
-	p.mu.Unlock()
-	if h == nil {
-		return nil
+	defer p.mu.Unlock()
+	n := 0
+	for c := range p.conns {
+		p.silent[c] = true
+		n++
 	}
-	p.held.Add(1)
-	select {
-	case <-h:
-		return nil
-	case <-p.closed:
-		return net.ErrClosed
+	if p.hold != nil {
+		close(p.hold)
+		p.hold = nil
 	}
+	return n / 2
 }
 
 // setDown cuts (down=true) or restores the path to the target.
