@@ -30,6 +30,7 @@ type Metrics struct {
 	ConsumerLagRecords  *prometheus.GaugeVec
 	FetchPaused         prometheus.Gauge
 	S3Retries           *prometheus.CounterVec
+	S3Stalls            prometheus.Counter     // store.S3Config.OnStall
 	AvroUnknownFields   *prometheus.CounterVec // decode.Options.OnUnknownFields
 	RegistryErrors      prometheus.Counter
 	// Watermarks (watermark.go).
@@ -89,6 +90,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while consumption waits for uploads to free memory budget."}),
 		S3Retries: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "s3_retries_total",
 			Help: "Retried S3 requests, by operation."}, []string{"operation"}),
+		S3Stalls: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "s3_request_timeouts_total",
+			Help: "S3 request attempts abandoned because their connection moved no byte for s3.request_timeout (then retried)."}),
 		AvroUnknownFields: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "avro_schemas_with_ignored_fields_total",
 			Help: "Avro writer schema ids seen with fields the table has no column for (ignored until the columns change)."}, []string{"table"}),
 		RegistryErrors: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "schema_registry_errors_total",

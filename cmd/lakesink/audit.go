@@ -61,7 +61,7 @@ func audit1(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.ValidateCompaction(); err != nil {
 		return &configError{err}
 	}
-	lake, err := openStore(ctx, cfg, nil)
+	lake, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return &configError{err}
 	}

@@ -204,7 +204,7 @@ func shardOf(flag string, n int, jobIndex string) (compaction.Shard, error) {
 
 func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, o compactOpts, stderr io.Writer) (int, compaction.Summary, error) {
 	log := newLogger(stderr, cfg.Log.Level)
-	lake, err := openStore(ctx, cfg, nil)
+	lake, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return exitConfig, compaction.Summary{}, err
 	}
@@ -288,7 +288,7 @@ func openWarehouse(ctx context.Context, cfg *config.Config) (store.Store, error)
 		return store.NewS3(ctx, store.S3Config{
 			Bucket: u.Host, Prefix: prefix, Region: s.Region, Endpoint: s.Endpoint, PathStyle: s.PathStyle,
 			SSE: sse, KMSKeyID: s.KMSKeyID, PartSize: int64(s.PartSize), Concurrency: s.UploadConcurrency,
-			MaxAttempts: s.MaxAttempts,
+			MaxAttempts: s.MaxAttempts, RequestTimeout: s.RequestTimeout,
 		})
 	}
 	return nil, &configError{fmt.Errorf("catalog.warehouse %q: unsupported scheme", cfg.Catalog.Warehouse)}

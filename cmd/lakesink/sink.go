@@ -62,7 +62,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 // openStore opens the lake's object store from the config.
-func openStore(ctx context.Context, cfg *config.Config, onRetry func(op string)) (store.Store, error) {
+// onRetry and onStall, if set, count retried S3 requests and stalled attempts.
+func openStore(ctx context.Context, cfg *config.Config, onRetry func(op string), onStall func()) (store.Store, error) {
 	if cfg.LocalDir != "" {
 		return store.NewLocal(cfg.LocalDir)
 	}
@@ -74,7 +75,7 @@ func openStore(ctx context.Context, cfg *config.Config, onRetry func(op string))
 	return store.NewS3(ctx, store.S3Config{
 		Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, Endpoint: s.Endpoint, PathStyle: s.PathStyle,
 		SSE: sse, KMSKeyID: s.KMSKeyID, PartSize: int64(s.PartSize), Concurrency: s.UploadConcurrency,
-		MaxAttempts: s.MaxAttempts, OnRetry: onRetry,
+		MaxAttempts: s.MaxAttempts, OnRetry: onRetry, RequestTimeout: s.RequestTimeout, OnStall: onStall,
 	})
 }
 
@@ -98,7 +99,7 @@ func cmdSink(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := sink.NewMetrics(reg)
-	st, err := openStore(ctx, cfg, func(op string) { m.S3Retries.WithLabelValues(op).Inc() })
+	st, err := openStore(ctx, cfg, func(op string) { m.S3Retries.WithLabelValues(op).Inc() }, m.S3Stalls.Inc)
 	if err != nil {
 		return err
 	}

@@ -192,6 +192,11 @@ type S3 struct {
 	PartSize          ByteSize `yaml:"part_size"`
 	UploadConcurrency int      `yaml:"upload_concurrency"`
 	MaxAttempts       int      `yaml:"max_attempts"`
+	// RequestTimeout bounds each attempt of an S3 request by inactivity: a
+	// connection that moves no byte for this long (connecting, sending, waiting
+	// for the answer, receiving) is abandoned and the attempt retried on a new
+	// one (default 30s). Progressing transfers are never cut.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
 // Table declares one lake table: where its records come from and what its columns are.
@@ -349,7 +354,7 @@ func Default() Config {
 }
 
 func defaultS3() S3 {
-	return S3{Region: "us-east-1", PartSize: 16 * MiB, UploadConcurrency: 4, MaxAttempts: 10}
+	return S3{Region: "us-east-1", PartSize: 16 * MiB, UploadConcurrency: 4, MaxAttempts: 10, RequestTimeout: 30 * time.Second}
 }
 
 func defaultTable() Table {

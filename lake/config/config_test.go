@@ -59,7 +59,7 @@ func TestDefaultsKeptForOmittedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.S3.UploadConcurrency != 4 || full.S3.MaxAttempts != 10 {
+	if full.S3.UploadConcurrency != 4 || full.S3.MaxAttempts != 10 || full.S3.RequestTimeout != 30*time.Second {
 		t.Errorf("s3 defaults lost: %+v", full.S3)
 	}
 	if full.Kafka.SASL.Password != "s3cret" {

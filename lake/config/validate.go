@@ -149,6 +149,9 @@ func (s *S3) validate() error {
 	if s.MaxAttempts < 1 {
 		return keyErr("s3.max_attempts", "must be at least 1")
 	}
+	if s.RequestTimeout < time.Second {
+		return keyErr("s3.request_timeout", "%s is too short (minimum 1s)", s.RequestTimeout)
+	}
 	return nil
 }
 

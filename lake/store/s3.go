@@ -81,9 +81,20 @@ type S3Config struct {
 	// OnRetry, if set, is called with the operation name ("PutObject",
 	// "UploadPart", ...) before each retried attempt (for a retries metric).
 	OnRetry func(op string)
-	// HTTPClient is the HTTP client for S3 requests; nil for the SDK's default.
-	// AWS_CA_BUNDLE does not apply to it (configure its transport instead), and
-	// credential providers (STS, IRSA) keep the SDK's client.
+	// RequestTimeout bounds each attempt of an S3 request by inactivity: default
+	// 30 s. Connecting, the TLS handshake, waiting for the response headers and
+	// every read or write of a body must make progress within it; an attempt that
+	// does not is abandoned and retried (MaxAttempts in all). A transfer that
+	// keeps moving bytes is never cut, however large. It applies only when
+	// HTTPClient is nil.
+	RequestTimeout time.Duration
+	// OnStall, if set, is called each time an attempt is abandoned because its
+	// connection moved no byte for RequestTimeout (for a metric).
+	OnStall func()
+	// HTTPClient is the HTTP client for S3 requests; nil for the SDK's default
+	// with RequestTimeout's bounds. AWS_CA_BUNDLE does not apply to it (configure
+	// its transport instead), and credential providers (STS, IRSA) keep the SDK's
+	// client.
 	HTTPClient *http.Client
 }
 
@@ -115,6 +126,12 @@ func (cfg S3Config) withDefaults() (S3Config, error) {
 	}
 	if cfg.MaxAttempts < 1 {
 		return cfg, fmt.Errorf("s3 config: max attempts %d is below 1", cfg.MaxAttempts)
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.RequestTimeout < time.Second {
+		return cfg, fmt.Errorf("s3 config: request timeout %s is below 1s", cfg.RequestTimeout)
 	}
 	switch cfg.SSE {
 	case "", string(types.ServerSideEncryptionAes256):
@@ -186,16 +203,19 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		}
 		ac.Region = defaultRegion
 	}
+	if cfg.HTTPClient != nil {
+		ac.HTTPClient = cfg.HTTPClient
+	} else {
+		ac.HTTPClient = timeoutClient(ac.HTTPClient, cfg.RequestTimeout, cfg.OnStall)
+	}
 	client := s3.NewFromConfig(ac, func(o *s3.Options) {
 		o.UsePathStyle = cfg.PathStyle
 		// Ranged GETs carry no checksum to validate; without this the SDK logs so
 		// on every read (to stderr, through its default logger).
 		o.DisableLogOutputChecksumValidationSkipped = true
-		if cfg.HTTPClient != nil {
-			// Set here, not in LoadDefaultConfig, which refuses a plain *http.Client
-			// when AWS_CA_BUNDLE is set.
-			o.HTTPClient = cfg.HTTPClient
-		}
+		// Set here, not in LoadDefaultConfig, which refuses a plain *http.Client
+		// when AWS_CA_BUNDLE is set.
+		o.HTTPClient = ac.HTTPClient
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,8 +38,22 @@ import (
 // versitygw) verify against what they received, rejecting a mismatch (BadDigest);
 // the payload itself is not hashed for the signature (UNSIGNED-PAYLOAD, as the SDK
 // does over HTTPS), the headers are signed, If-None-Match: * makes the write
-// conditional as before. Retries follow the SDK's: network errors, 5xx, 429 and
-// RequestTimeout, with jittered exponential backoff, MaxAttempts in all.
+// conditional as before.
+//
+// Against the SDK's path (the standard retryer), the same: the HTTP client and so
+// the per-attempt timeouts (S3Config.RequestTimeout: a stalled attempt fails and is
+// retried on a new connection), MaxAttempts in all, what is retried (no response
+// at all, 5xx, 429, RequestTimeout) and clock skew correction (a signature
+// rejected while the server's Date is over 4 min from our signing time is signed
+// again at the server's time; later PUTs keep the offset). What differs, and why
+// it is safe: the backoff is shorter (jittered, from 20 ms doubling to 20 s, about
+// 10 s over 10 attempts, against the SDK's random [0, 2^n) s capped at 20 s, about
+// a minute) and there is no retry quota (the SDK's token bucket of 500, 5 a retry
+// and 10 a timeout, that stops all of a client's retries after a run of
+// failures). Both only change how fast a failing PUT gives up: its error goes to
+// the sink's upload loop, which keeps the data and retries the upload with its own
+// backoff (200 ms doubling to 30 s) forever, and at most flush.workers PUTs are in
+// flight, so a failing S3 sees at most that many retrying requests at once.
 type directPut struct {
 	hc          aws.HTTPClient
 	creds       aws.CredentialsProvider
@@ -48,7 +63,16 @@ type directPut struct {
 	region      string // SigV4 signing region
 	maxAttempts int
 	onRetry     func(op string)
+	skew        atomic.Int64 // server clock minus ours (ns), learnt from clock-skew rejections; signing time is now+skew
 }
+
+// skewThreshold is the clock skew past which a rejected signature is taken for
+// a skewed clock (the SDK's, aws/retry: S3 accepts 15 min).
+const skewThreshold = 4 * time.Minute
+
+// clockSkewCodes are the error codes a skewed clock may cause (the SDK's list).
+var clockSkewCodes = map[string]bool{"InvalidSignatureException": true, "SignatureDoesNotMatch": true,
+	"AuthFailure": true, "RequestTimeTooSkewed": true, "AccessDeniedException": true}
 
 // newDirectPut resolves the bucket's endpoint with the SDK's resolver; it returns
 // nil (use the SDK) when the endpoint needs more than plain SigV4 (S3 Express,
@@ -70,9 +94,6 @@ func newDirectPut(ctx context.Context, ac aws.Config, cfg S3Config) *directPut {
 	}
 	d := &directPut{creds: ac.Credentials, signer: v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
 		name: "s3", region: ac.Region, maxAttempts: cfg.MaxAttempts, onRetry: cfg.OnRetry, hc: ac.HTTPClient}
-	if cfg.HTTPClient != nil {
-		d.hc = cfg.HTTPClient
-	}
 	if d.hc == nil {
 		return nil
 	}
@@ -151,7 +172,8 @@ func (d *directPut) once(ctx context.Context, url string, data []byte, crc, sse 
 	if creds.SessionToken != "" {
 		h.Set("X-Amz-Security-Token", creds.SessionToken)
 	}
-	if err := d.signer.SignHTTP(ctx, creds, req, "UNSIGNED-PAYLOAD", d.name, d.region, time.Now().UTC()); err != nil {
+	skew := time.Duration(d.skew.Load())
+	if err := d.signer.SignHTTP(ctx, creds, req, "UNSIGNED-PAYLOAD", d.name, d.region, time.Now().UTC().Add(skew)); err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
 	resp, err := d.hc.Do(req)
@@ -172,9 +194,32 @@ func (d *directPut) once(ctx context.Context, url string, data []byte, crc, sse 
 	if e.Code == "" {
 		e.Code = strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "")
 	}
-	return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: resp},
+	err = &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: resp},
 		Err: &smithy.GenericAPIError{Code: e.Code, Message: e.Message}}
+	// Clock skew correction as the SDK does it: a signature rejected while the
+	// server's Date is more than skewThreshold from the time we signed at is
+	// signed again at the server's time (and so are later PUTs).
+	if clockSkewCodes[e.Code] && resp.Header.Get("Age") == "" {
+		if date, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+			if cand := time.Until(date); (cand - skew).Abs() > skewThreshold {
+				d.skew.Store(int64(cand))
+				return &clockSkewError{err: err, skew: cand}
+			}
+		}
+	}
+	return err
 }
+
+// clockSkewError is a signature rejected because our clock is off by skew: retried.
+type clockSkewError struct {
+	err  error
+	skew time.Duration
+}
+
+func (e *clockSkewError) Error() string {
+	return fmt.Sprintf("clock skew %s (signing again at the server's time): %v", e.skew.Round(time.Second), e.err)
+}
+func (e *clockSkewError) Unwrap() error { return e.err }
 
 // netError is a request that got no HTTP response (connection refused, reset, timeout).
 type netError struct{ err error }
@@ -183,8 +228,13 @@ func (e *netError) Error() string { return e.err.Error() }
 func (e *netError) Unwrap() error { return e.err }
 
 // retryable reports whether a PUT that failed with err may be sent again: no
-// response at all, 5xx, 429 (throttling) or S3's RequestTimeout.
+// response at all (a stalled connection included: s3http.go), 5xx, 429
+// (throttling), S3's RequestTimeout, or a clock skew just corrected.
 func retryable(err error) bool {
+	var ce *clockSkewError
+	if errors.As(err, &ce) {
+		return true
+	}
 	var ne *netError
 	if errors.As(err, &ne) {
 		return !errors.Is(err, context.Canceled)
