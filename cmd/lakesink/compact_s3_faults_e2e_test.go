@@ -56,9 +56,9 @@ func TestE2ECompactS3ReadFaults(t *testing.T) {
 }
 
 // TestE2ECompactS3ReadHang: S3 accepts the reads of the raw files and never
-// answers. The store sets no deadline of its own; compaction.read_timeout
-// bounds each input read, and the run ends retryable (exit 1), not hung and
-// not halted.
+// answers. compaction.read_timeout (3 s here, under s3.request_timeout's 30 s
+// per attempt) bounds each input read, and the run ends retryable (exit 1), not
+// hung and not halted.
 func TestE2ECompactS3ReadHang(t *testing.T) {
 	f := sinkFixture(t)
 	proxy, proxied, _, _ := f.behindS3Proxy(t, "  read_timeout: 3s")

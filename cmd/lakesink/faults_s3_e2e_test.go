@@ -71,9 +71,9 @@ func readyz(p *proc) int {
 
 // TestFaultS3Latency: for LAKESINK_FAULT_S3_LATENCY_FOR (default 30 s) every S3
 // request of the sink and of a compactor running meanwhile is held 5 s by a proxy,
-// while a producer writes 2,000 records/s. No S3 request has a deadline of its own
-// (the SDK's HTTP client sets none), so slow requests complete: the sink falls
-// behind and catches up after, without exiting; the compactor finishes (exit 0).
+// while a producer writes 2,000 records/s. 5 s is under s3.request_timeout (30 s
+// per attempt), so slow requests complete: the sink falls behind and catches up
+// after, without exiting; the compactor finishes (exit 0).
 func TestFaultS3Latency(t *testing.T) {
 	stretch := envDuration(t, "LAKESINK_FAULT_S3_LATENCY_FOR", 30*time.Second)
 	const latency = 5 * time.Second
@@ -200,7 +200,8 @@ func TestFaultS3Unreachable(t *testing.T) {
 
 // TestFaultS3SilentConnection: the sink's S3 connections die silently. A TCP proxy
 // between the sink and S3 black-holes every connection for LAKESINK_FAULT_S3_SILENT
-// (default 30 s) while a producer writes 2,000 records/s; then the connections open
+// (default 45 s: longer than the 30 s request timeout, so that the retries of the
+// first timed-out attempts are on the connections silenced next) while a producer writes 2,000 records/s; then the connections open
 // at that moment stay silent for good (never answered, never closed: a NAT or load
 // balancer that dropped their state) while new connections work. Requests on the
 // silent connections must time out (s3.request_timeout, default 30 s) and be retried
@@ -209,7 +210,7 @@ func TestFaultS3Unreachable(t *testing.T) {
 // deadline the upload workers wait on the dead connections for the kernel's
 // retransmission timeout (~15 min) and the sink stops uploading.
 func TestFaultS3SilentConnection(t *testing.T) {
-	hold := envDuration(t, "LAKESINK_FAULT_S3_SILENT", 30*time.Second)
+	hold := envDuration(t, "LAKESINK_FAULT_S3_SILENT", 45*time.Second)
 	const parts = 4
 	s := newScenario(t, testbed.Kafka(t), parts, "")
 	proxy := newTCPProxy(t, false)

@@ -117,8 +117,8 @@ type Compaction struct {
 	// unknown and the compactor looks for its job in the table (default 2m).
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
 	// ReadTimeout bounds reading one file (an input, or a footer) from the
-	// object store, whose requests have no deadline of their own: past it the
-	// run fails retryable (default 10m).
+	// object store, whose requests are bounded only per attempt
+	// (s3.request_timeout, retried): past it the run fails retryable (default 10m).
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// RawGrace is how long raw files stay after their rows are committed (readers finish).
 	RawGrace time.Duration `yaml:"raw_grace"`
