@@ -143,6 +143,19 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 	return n
 }
 
+// startBehindS3Proxy starts a scenario of 4 partitions with 20,000 records (1 %
+// bad) and a sink whose S3 is behind a TCP proxy; it returns when the sink has
+// committed, with the offsets committed.
+func startBehindS3Proxy(t *testing.T) (*scenario, *tcpProxy, *proc, int64) {
+	const parts = 4
+	s := newScenario(t, testbed.Kafka(t), parts, "")
+	proxy := newTCPProxy(t, false)
+	proxy.setTarget(strings.TrimPrefix(s.s3.Endpoint, "http://"))
+	s.produceMix(20_000, 3, 0.01, parts)
+	p := s.start(s.viaS3("http://" + proxy.addr()))
+	return s, proxy, p, s.waitCommitted(1, 2*time.Minute, p)
+}
+
 // TestFaultS3Unreachable: the sink's S3 is unreachable for LAKESINK_FAULT_S3_OUTAGE
 // (default 60 s) while a producer writes 2,000 records/s: for the first half a TCP
 // proxy holds every connection (a black hole: connections open, no byte through),
@@ -152,14 +165,8 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 // is durable. The sink does not exit; it retries and catches up after.
 func TestFaultS3Unreachable(t *testing.T) {
 	outage := envDuration(t, "LAKESINK_FAULT_S3_OUTAGE", 60*time.Second)
-	const parts = 4
-	s := newScenario(t, testbed.Kafka(t), parts, "")
-	proxy := newTCPProxy(t, false)
-	proxy.setTarget(strings.TrimPrefix(s.s3.Endpoint, "http://"))
-	s.produceMix(20_000, 3, 0.01, parts)
-	p := s.start(s.viaS3("http://" + proxy.addr()))
-	at := s.waitCommitted(1, 2*time.Minute, p)
-	stopProducer := s.backgroundProducer(200, 3, parts)
+	s, proxy, p, at := startBehindS3Proxy(t)
+	stopProducer := s.backgroundProducer(200, 3, 4)
 	start := time.Now()
 	wait := func(until time.Time) {
 		for time.Now().Before(until) {
@@ -211,14 +218,8 @@ func TestFaultS3Unreachable(t *testing.T) {
 // retransmission timeout (~15 min) and the sink stops uploading.
 func TestFaultS3SilentConnection(t *testing.T) {
 	hold := envDuration(t, "LAKESINK_FAULT_S3_SILENT", 45*time.Second)
-	const parts = 4
-	s := newScenario(t, testbed.Kafka(t), parts, "")
-	proxy := newTCPProxy(t, false)
-	proxy.setTarget(strings.TrimPrefix(s.s3.Endpoint, "http://"))
-	s.produceMix(20_000, 3, 0.01, parts)
-	p := s.start(s.viaS3("http://" + proxy.addr()))
-	s.waitCommitted(1, 2*time.Minute, p)
-	stopProducer := s.backgroundProducer(200, 3, parts)
+	s, proxy, p, _ := startBehindS3Proxy(t)
+	stopProducer := s.backgroundProducer(200, 3, 4)
 	proxy.setHold(true)
 	start := time.Now()
 	for time.Since(start) < hold {
