@@ -75,6 +75,9 @@ func readyz(p *proc) int {
 // per attempt), so slow requests complete: the sink falls behind and catches up
 // after, without exiting; the compactor finishes (exit 0).
 func TestFaultS3Latency(t *testing.T) {
+	// Most of its time is spent waiting out a fault window or a clock margin, so it
+	// runs beside the package's other such tests (after the serial ones).
+	t.Parallel()
 	stretch := envDuration(t, "LAKESINK_FAULT_S3_LATENCY_FOR", 30*time.Second)
 	const latency = 5 * time.Second
 	const parts = 4
@@ -164,6 +167,9 @@ func startBehindS3Proxy(t *testing.T) (*scenario, *tcpProxy, *proc, int64) {
 // every committed offset in S3 or the dead letters: nothing is committed past what
 // is durable. The sink does not exit; it retries and catches up after.
 func TestFaultS3Unreachable(t *testing.T) {
+	// Most of its time is spent waiting out a fault window or a clock margin, so it
+	// runs beside the package's other such tests (after the serial ones).
+	t.Parallel()
 	outage := envDuration(t, "LAKESINK_FAULT_S3_OUTAGE", 60*time.Second)
 	s, proxy, p, at := startBehindS3Proxy(t)
 	stopProducer := s.backgroundProducer(200, 3, 4)
@@ -217,6 +223,9 @@ func TestFaultS3Unreachable(t *testing.T) {
 // deadline the upload workers wait on the dead connections for the kernel's
 // retransmission timeout (~15 min) and the sink stops uploading.
 func TestFaultS3SilentConnection(t *testing.T) {
+	// Most of its time is spent waiting out a fault window or a clock margin, so it
+	// runs beside the package's other such tests (after the serial ones).
+	t.Parallel()
 	hold := envDuration(t, "LAKESINK_FAULT_S3_SILENT", 45*time.Second)
 	s, proxy, p, _ := startBehindS3Proxy(t)
 	stopProducer := s.backgroundProducer(200, 3, 4)

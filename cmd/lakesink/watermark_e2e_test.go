@@ -130,6 +130,9 @@ var finalThroughLine = regexp.MustCompile(`final through (\S+) `)
 // reaches endB `margin` after the test starts: before, with the sink stopped,
 // hour B waits; after, with the sink caught up, it closes.
 func TestE2EWatermarkBacklog(t *testing.T) {
+	// Most of its time is spent waiting out a fault window or a clock margin, so it
+	// runs beside the package's other such tests (after the serial ones).
+	t.Parallel()
 	const parts, margin = 3, 90 * time.Second
 	b := newBed(t, parts)
 	start := time.Now()
