@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"time"
 
@@ -126,8 +127,21 @@ func Read(ctx context.Context, st store.Store, group, topic string) (*Object, er
 }
 
 // swapAttempts bounds the read-merge-swap loop of Advance; each lost race means
-// another writer stored its marks meanwhile, so a few are plenty.
-const swapAttempts = 10
+// another writer stored its marks meanwhile. Writers that keep colliding in
+// lockstep are pulled apart by a random wait before each retry.
+const swapAttempts = 20
+
+// jitter waits a random time of up to (attempt+1) × 10 ms, or until ctx is done.
+func jitter(ctx context.Context, attempt int) error {
+	t := time.NewTimer(rand.N(time.Duration(attempt+1) * 10 * time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // ErrContended is returned by Advance when every attempt lost a race.
 var ErrContended = errors.New("watermark object contended")
@@ -140,7 +154,7 @@ var ErrContended = errors.New("watermark object contended")
 // costs one GET.
 func Advance(ctx context.Context, sw store.Swapper, group, topic string, partitions int32, marks map[int32]Mark) (*Object, bool, error) {
 	key := Key(group, topic)
-	for range swapAttempts {
+	for attempt := range swapAttempts {
 		b, version, err := sw.GetVersion(ctx, key)
 		var o *Object
 		switch {
@@ -162,6 +176,9 @@ func Advance(ctx context.Context, sw store.Swapper, group, topic string, partiti
 		}
 		_, err = sw.Swap(ctx, key, body, version)
 		if store.IsChanged(err) {
+			if err := jitter(ctx, attempt); err != nil {
+				return nil, false, err
+			}
 			continue
 		}
 		if err != nil {
