@@ -15,6 +15,7 @@ import (
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
+	"github.com/lakesink/lakesink/internal/wait"
 	"github.com/lakesink/lakesink/lake/config"
 	"github.com/lakesink/lakesink/lake/layout"
 )
@@ -210,7 +211,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		// This attempt's index is proven unused; the next is written for cur.
 		c.deleteKeys(ctx, key)
 		key = ""
-		if err := waitCtx(ctx, rebaseWait(rebases)); err != nil {
+		if err := wait.Sleep(ctx, rebaseWait(rebases)); err != nil {
 			discard()
 			return rebases, err
 		}

@@ -201,18 +201,6 @@ func rebaseWait(rebases int) time.Duration {
 	return time.Duration(rand.Int64N(int64(50*time.Millisecond) * int64(rebases+1)))
 }
 
-// waitCtx waits d or until ctx is done.
-func waitCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // CheckShardLineage verifies, from the table's history, that every commit of
 // a shard (a snapshot whose summary names it under SummaryShard) added and
 // removed files only in partitions that shard owns. It returns how many such

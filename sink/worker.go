@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/lakesink/lakesink/internal/wait"
 	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/rawfile"
 	"github.com/lakesink/lakesink/lake/store"
@@ -118,7 +119,7 @@ func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) er
 				}
 				e.log.Error("reading existing raw file failed; retrying", "file", key, "topic", b.tp.topic,
 					"partition", b.tp.partition, "offset", first, "err", rerr, "retry_in", readBackoff)
-				if err := sleep(ctx, readBackoff); err != nil {
+				if err := wait.Sleep(ctx, readBackoff); err != nil {
 					return fmt.Errorf("read existing raw file %s: %w", key, err)
 				}
 				readBackoff = min(readBackoff*2, 30*time.Second)
@@ -136,7 +137,7 @@ func (e *Engine) upload(ctx context.Context, enc *rawfile.Encoder, b *buffer) er
 			}
 			e.m.FlushErrors.WithLabelValues("upload").Inc()
 			e.log.Error("upload failed; retrying", "file", key, "err", err, "retry_in", backoff)
-			if err := sleep(ctx, backoff); err != nil {
+			if err := wait.Sleep(ctx, backoff); err != nil {
 				return err
 			}
 			backoff = min(backoff*2, 30*time.Second)
@@ -154,17 +155,6 @@ var ErrUnreadableRawFile = errors.New("existing raw file cannot be read")
 // with ErrUnreadableRawFile; with the backoff from 200 ms doubling up to 30 s, the
 // last one comes about 80 s after the first (a transient S3 error has passed by then).
 const unreadableTries = 10
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // keepMask marks the rows not covered by skips; first is the first kept offset, -1 if none.
 // The mask is nil when every row is kept.

@@ -24,6 +24,8 @@ import (
 	smithyauth "github.com/aws/smithy-go/auth"
 	"github.com/aws/smithy-go/encoding/httpbinding"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/lakesink/lakesink/internal/wait"
 )
 
 // directPut sends a single-part conditional PutObject with net/http and the SDK's
@@ -138,12 +140,8 @@ func (d *directPut) put(ctx context.Context, key string, data []byte, sse string
 		if d.onRetry != nil {
 			d.onRetry("PutObject")
 		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff))) + backoff/2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if wait.Sleep(ctx, time.Duration(rand.Int64N(int64(backoff)))+backoff/2) != nil {
 			return err
-		case <-t.C:
 		}
 		backoff = min(backoff*2, 20*time.Second)
 	}

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/lakesink/lakesink/internal/wait"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -131,18 +132,6 @@ func Read(ctx context.Context, st store.Store, group, topic string) (*Object, er
 // lockstep are pulled apart by a random wait before each retry.
 const swapAttempts = 20
 
-// jitter waits a random time of up to (attempt+1) × 10 ms, or until ctx is done.
-func jitter(ctx context.Context, attempt int) error {
-	t := time.NewTimer(rand.N(time.Duration(attempt+1) * 10 * time.Millisecond))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // ErrContended is returned by Advance when every attempt lost a race.
 var ErrContended = errors.New("watermark object contended")
 
@@ -176,7 +165,8 @@ func Advance(ctx context.Context, sw store.Swapper, group, topic string, partiti
 		}
 		_, err = sw.Swap(ctx, key, body, version)
 		if store.IsChanged(err) {
-			if err := jitter(ctx, attempt); err != nil {
+			// A random wait of up to (attempt+1) × 10 ms pulls lockstep writers apart.
+			if err := wait.Sleep(ctx, rand.N(time.Duration(attempt+1)*10*time.Millisecond)); err != nil {
 				return nil, false, err
 			}
 			continue
