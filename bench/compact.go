@@ -36,7 +36,7 @@ const benchPartitions = 4
 //
 // It then measures pruning (Scan): the data-file bytes PyIceberg plans for a one-hour
 // predicate against those of a full scan of the compacted table.
-func compact(events [][]byte, bin string, minFiles int, profile string, hour time.Time, shards int) (Result, *Scan, error) {
+func compact(events [][]byte, bin string, minFiles int, profile string, hour time.Time, shards, procs int) (Result, *Scan, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-compact-%d", time.Now().UnixNano())
 	dir, err := os.MkdirTemp("", name)
@@ -67,7 +67,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	}
 	fmt.Fprintf(os.Stderr, "bench: compacting %d raw files (%.1f MB) with %s, %d shard(s)\n", files, float64(size)/1e6, bin, shards)
 	args := []string{"compact", "-c", cfgPath}
-	if profile != "" {
+	if profile != "" && shards == 1 {
 		args = append(args, "--cpuprofile", profile)
 	}
 	if shards > 1 {
@@ -85,12 +85,17 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 		a := args
 		if shards > 1 {
 			a = append(slices.Clip(args), fmt.Sprintf("--shard=%d/%d", i, shards))
+			if profile != "" {
+				a = append(a, "--cpuprofile", fmt.Sprintf("%s-shard%d", profile, i))
+			}
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); runs[i] = runCompact(bin, s3cfg, a...) }()
+		go func() { defer wg.Done(); runs[i] = runCompactProcs(bin, s3cfg, procs, a...) }()
 	}
+	server0, serverOK := s3ServerCPU()
 	wg.Wait()
 	wall := time.Since(start)
+	server1, _ := s3ServerCPU()
 	var cpu time.Duration
 	var rss int64
 	rows := 0
@@ -111,12 +116,15 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	if rows != len(events) {
 		return Result{}, nil, fmt.Errorf("the compactor merged %d rows, want %d", rows, len(events))
 	}
-	label := "compact: raw files → Iceberg, 2 cores"
+	label := fmt.Sprintf("compact: raw files → Iceberg, 2 cores, GOMAXPROCS=%d", procs)
 	if shards > 1 {
-		label = fmt.Sprintf("compact: %d shards at once, 2 cores", shards)
+		label = fmt.Sprintf("compact: %d shards at once, 2 cores, GOMAXPROCS=%d each", shards, procs)
 	}
 	r := result(label, len(events), size, wall, cpu, rss)
 	r.Files = files
+	if serverOK {
+		r.ServerCPUSeconds = (server1 - server0).Seconds()
+	}
 	sc, err := scan(s3cfg, "sqlite:///"+filepath.Join(dir, "catalog.db"), fmt.Sprintf("s3://%s/%s/warehouse", s3cfg.Bucket, name), hour)
 	if err != nil {
 		return Result{}, nil, err
@@ -163,11 +171,16 @@ type compactRun struct {
 // runCompact runs `lakesink <args>` (GOMAXPROCS=2, the bed's S3 credentials)
 // and measures it; a non-zero exit other than 4 (idle) is an error.
 func runCompact(bin string, s3cfg store.S3Config, args ...string) compactRun {
+	return runCompactProcs(bin, s3cfg, 2, args...)
+}
+
+// runCompactProcs is runCompact with GOMAXPROCS=procs.
+func runCompactProcs(bin string, s3cfg store.S3Config, procs int, args ...string) compactRun {
 	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+s3cfg.SecretAccessKey,
-		"AWS_REGION="+s3cfg.Region, "GOMAXPROCS=2")
+		"AWS_REGION="+s3cfg.Region, fmt.Sprintf("GOMAXPROCS=%d", procs))
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return compactRun{err: err}
@@ -185,6 +198,38 @@ func runCompact(bin string, s3cfg store.S3Config, args ...string) compactRun {
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return r
+}
+
+// s3ServerCPU is the CPU time the bed's S3 server (versitygw, whose pid file
+// sits beside its data directory, LAKESINK_TEST_S3_DIR) has used so far: it
+// shares the machine's cores with what a measure runs. ok is false when it
+// cannot be read (another S3 endpoint).
+func s3ServerCPU() (cpu time.Duration, ok bool) {
+	dir := os.Getenv("LAKESINK_TEST_S3_DIR")
+	if dir == "" {
+		return 0, false
+	}
+	pid, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "versitygw.pid"))
+	if err != nil {
+		return 0, false
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command's closing parenthesis: utime and stime are
+	// the 12th and 13th, in clock ticks (100 a second on Linux).
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
 
 // Scan is the pruning measure: what a one-hour predicate on the event time plans

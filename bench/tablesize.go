@@ -242,20 +242,11 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 		v, _ := g.Event(i, n)
 		events[i] = append([]byte(nil), v...)
 	}
-	one, _, err := compact(events, bin, files, profile, dayStart.Add(12*time.Hour), 1)
+	sh, err := shardMeasures(events, bin, files, profile, dayStart.Add(12*time.Hour), shards)
 	if err != nil {
 		return err
 	}
-	results := []Result{one}
-	if shards > 1 {
-		r, _, err := compact(events, bin, files, "", dayStart.Add(12*time.Hour), shards)
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-		fmt.Printf("compaction of the day: 1 run %.1f s wall, %.1f CPU-s; %d shards %.1f s wall (%.2f of 1), %.1f CPU-s\n",
-			one.WallSeconds, one.CPUSeconds, shards, r.WallSeconds, r.WallSeconds/one.WallSeconds, r.CPUSeconds)
-	}
+	results := sh.Results()
 	sizes, err := tableSizes(bin, counts)
 	if err != nil {
 		return err
@@ -266,4 +257,58 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 	}
 	data, _ := json.MarshalIndent(map[string]any{"results": results, "table_sizes": sizes}, "", "  ")
 	return os.WriteFile(out, data, 0o644)
+}
+
+// Shards is the shards measure: the day of data compacted by one run and by
+// N runs at once, first with each process free to use both cores
+// (GOMAXPROCS=2: one run already overlaps fetching, merging and uploading),
+// then with one core per process (GOMAXPROCS=1: a shard per core, as pods
+// with a one-CPU limit).
+type Shards struct {
+	N                 int
+	One, Many         Result // GOMAXPROCS=2
+	OneCore, ManyCore Result // GOMAXPROCS=1
+	Scan              *Scan  // of the one-run table
+}
+
+// Results lists the four runs.
+func (s *Shards) Results() []Result {
+	if s.N < 2 {
+		return []Result{s.One}
+	}
+	return []Result{s.One, s.Many, s.OneCore, s.ManyCore}
+}
+
+// shardMeasures runs the shards measure (only the one run when shards < 2)
+// and prints it.
+func shardMeasures(events [][]byte, bin string, files int, profile string, hour time.Time, shards int) (*Shards, error) {
+	s := &Shards{N: shards}
+	var err error
+	if s.One, s.Scan, err = compact(events, bin, files, profile, hour, 1, 2); err != nil || shards < 2 {
+		return s, err
+	}
+	for _, r := range []struct {
+		dst   *Result
+		n, gp int
+		prof  string
+	}{{&s.Many, shards, 2, ""}, {&s.OneCore, 1, 1, "-1core"}, {&s.ManyCore, shards, 1, "-1core"}} {
+		prof := ""
+		if profile != "" {
+			prof = profile + r.prof
+		}
+		if *r.dst, _, err = compact(events, bin, files, prof, hour, r.n, r.gp); err != nil {
+			return s, err
+		}
+	}
+	for _, p := range []struct {
+		one, many Result
+		gp        int
+	}{{s.One, s.Many, 2}, {s.OneCore, s.ManyCore, 1}} {
+		fmt.Printf("compaction of the day, GOMAXPROCS=%d per process: 1 run %.1f s wall, %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
+			"%d shards %.1f s wall (%.2f of 1), %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy)\n",
+			p.gp, p.one.WallSeconds, p.one.CPUSeconds, p.one.ServerCPUSeconds, (p.one.CPUSeconds+p.one.ServerCPUSeconds)/p.one.WallSeconds,
+			shards, p.many.WallSeconds, p.many.WallSeconds/p.one.WallSeconds, p.many.CPUSeconds, p.many.ServerCPUSeconds,
+			(p.many.CPUSeconds+p.many.ServerCPUSeconds)/p.many.WallSeconds)
+	}
+	return s, nil
 }
