@@ -160,9 +160,15 @@ type colTable struct {
 	sch              *parquet.Schema
 	cols             []column
 	rows             int
-	topic, part, off int // leaf columns of the Kafka coordinates
+	topic, part, off int   // leaf columns of the Kafka coordinates
+	keyCols          []int // leaf column of each sort column
+	pair             []keyCmp
 	keys             []func(a, b int) int
 }
+
+// keyCmp compares entry a of one column with entry b of another column of the
+// same leaf (of two tables of one schema, or the same table).
+type keyCmp func(ca *column, a int, cb *column, b int) int
 
 func newTable(s *schema.Schema, sortBy []string) (*colTable, error) {
 	t := &colTable{sch: s.Parquet}
@@ -186,33 +192,37 @@ func newTable(s *schema.Schema, sortBy []string) (*colTable, error) {
 		if !ok || lc.MaxRepetitionLevel > 0 || len(lc.Path) != 1 {
 			return nil, fmt.Errorf("sort column %s is not a top-level primitive column of table %s", name, s.Table)
 		}
-		t.keys = append(t.keys, t.comparator(lc.ColumnIndex, lc.Node.Type()))
+		k := comparator(&t.cols[lc.ColumnIndex], lc.ColumnIndex, lc.Node.Type())
+		c := &t.cols[lc.ColumnIndex]
+		t.keyCols = append(t.keyCols, lc.ColumnIndex)
+		t.pair = append(t.pair, k)
+		t.keys = append(t.keys, func(a, b int) int { return k(c, a, c, b) })
 	}
 	return t, nil
 }
 
-// comparator compares rows a and b on one sort column: nulls first, then as
-// the column's type orders values (signed integers and unsigned-lexicographic
-// bytes compared directly, anything else through the type).
-func (t *colTable) comparator(ci int, typ parquet.Type) func(a, b int) int {
-	c := &t.cols[ci]
-	var vals func(a, b int) int
+// comparator compares entries of leaf column ci (c is one of its columns,
+// for its kind and levels): nulls first, then as the column's type orders
+// values (signed integers and unsigned-lexicographic bytes compared directly,
+// anything else through the type).
+func comparator(c *column, ci int, typ parquet.Type) keyCmp {
+	var vals keyCmp
 	switch {
 	case c.kind == parquet.Int64 && typ.Compare(parquet.Int64Value(-1), parquet.Int64Value(1)) < 0:
-		vals = func(a, b int) int { return cmp.Compare(int64(c.num[a]), int64(c.num[b])) }
+		vals = func(ca *column, a int, cb *column, b int) int { return cmp.Compare(int64(ca.num[a]), int64(cb.num[b])) }
 	case c.kind == parquet.Int32 && typ.Compare(parquet.Int32Value(-1), parquet.Int32Value(1)) < 0:
-		vals = func(a, b int) int { return cmp.Compare(int32(c.num[a]), int32(c.num[b])) }
+		vals = func(ca *column, a int, cb *column, b int) int { return cmp.Compare(int32(ca.num[a]), int32(cb.num[b])) }
 	case c.kind == parquet.ByteArray && typ.Compare(parquet.ByteArrayValue([]byte{0xff}), parquet.ByteArrayValue([]byte("a"))) > 0 &&
 		typ.Compare(parquet.ByteArrayValue([]byte("ab")), parquet.ByteArrayValue([]byte("b"))) < 0:
-		vals = func(a, b int) int { return bytes.Compare(c.bytesAt(a), c.bytesAt(b)) }
+		vals = func(ca *column, a int, cb *column, b int) int { return bytes.Compare(ca.bytesAt(a), cb.bytesAt(b)) }
 	default:
-		vals = func(a, b int) int { return typ.Compare(c.value(a, ci), c.value(b, ci)) }
+		vals = func(ca *column, a int, cb *column, b int) int { return typ.Compare(ca.value(a, ci), cb.value(b, ci)) }
 	}
 	if c.maxDef == 0 {
 		return vals
 	}
-	return func(a, b int) int {
-		switch an, bn := c.null(a), c.null(b); {
+	return func(ca *column, a int, cb *column, b int) int {
+		switch an, bn := ca.null(a), cb.null(b); {
 		case an && bn:
 			return 0
 		case an:
@@ -220,15 +230,35 @@ func (t *colTable) comparator(ci int, typ parquet.Type) func(a, b int) int {
 		case bn:
 			return 1
 		}
-		return vals(a, b)
+		return vals(ca, a, cb, b)
 	}
 }
 
-func (t *colTable) compare(a, b uint32) int {
+// compareKeys compares rows a and b on the sort columns alone.
+func (t *colTable) compareKeys(a, b int) int {
 	for _, k := range t.keys {
-		if c := k(int(a), int(b)); c != 0 {
+		if c := k(a, b); c != 0 {
 			return c
 		}
+	}
+	return 0
+}
+
+// compareAcross compares row a of t with row b of u (a table of the same
+// schema and sort columns) on the sort columns alone.
+func (t *colTable) compareAcross(a int, u *colTable, b int) int {
+	for i, k := range t.pair {
+		ci := t.keyCols[i]
+		if c := k(&t.cols[ci], a, &u.cols[ci], b); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func (t *colTable) compare(a, b uint32) int {
+	if c := t.compareKeys(int(a), int(b)); c != 0 {
+		return c
 	}
 	// Equal keys keep their input order (table files first, then raw files).
 	return cmp.Compare(a, b)

@@ -97,10 +97,13 @@ type Summary struct {
 	FilesIn, FilesOut     int
 	BytesIn, BytesOut     int64
 	RowsIn, RowsOut, Dups int64
-	RawDeleted            int
-	SnapshotsExpired      int
-	OrphansDeleted        int
-	Conflicts             int
+	// RowGroupsCopied counts input row groups written into outputs without
+	// re-encoding (Merger.CopyRowGroups).
+	RowGroupsCopied  int
+	RawDeleted       int
+	SnapshotsExpired int
+	OrphansDeleted   int
+	Conflicts        int
 	// Rebased counts the conflicts resolved by staging the same outputs again
 	// on the new snapshot (another shard's commit won the race); the others
 	// were planned again.
@@ -582,7 +585,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	m := &Merger{Schema: out, SortBy: icetable.SortColumns(t), Lake: c.Lake, Warehouse: c.Warehouse,
 		Budget: int64(c.Cfg.Compaction.MemoryBudget) / 2, RowGroupSize: int64(c.Cfg.Compaction.RowGroupSize),
 		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, ReadTimeout: c.Cfg.Compaction.ReadTimeout, Progress: prog.add,
-		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel)}
+		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel), CopyRowGroups: c.Cfg.Compaction.CopyRowGroups}
 	filters := map[layout.Period]Coverage{}
 	for _, gr := range st.plan.Groups {
 		if filters[gr.Period] == nil {
@@ -630,6 +633,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		sum.BytesIn += res.BytesIn
 		sum.RowsIn += res.RowsIn
 		sum.Dups += res.Duplicates
+		sum.RowGroupsCopied += res.RowGroupsCopied
 		c.Metrics.group(t.Name, len(gr.Raw)+len(gr.Table), len(res.Outputs), res.BytesIn, res, res.Outputs)
 	}
 	prog.done()

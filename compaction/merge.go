@@ -48,6 +48,9 @@ type Merger struct {
 	Progress func(bytes int64)
 	// Codec compresses the outputs; nil: the lake's default (zstd, default level).
 	Codec compress.Codec
+	// CopyRowGroups copies large input row groups already in the output's
+	// order into the outputs without re-encoding them (copy.go).
+	CopyRowGroups bool
 
 	// spare is the last group's table, emptied with its capacity kept: hour
 	// groups are alike in size, so the next group's columns do not grow by
@@ -75,6 +78,10 @@ type Result struct {
 	// Raw is the coverage of the group's raw files (Empty ones included): what
 	// the table holds of the raw zone once the outputs are committed.
 	Raw Coverage
+	// RowGroupsCopied counts input row groups written into the outputs without
+	// re-encoding; RowGroupsDemoted those first taken for it, then merged
+	// because another input's rows fell in their key range.
+	RowGroupsCopied, RowGroupsDemoted int
 }
 
 const (
@@ -225,12 +232,13 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	// Small inputs are fetched and their footers parsed ahead of the merge.
 	pf := m.fetchAhead(ctx, ins)
 	defer pf.stop()
+	var pts []*passThrough
 	for i, in := range ins {
 		flt, footer := filter, Coverage(nil)
 		if i < len(g.Table) {
 			flt, footer = nil, cov
 		}
-		kept, last, err := m.read(ctx, in, pf.take(i), s, &res, flt, footer)
+		kept, last, err := m.read(ctx, in, pf.take(i), s, &res, flt, footer, &pts)
 		pf.release(i)
 		if err != nil {
 			return res, err
@@ -252,12 +260,18 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 		return res, nil
 	}
 	w := &outputs{m: m, ctx: ctx, dir: dir, gi: gi, cov: cov}
+	// Everything fits the budget: sort and dedupe the permutation, write the
+	// columns in its order and the row groups copied between them.
+	perm, pts, err := s.settle(ctx, pts)
+	res.RowGroupsDemoted = s.demoted
+	if err != nil {
+		return res, err
+	}
 	if len(s.runs) == 0 {
-		// Everything fits the budget: sort and dedupe the permutation, write
-		// the columns in its order.
-		perm, dups := t.sorted(s.perm)
-		res.Duplicates += dups
-		if err := w.writeTable(t, perm); err != nil {
+		res.Duplicates += s.dups
+		err := w.writeMerged(t, perm, pts)
+		res.RowGroupsCopied = w.copied
+		if err != nil {
 			w.abort(err)
 			return res, err
 		}
@@ -302,8 +316,9 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 // read loads one input file's rows into the sorter: ft is the file fetched
 // ahead, or nil to fetch it here. filter, when set, drops rows it holds (raw
 // files). footer, when set, receives the file's coverage footer (table files).
-// It returns the rows kept and the file's last offset.
-func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter, res *Result, filter, footer Coverage) (int64, int64, error) {
+// Row groups to copy as they are go to pts (copy.go). It returns the rows kept
+// and the file's last offset.
+func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter, res *Result, filter, footer Coverage, pts *[]*passThrough) (int64, int64, error) {
 	if ft == nil {
 		if m.ReadTimeout > 0 {
 			var cancel context.CancelFunc
@@ -313,7 +328,12 @@ func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter,
 		f := open(ctx, in)
 		ft = &f
 	}
-	defer ft.close()
+	held := false
+	defer func() {
+		if !held {
+			ft.close()
+		}
+	}()
 	if ft.err != nil {
 		return 0, 0, ft.err
 	}
@@ -350,8 +370,21 @@ func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter,
 		ip.last, _ = strconv.ParseInt(v, 10, 64)
 	}
 	meta := f.Metadata().RowGroups
+	copyable := m.copyable(f)
+	var took []*passThrough
 	for i, rg := range f.RowGroups() {
 		first := s.t.rows
+		if copyable {
+			pt, err := s.passThrough(f, i, rg, ip)
+			if err != nil {
+				return 0, 0, bad(err)
+			}
+			if pt != nil {
+				pt.in = in
+				took = append(took, pt)
+				continue
+			}
+		}
 		if direct && i < len(meta) && meta[i].TotalByteSize <= s.m.Budget/4 {
 			// Column by column: a row group at most a quarter of the budget.
 			if err := s.t.addRowGroup(rg, cols, s.vals); err != nil {
@@ -393,6 +426,16 @@ func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter,
 		}
 		rows.Close()
 	}
+	// A file fetched whole stays in memory for its copies while the files held
+	// so fit in a quarter of the budget; any other is opened again to copy.
+	if len(took) > 0 && ft.obj == nil && s.held+size <= m.Budget/4 {
+		held, s.held = true, s.held+size
+		for _, pt := range took {
+			pt.ft = ft
+		}
+		s.files = append(s.files, ft)
+	}
+	*pts = append(*pts, took...)
 	res.BytesIn += size
 	if m.Progress != nil {
 		m.Progress(size)
@@ -420,6 +463,11 @@ type sorter struct {
 	runs []*os.File
 	vals []parquet.Value
 	rows []parquet.Row
+	// held is the bytes of input files held for their row groups' copies;
+	// demoted counts the row groups taken for copying, then merged.
+	held    int64
+	files   []*fetched
+	demoted int
 }
 
 // added takes in the rows of t from first on: counts them, filters them, and
@@ -485,6 +533,9 @@ func (s *sorter) spill() error {
 }
 
 func (s *sorter) cleanup() {
+	for _, ft := range s.files {
+		ft.close()
+	}
 	for _, f := range s.runs {
 		f.Close()
 		os.Remove(f.Name())
@@ -601,6 +652,7 @@ type outputs struct {
 	cov  Coverage
 	done []Output
 
+	copied  int // row groups copied
 	cur     *parquet.Writer
 	pw      *io.PipeWriter
 	cw      *countWriter

@@ -119,27 +119,30 @@ func readColumns(t *testing.T, s store.Store, key string) (ns, ts []int64) {
 	}
 	nCol, _ := f.Schema().Lookup("n")
 	tsCol, _ := f.Schema().Lookup("ts")
-	rows := f.RowGroups()[0].Rows()
-	defer rows.Close()
 	buf := make([]parquet.Row, 64)
-	for {
-		k, err := rows.ReadRows(buf)
-		for _, row := range buf[:k] {
-			for _, v := range row {
-				switch v.Column() {
-				case nCol.ColumnIndex:
-					ns = append(ns, v.Int64())
-				case tsCol.ColumnIndex:
-					ts = append(ts, v.Int64())
+	for _, rg := range f.RowGroups() {
+		rows := rg.Rows()
+		for {
+			k, err := rows.ReadRows(buf)
+			for _, row := range buf[:k] {
+				for _, v := range row {
+					switch v.Column() {
+					case nCol.ColumnIndex:
+						ns = append(ns, v.Int64())
+					case tsCol.ColumnIndex:
+						ts = append(ts, v.Int64())
+					}
 				}
 			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rows.Close()
+				t.Fatal(err)
+			}
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows.Close()
 	}
 	return ns, ts
 }

@@ -17,6 +17,8 @@ type Metrics struct {
 	BytesOut    *prometheus.CounterVec
 	Rows        *prometheus.CounterVec
 	Duplicates  *prometheus.CounterVec
+	Copied      *prometheus.CounterVec
+	Demoted     *prometheus.CounterVec
 	Conflicts   *prometheus.CounterVec
 	Rebased     *prometheus.CounterVec
 	Reconciled  *prometheus.CounterVec
@@ -51,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rows written to outputs."}, tl),
 		Duplicates: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_duplicates_dropped_total",
 			Help: "Rows dropped because their (topic, partition, offset) was already present."}, tl),
+		Copied: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_row_groups_copied_total",
+			Help: "Input row groups written into outputs without re-encoding (large, already sorted, overlapping no other input)."}, tl),
+		Demoted: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_row_groups_demoted_total",
+			Help: "Input row groups first taken for copying, then merged row by row because another input's rows fell in their key range."}, tl),
 		Conflicts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_conflicts_total",
 			Help: "Iceberg commits that lost a race (then rebased, or planned again)."}, tl),
 		Rebased: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_rebased_total",
@@ -127,6 +133,8 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 	m.FilesOut.WithLabelValues(table).Add(float64(out))
 	m.BytesIn.WithLabelValues(table).Add(float64(bytesIn))
 	m.Duplicates.WithLabelValues(table).Add(float64(res.Duplicates))
+	m.Copied.WithLabelValues(table).Add(float64(res.RowGroupsCopied))
+	m.Demoted.WithLabelValues(table).Add(float64(res.RowGroupsDemoted))
 	for _, o := range outs {
 		m.BytesOut.WithLabelValues(table).Add(float64(o.Size))
 		m.Rows.WithLabelValues(table).Add(float64(o.Rows))
@@ -136,7 +144,7 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 // Touch creates a table's series at zero, so an idle run still exports them
 // (alerts and dashboards never see a missing series).
 func (m *Metrics) Touch(table string) {
-	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Conflicts, m.Rebased, m.RawDeleted, m.Commits} {
+	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Copied, m.Demoted, m.Conflicts, m.Rebased, m.RawDeleted, m.Commits} {
 		v.WithLabelValues(table)
 	}
 	m.WatermarkHeld.WithLabelValues(table)

@@ -131,6 +131,11 @@ type Compaction struct {
 	PushgatewayURL string `yaml:"pushgateway_url"`
 	// ZstdLevel is the zstd level of the table's files: ZstdFastest, ZstdDefault or ZstdBetter.
 	ZstdLevel string `yaml:"zstd_level"`
+	// CopyRowGroups lets a merge copy large input row groups that are already
+	// in the table's order (and overlap no other input) into its outputs
+	// without decoding and re-encoding them. Default true; false re-encodes
+	// every row (e.g. to apply a new zstd_level to old files).
+	CopyRowGroups bool `yaml:"copy_row_groups"`
 }
 
 // Zstd levels of the compacted files (compaction.zstd_level). On the bench's data,
@@ -349,6 +354,7 @@ func Default() Config {
 			SnapshotMaxAge:         7 * 24 * time.Hour,
 			OrphanMinAge:           3 * 24 * time.Hour,
 			ZstdLevel:              ZstdDefault,
+			CopyRowGroups:          true,
 		},
 	}
 }
