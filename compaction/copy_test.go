@@ -165,4 +165,3 @@ func chunkBytes(data []byte, m *format.ColumnMetaData) []byte {
 	}
 	return data[start : start+m.TotalCompressedSize]
 }
-
