@@ -77,7 +77,7 @@ func main() {
 	shufCaps := flag.String("shuffled-caps", "2000", "max_open_partitions of the shuffled measure's capped runs (comma-separated; empty: none)")
 	shufOnly := flag.Bool("shuffled-only", false, "run only the shuffled measure and the hour-vs-day measure (into -out)")
 	hvdOnly := flag.Bool("hour-vs-day-only", false, "run only the hour-vs-day measure (-shuffled-events, -shuffled-hours) and print it")
-	mergeSz := flag.String("merge-sizes", "28KB,1MB,64MB", "raw file sizes of the merge measure (compactor vs its in-memory bound, bench/merge.go); empty: skip")
+	mergeSz := flag.String("merge-sizes", "28KB,1MB,64MB,64MB-ordered", "raw file sizes of the merge measure (compactor vs its in-memory bound, bench/merge.go); empty: skip")
 	mergeMB := flag.Int("merge-mb", 64, "MB of raw files the merge measure merges at each size")
 	mergeLatency := flag.Duration("merge-s3-latency", 10*time.Millisecond, "latency a proxy adds to each S3 request of the merge measure's compactor (S3's first-byte latency)")
 	mergeProfile := flag.String("merge-cpuprofile", "", "write a CPU profile of each merge measure's compactor run to this path + -SIZE")
@@ -479,6 +479,12 @@ func printMerge(ms []MergeSize) []Target {
 		targets = append(targets, atLeast(fmt.Sprintf("compactor / its bound, MB per CPU-second, %s raw files", m.Label), 0.70, m.Ratio))
 	}
 	tw.Flush()
+	for _, m := range ms {
+		if m.Reencode != nil {
+			fmt.Printf("%s files in the table's order: %d row groups copied, %.1f MB/CPU-s (%.1f CPU-s); every row re-encoded (copy_row_groups: false) %.1f MB/CPU-s (%.1f CPU-s): %.1f×\n",
+				m.Label, m.RowGroupsCopied, m.Compact.MBPerCPUs, m.Compact.CPUSeconds, m.Reencode.MBPerCPUs, m.Reencode.CPUSeconds, m.Compact.MBPerCPUs/m.Reencode.MBPerCPUs)
+		}
+	}
 	fmt.Println()
 	return targets
 }

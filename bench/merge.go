@@ -34,12 +34,19 @@ type MergeSize struct {
 	Files       int     `json:"files"`
 	Compact     Result  `json:"compact"`
 	Bound       Result  `json:"bound"`
+	// Ordered is set for files of a topic in time order (no late events):
+	// the compactor copies their row groups (RowGroupsCopied), and Reencode
+	// is the same compaction with compaction.copy_row_groups: false.
+	Ordered         bool    `json:"ordered,omitempty"`
+	RowGroupsCopied int     `json:"row_groups_copied"`
+	Reencode        *Result `json:"reencode,omitempty"`
 	// Ratio is the compactor's MB per CPU-second over the bound's.
 	Ratio float64 `json:"ratio"`
 }
 
 // mergeSizes runs the merge measure at each size of sizes (a comma-separated
-// list of byte sizes: "28KB,1MB,64MB") over about totalMB of raw files each;
+// list of byte sizes: "28KB,1MB,64MB"; a size ending in "-ordered" has no late
+// events, so its files are in the table's order) over about totalMB of raw files each;
 // the compactor reaches S3 through a proxy that holds each request for
 // latency.
 //
@@ -50,7 +57,8 @@ func mergeSizes(bin, sizes string, totalMB int, latency time.Duration, profile s
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		b, err := config.ParseByteSize(s)
+		size, ordered := strings.CutSuffix(s, "-ordered")
+		b, err := config.ParseByteSize(size)
 		if err != nil {
 			return nil, fmt.Errorf("-merge-sizes: %w", err)
 		}
@@ -58,7 +66,7 @@ func mergeSizes(bin, sizes string, totalMB int, latency time.Duration, profile s
 		if profile != "" {
 			prof = profile + "-" + s
 		}
-		m, err := mergeSize(bin, s, int64(b), int64(totalMB)*1e6, latency, prof)
+		m, err := mergeSize(bin, s, int64(b), int64(totalMB)*1e6, latency, prof, ordered)
 		if err != nil {
 			return nil, fmt.Errorf("merge measure at %s files: %w", s, err)
 		}
@@ -70,7 +78,7 @@ func mergeSizes(bin, sizes string, totalMB int, latency time.Duration, profile s
 // mergeSize writes about total bytes of raw files of about fileBytes each (one
 // Kafka partition, one hour of event time: one merge group) to the S3 server
 // with the sink's engine, then measures the bound and the compactor on them.
-func mergeSize(bin, label string, fileBytes, total int64, latency time.Duration, profile string) (MergeSize, error) {
+func mergeSize(bin, label string, fileBytes, total int64, latency time.Duration, profile string, ordered bool) (MergeSize, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-merge-%d", time.Now().UnixNano())
 	dir, err := os.MkdirTemp("", name)
@@ -95,6 +103,9 @@ func mergeSize(bin, label string, fileBytes, total int64, latency time.Duration,
 	// The sink must not cut a file before the seal does.
 	cfg.Flush.MaxFileBytes, cfg.Flush.MemoryBudget = 8*config.GiB, 8*config.GiB
 	g := gen.New(7, time.Now().UTC().Truncate(time.Hour).Add(-3*time.Hour), time.Hour)
+	if ordered {
+		g.LateFraction = 0
+	}
 	perEvent, err := rawBytesPerEvent(ctx, cfg, dir, g)
 	if err != nil {
 		return MergeSize{}, err
@@ -144,13 +155,50 @@ func mergeSize(bin, label string, fileBytes, total int64, latency time.Duration,
 	if r.err != nil {
 		return MergeSize{}, r.err
 	}
-	// The run must have merged every event: the summary line counts the rows.
-	if m := regexp.MustCompile(`(\d+) rows, (\d+) duplicates dropped`).FindStringSubmatch(r.out); m == nil || m[1] != strconv.Itoa(n) {
-		return MergeSize{}, fmt.Errorf("the compactor's summary does not count %d rows:\n%s", n, r.out)
+	copied, err := summaryCounts(r.out, n)
+	if err != nil {
+		return MergeSize{}, err
 	}
 	comp := result("merge: compact, "+label+" files", n, size, r.wall, r.cpu, r.rssKiB)
 	comp.Files, bound.Files = files, files
-	return MergeSize{Label: label, S3LatencyMs: float64(latency) / 1e6, FileBytes: fileBytes, Files: files, Compact: comp, Bound: bound, Ratio: comp.MBPerCPUs / bound.MBPerCPUs}, nil
+	ms := MergeSize{Label: label, S3LatencyMs: float64(latency) / 1e6, FileBytes: fileBytes, Files: files, Compact: comp, Bound: bound,
+		Ratio: comp.MBPerCPUs / bound.MBPerCPUs, Ordered: ordered, RowGroupsCopied: copied}
+	if !ordered {
+		return ms, nil
+	}
+	// The same files compacted again into a table of a new catalog, every row
+	// re-encoded.
+	dir2, err := os.MkdirTemp("", name)
+	if err != nil {
+		return MergeSize{}, err
+	}
+	defer os.RemoveAll(dir2)
+	_, cfgPath2, err := compactConfig(name, dir2, s3cfg, proxy.url, "{lateness: 0s, copy_row_groups: false}")
+	if err != nil {
+		return MergeSize{}, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: merge measure: compacting them again, copy_row_groups: false\n")
+	r2 := runCompact(bin, s3cfg, "compact", "-c", cfgPath2)
+	if r2.err != nil {
+		return MergeSize{}, r2.err
+	}
+	if c, err := summaryCounts(r2.out, n); err != nil || c != 0 {
+		return MergeSize{}, fmt.Errorf("copy_row_groups: false: %d row groups copied, %v", c, err)
+	}
+	re := result("merge: compact, "+label+" files, copy_row_groups: false", n, size, r2.wall, r2.cpu, r2.rssKiB)
+	re.Files = files
+	ms.Reencode = &re
+	return ms, nil
+}
+
+// summaryCounts checks that a compaction run's summary line counts n rows
+// and returns the row groups it copied.
+func summaryCounts(out string, n int) (copied int, err error) {
+	m := regexp.MustCompile(`(\d+) rows, (\d+) duplicates dropped, (\d+) row groups copied`).FindStringSubmatch(out)
+	if m == nil || m[1] != strconv.Itoa(n) {
+		return 0, fmt.Errorf("the compactor's summary does not count %d rows:\n%s", n, out)
+	}
+	return strconv.Atoi(m[3])
 }
 
 // rawBytesPerEvent measures the raw Parquet bytes of one of g's events: a

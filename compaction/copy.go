@@ -190,7 +190,7 @@ func (m *Merger) withFile(ctx context.Context, pt *passThrough, fn func(f *parqu
 		ctx, cancel = context.WithTimeout(ctx, m.ReadTimeout)
 		defer cancel()
 	}
-	ft := open(ctx, pt.in)
+	ft := openFile(ctx, pt.in, true)
 	defer ft.close()
 	if ft.err != nil {
 		return ft.err

@@ -47,7 +47,12 @@ func (f *fetched) close() {
 // open fetches an input file and parses its footer: a small file with one GET
 // (Open would add a HEAD, and reading it page by page a request per page of
 // every column), a larger one opened for reads in pieces through ctx.
-func open(ctx context.Context, in inputFile) fetched {
+func open(ctx context.Context, in inputFile) fetched { return openFile(ctx, in, false) }
+
+// openFile is open; with ahead, a file read in pieces serves small reads from
+// a window read ahead (copying a row group: parquet-go reads its pages in small
+// sequential reads, each a request without it).
+func openFile(ctx context.Context, in inputFile, ahead bool) fetched {
 	opts := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferBytes)}
 	var ft fetched
 	var src io.ReaderAt
@@ -65,6 +70,9 @@ func open(ctx context.Context, in inputFile) fetched {
 		}
 		ft.tracked, ft.obj, ft.size = &trackedReader{r: obj}, obj, obj.Size()
 		src = ft.tracked
+		if ahead {
+			src = &readAhead{r: ft.tracked, size: ft.size}
+		}
 	}
 	f, err := parquet.OpenFile(src, ft.size, opts...)
 	if err != nil {
@@ -180,4 +188,45 @@ func (p *prefetcher) stop() {
 	p.cancel()
 	<-p.done
 	p.wg.Wait()
+}
+
+// readAhead serves reads below half a window from a window of readBufferBytes
+// read with one request at the first offset it misses; larger reads go through.
+type readAhead struct {
+	r    io.ReaderAt
+	size int64
+	mu   sync.Mutex
+	off  int64 // of buf in the file
+	buf  []byte
+}
+
+func (a *readAhead) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) >= readBufferBytes/2 {
+		return a.r.ReadAt(p, off)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if off < a.off || off+int64(len(p)) > a.off+int64(len(a.buf)) {
+		n := min(int64(readBufferBytes), a.size-off)
+		if n <= 0 {
+			return 0, io.EOF
+		}
+		if a.buf == nil {
+			a.buf = make([]byte, readBufferBytes)
+		}
+		m, err := a.r.ReadAt(a.buf[:n], off)
+		if m < int(n) {
+			a.buf = a.buf[:0]
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		a.off, a.buf = off, a.buf[:m]
+	}
+	k := copy(p, a.buf[off-a.off:])
+	if k < len(p) {
+		return k, io.EOF
+	}
+	return k, nil
 }
