@@ -36,7 +36,7 @@ const benchPartitions = 4
 //
 // It then measures pruning (Scan): the data-file bytes PyIceberg plans for a one-hour
 // predicate against those of a full scan of the compacted table.
-func compact(events [][]byte, bin string, minFiles int, profile string, hour time.Time, shards, procs int) (Result, *Scan, error) {
+func compact(events [][]byte, bin string, minFiles int, profile string, hour time.Time, shards, procs int, latency time.Duration) (Result, *Scan, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-compact-%d", time.Now().UnixNano())
 	dir, err := os.MkdirTemp("", name)
@@ -49,7 +49,18 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	if err != nil {
 		return Result{}, nil, err
 	}
-	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, s3cfg.Endpoint, "{lateness: 0s}")
+	endpoint := s3cfg.Endpoint
+	if latency > 0 {
+		// The compactor reaches S3 through a proxy that holds each request (S3's
+		// first-byte latency); the sink writing the raw files does not.
+		proxy, err := newSlowProxy(s3cfg.Endpoint, latency)
+		if err != nil {
+			return Result{}, nil, err
+		}
+		defer proxy.srv.Close()
+		endpoint = proxy.url
+	}
+	cfg, cfgPath, err := compactConfig(name, dir, s3cfg, endpoint, "{lateness: 0s}")
 	if err != nil {
 		return Result{}, nil, err
 	}

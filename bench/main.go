@@ -70,6 +70,7 @@ func main() {
 	partsOnly := flag.Bool("partitions-only", false, "run only the partitions measure (into -out)")
 	partsBudget := flag.Int("partitions-budget", 512, "flush.memory_budget in MiB of the partitions measure")
 	tableFiles := flag.String("table-files", "100,10000", "data files of the tables the idle and one-hour compaction runs are measured on (bench/tablesize.go); empty: skip")
+	shardsLatency := flag.Duration("shards-s3-latency", 0, "latency a proxy adds to each S3 request of the shards measure's compactors (0: none, loopback)")
 	shards := flag.Int("shards", 2, "also compact the day of data with this many shards at once, against one (0 or 1: skip)")
 	compactionOnly := flag.Bool("compaction-only", false, "run only the compaction measures: one run and -shards runs on the day of data, and the table sizes (into -out)")
 	shufN := flag.Int("shuffled-events", 1_000_000, "events of the shuffled measure (bench/shuffled.go); 0: skip")
@@ -95,7 +96,7 @@ func main() {
 	counts, err := parseCounts(*tableFiles)
 	check(err)
 	if *compactionOnly {
-		check(compactionMeasures(*n, *bin, *files, *profile, *shards, counts, *out))
+		check(compactionMeasures(*n, *bin, *files, *profile, *shards, *shardsLatency, counts, *out))
 		return
 	}
 	if *hvdOnly {
@@ -137,7 +138,7 @@ func main() {
 		v, _ := g.Event(i, *n)
 		events[i] = append(events[i][:0], v...)
 	}
-	sh, err := shardMeasures(events, *bin, *files, *profile, dayStart.Add(12*time.Hour), *shards)
+	sh, err := shardMeasures(events, *bin, *files, *profile, dayStart.Add(12*time.Hour), *shards, *shardsLatency)
 	check(err)
 	comp, sc := sh.One, sh.Scan
 	results = append(results, sh.Results()...)

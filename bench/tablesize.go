@@ -234,7 +234,7 @@ func printTableSizes(sizes []TableSize) {
 // -compaction-only): the day of data compacted by one run and by shards runs
 // at once, and the idle and one-hour runs against table size; it prints them
 // and writes them to out.
-func compactionMeasures(n int, bin string, files int, profile string, shards int, counts []int, out string) error {
+func compactionMeasures(n int, bin string, files int, profile string, shards int, latency time.Duration, counts []int, out string) error {
 	events := make([][]byte, n)
 	dayStart := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
 	g := gen.New(99, dayStart, 24*time.Hour)
@@ -242,7 +242,7 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 		v, _ := g.Event(i, n)
 		events[i] = append([]byte(nil), v...)
 	}
-	sh, err := shardMeasures(events, bin, files, profile, dayStart.Add(12*time.Hour), shards)
+	sh, err := shardMeasures(events, bin, files, profile, dayStart.Add(12*time.Hour), shards, latency)
 	if err != nil {
 		return err
 	}
@@ -266,9 +266,10 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 // with a one-CPU limit).
 type Shards struct {
 	N                 int
-	One, Many         Result // GOMAXPROCS=2
-	OneCore, ManyCore Result // GOMAXPROCS=1
-	Scan              *Scan  // of the one-run table
+	S3LatencyMs       float64 // added to each of the compactors' S3 requests
+	One, Many         Result  // GOMAXPROCS=2
+	OneCore, ManyCore Result  // GOMAXPROCS=1
+	Scan              *Scan   // of the one-run table
 }
 
 // Results lists the four runs.
@@ -281,10 +282,10 @@ func (s *Shards) Results() []Result {
 
 // shardMeasures runs the shards measure (only the one run when shards < 2)
 // and prints it.
-func shardMeasures(events [][]byte, bin string, files int, profile string, hour time.Time, shards int) (*Shards, error) {
-	s := &Shards{N: shards}
+func shardMeasures(events [][]byte, bin string, files int, profile string, hour time.Time, shards int, latency time.Duration) (*Shards, error) {
+	s := &Shards{N: shards, S3LatencyMs: float64(latency) / 1e6}
 	var err error
-	if s.One, s.Scan, err = compact(events, bin, files, profile, hour, 1, 2); err != nil || shards < 2 {
+	if s.One, s.Scan, err = compact(events, bin, files, profile, hour, 1, 2, latency); err != nil || shards < 2 {
 		return s, err
 	}
 	for _, r := range []struct {
@@ -296,7 +297,7 @@ func shardMeasures(events [][]byte, bin string, files int, profile string, hour 
 		if profile != "" {
 			prof = profile + r.prof
 		}
-		if *r.dst, _, err = compact(events, bin, files, prof, hour, r.n, r.gp); err != nil {
+		if *r.dst, _, err = compact(events, bin, files, prof, hour, r.n, r.gp, latency); err != nil {
 			return s, err
 		}
 	}
@@ -304,9 +305,9 @@ func shardMeasures(events [][]byte, bin string, files int, profile string, hour 
 		one, many Result
 		gp        int
 	}{{s.One, s.Many, 2}, {s.OneCore, s.ManyCore, 1}} {
-		fmt.Printf("compaction of the day, GOMAXPROCS=%d per process: 1 run %.1f s wall, %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
+		fmt.Printf("compaction of the day (S3 requests +%gms), GOMAXPROCS=%d per process: 1 run %.1f s wall, %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
 			"%d shards %.1f s wall (%.2f of 1), %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy)\n",
-			p.gp, p.one.WallSeconds, p.one.CPUSeconds, p.one.ServerCPUSeconds, (p.one.CPUSeconds+p.one.ServerCPUSeconds)/p.one.WallSeconds,
+			s.S3LatencyMs, p.gp, p.one.WallSeconds, p.one.CPUSeconds, p.one.ServerCPUSeconds, (p.one.CPUSeconds+p.one.ServerCPUSeconds)/p.one.WallSeconds,
 			shards, p.many.WallSeconds, p.many.WallSeconds/p.one.WallSeconds, p.many.CPUSeconds, p.many.ServerCPUSeconds,
 			(p.many.CPUSeconds+p.many.ServerCPUSeconds)/p.many.WallSeconds)
 	}

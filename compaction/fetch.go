@@ -13,7 +13,7 @@ import (
 )
 
 // fetchConcurrency bounds the input files fetched at once ahead of the merge.
-const fetchConcurrency = 4
+const fetchConcurrency = 16
 
 // inputFile is one file a merge reads: a table file from the warehouse or a raw
 // file from the lake.
