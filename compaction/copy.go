@@ -28,9 +28,49 @@ import (
 //     no other copied row group, inclusive: a row equal on every sort column
 //     (the same record read twice) is an overlap.
 //
-// A row group that fails the overlap checks is merged like any other (it is
-// read again in full: "demoted"). When the sorter spills, every candidate is
+// A row group whose first sort column's range (chunk statistics) meets that of
+// a row group read before it is merged at once. One that fails the overlap
+// checks later is merged like any other (it is read again in full: "demoted"). When the sorter spills, every candidate is
 // demoted: the k-way merge of spilled runs has no place to splice one in.
+
+// span is a row group's range on the first sort column, from its column
+// chunk's statistics; all marks a range not known (it overlaps every other).
+type span struct {
+	min, max parquet.Value
+	all      bool
+}
+
+// spanOf returns row group rg's span (all when the file's schema is not the
+// output's, the statistics are missing, or the column has nulls, which sort
+// first and are not in the bounds).
+func (s *sorter) spanOf(rg parquet.RowGroup, copyable bool) span {
+	if !copyable || len(s.t.keyCols) == 0 {
+		return span{all: true}
+	}
+	fc, ok := rg.ColumnChunks()[s.t.keyCols[0]].(*parquet.FileColumnChunk)
+	if !ok {
+		return span{all: true}
+	}
+	lo, hi, ok := fc.Bounds()
+	if !ok || fc.NullCount() > 0 {
+		return span{all: true}
+	}
+	return span{min: lo.Clone(), max: hi.Clone()}
+}
+
+// overlapsSeen reports whether sp meets (inclusive) the span of a row group
+// read before: a candidate that does would be demoted once the merge saw that
+// row group's rows, so it is merged at once (no decode of its keys first, no
+// second read).
+func (s *sorter) overlapsSeen(sp span) bool {
+	typ := s.kc.types[0]
+	for _, o := range s.seen {
+		if sp.all || o.all || typ.Compare(sp.min, o.max) <= 0 && typ.Compare(o.min, sp.max) <= 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // passThrough is an input row group the merge copies into an output as it is.
 type passThrough struct {
@@ -52,20 +92,26 @@ func (m *Merger) copyable(f *parquet.File) bool {
 	return m.CopyRowGroups && parquet.EqualNodes(f.Schema(), m.Schema.Parquet)
 }
 
-// passThrough decides whether row group rg of an input is copied: it checks
-// its size and codecs, then decodes its key columns and checks their order and
-// (raw files) the filter. It returns nil when the row group must be merged.
-func (s *sorter) passThrough(f *parquet.File, rgi int, rg parquet.RowGroup, in *input) (*passThrough, error) {
+// eligible reports whether row group rgi of f is worth checking for a copy:
+// large enough and compressed with the outputs' codec.
+func (s *sorter) eligible(f *parquet.File, rgi int) bool {
 	meta := f.Metadata().RowGroups
-	if rgi >= len(meta) || meta[rgi].TotalByteSize < s.m.copyMin() || rg.NumRows() < 2 {
-		return nil, nil
+	if rgi >= len(meta) || meta[rgi].TotalByteSize < s.m.copyMin() || meta[rgi].NumRows < 2 {
+		return false
 	}
 	codec := s.m.outCodec()
 	for _, c := range meta[rgi].Columns {
 		if c.MetaData.Codec != codec {
-			return nil, nil
+			return false
 		}
 	}
+	return true
+}
+
+// passThrough decides whether row group rg of an input (eligible) is copied:
+// it decodes its key columns and checks their order and (raw files) the
+// filter. It returns nil when the row group must be merged.
+func (s *sorter) passThrough(rgi int, rg parquet.RowGroup, in *input) (*passThrough, error) {
 	kt, err := newTable(s.m.Schema, s.m.SortBy)
 	if err != nil {
 		return nil, err

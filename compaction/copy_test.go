@@ -67,9 +67,12 @@ func TestMergeCopiesSortedRowGroups(t *testing.T) {
 		{name: "two sorted files, opened again", raw: []compaction.RawFile{a, b}, budget: 2 << 10, copied: 2, reqs: 4, rows: 200, hi: 200},
 		// The sorter spills: nothing can be spliced into the k-way merge.
 		{name: "spilled", raw: []compaction.RawFile{a, b, d}, budget: 4 << 10, demoted: 2, rows: 300, hi: 310},
-		{name: "a sorted file inside A", raw: []compaction.RawFile{a, b, c}, copied: 1, demoted: 2, rows: 210, hi: 210},
+		// C's range (chunk statistics) meets A's: C is merged at once, A demoted.
+		{name: "a sorted file inside A", raw: []compaction.RawFile{a, b, c}, copied: 1, demoted: 1, rows: 210, hi: 210},
+		// D comes first: A and B meet its range and are merged at once.
+		{name: "unsorted rows before A and B", raw: []compaction.RawFile{d, a, b}, rows: 300, hi: 310},
 		{name: "unsorted rows inside A and B", raw: []compaction.RawFile{a, b, d}, demoted: 2, rows: 300, hi: 310},
-		{name: "A twice", raw: []compaction.RawFile{a, b, dupA}, copied: 1, demoted: 2, rows: 200, dups: 100, hi: 200},
+		{name: "A twice", raw: []compaction.RawFile{a, b, dupA}, copied: 1, demoted: 1, rows: 200, dups: 100, hi: 200},
 		{name: "a row of A already in the table", raw: []compaction.RawFile{a, b}, filter: heldA, copied: 1, rows: 199, dups: 1, hi: 200},
 		{name: "unsorted file", raw: []compaction.RawFile{d}, rows: 100, lo: 210, hi: 310},
 		{name: "option off", raw: []compaction.RawFile{a, b}, off: true, rows: 200, hi: 200},

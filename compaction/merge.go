@@ -374,8 +374,11 @@ func (m *Merger) read(ctx context.Context, in inputFile, ft *fetched, s *sorter,
 	var took []*passThrough
 	for i, rg := range f.RowGroups() {
 		first := s.t.rows
-		if copyable {
-			pt, err := s.passThrough(f, i, rg, ip)
+		sp := s.spanOf(rg, copyable)
+		try := copyable && s.eligible(f, i) && !s.overlapsSeen(sp)
+		s.seen = append(s.seen, sp)
+		if try {
+			pt, err := s.passThrough(i, rg, ip)
 			if err != nil {
 				return 0, 0, bad(err)
 			}
@@ -466,6 +469,7 @@ type sorter struct {
 	// held is the bytes of input files held for their row groups' copies;
 	// demoted counts the row groups taken for copying, then merged.
 	held    int64
+	seen    []span // of every row group read, for overlapsSeen
 	files   []*fetched
 	demoted int
 }
