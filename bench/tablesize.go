@@ -260,56 +260,77 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 }
 
 // Shards is the shards measure: the day of data compacted by one run and by
-// N runs at once, first with each process free to use both cores
+// N runs at once, in pairs: with each process free to use both cores
 // (GOMAXPROCS=2: one run already overlaps fetching, merging and uploading),
-// then with one core per process (GOMAXPROCS=1: a shard per core, as pods
-// with a one-CPU limit).
+// with one core per process (GOMAXPROCS=1: a shard per core, as pods with a
+// one-CPU limit), and, when a latency is set, GOMAXPROCS=2 with the
+// compactors' S3 requests held that long each (S3's first-byte latency).
 type Shards struct {
-	N                 int
-	S3LatencyMs       float64 // added to each of the compactors' S3 requests
-	One, Many         Result  // GOMAXPROCS=2
-	OneCore, ManyCore Result  // GOMAXPROCS=1
-	Scan              *Scan   // of the one-run table
+	N     int
+	Pairs []ShardPair
+	Scan  *Scan // of the first one-run table
 }
 
-// Results lists the four runs.
+// ShardPair is one run against N shards at once, in one setting.
+type ShardPair struct {
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	S3LatencyMs float64 `json:"s3_latency_ms"`
+	One         Result  `json:"one"`
+	Many        Result  `json:"many"`
+}
+
+// Ratio is the shards' wall time over the one run's.
+func (p ShardPair) Ratio() float64 { return p.Many.WallSeconds / p.One.WallSeconds }
+
+// Results lists the runs.
 func (s *Shards) Results() []Result {
-	if s.N < 2 {
-		return []Result{s.One}
+	var out []Result
+	for _, p := range s.Pairs {
+		out = append(out, p.One)
+		if s.N > 1 {
+			out = append(out, p.Many)
+		}
 	}
-	return []Result{s.One, s.Many, s.OneCore, s.ManyCore}
+	return out
 }
 
-// shardMeasures runs the shards measure (only the one run when shards < 2)
-// and prints it.
+// shardMeasures runs the shards measure (only the first one run when shards
+// < 2) and prints it.
 func shardMeasures(events [][]byte, bin string, files int, profile string, hour time.Time, shards int, latency time.Duration) (*Shards, error) {
-	s := &Shards{N: shards, S3LatencyMs: float64(latency) / 1e6}
-	var err error
-	if s.One, s.Scan, err = compact(events, bin, files, profile, hour, 1, 2, latency); err != nil || shards < 2 {
-		return s, err
+	s := &Shards{N: shards}
+	one, sc, err := compact(events, bin, files, profile, hour, 1, 2, 0)
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range []struct {
-		dst   *Result
-		n, gp int
-		prof  string
-	}{{&s.Many, shards, 2, ""}, {&s.OneCore, 1, 1, "-1core"}, {&s.ManyCore, shards, 1, "-1core"}} {
+	s.Scan = sc
+	s.Pairs = []ShardPair{{GOMAXPROCS: 2, One: one}}
+	if shards < 2 {
+		return s, nil
+	}
+	s.Pairs = append(s.Pairs, ShardPair{GOMAXPROCS: 1})
+	if latency > 0 {
+		s.Pairs = append(s.Pairs, ShardPair{GOMAXPROCS: 2, S3LatencyMs: float64(latency) / 1e6})
+	}
+	for i := range s.Pairs {
+		p := &s.Pairs[i]
+		lat := time.Duration(p.S3LatencyMs * 1e6)
 		prof := ""
 		if profile != "" {
-			prof = profile + r.prof
+			prof = fmt.Sprintf("%s-procs%d-lat%gms", profile, p.GOMAXPROCS, p.S3LatencyMs)
 		}
-		if *r.dst, _, err = compact(events, bin, files, prof, hour, r.n, r.gp, latency); err != nil {
-			return s, err
+		if i > 0 {
+			if p.One, _, err = compact(events, bin, files, "", hour, 1, p.GOMAXPROCS, lat); err != nil {
+				return nil, err
+			}
 		}
-	}
-	for _, p := range []struct {
-		one, many Result
-		gp        int
-	}{{s.One, s.Many, 2}, {s.OneCore, s.ManyCore, 1}} {
+		if p.Many, _, err = compact(events, bin, files, prof, hour, shards, p.GOMAXPROCS, lat); err != nil {
+			return nil, err
+		}
 		fmt.Printf("compaction of the day (S3 requests +%gms), GOMAXPROCS=%d per process: 1 run %.1f s wall, %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
 			"%d shards %.1f s wall (%.2f of 1), %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy)\n",
-			s.S3LatencyMs, p.gp, p.one.WallSeconds, p.one.CPUSeconds, p.one.ServerCPUSeconds, (p.one.CPUSeconds+p.one.ServerCPUSeconds)/p.one.WallSeconds,
-			shards, p.many.WallSeconds, p.many.WallSeconds/p.one.WallSeconds, p.many.CPUSeconds, p.many.ServerCPUSeconds,
-			(p.many.CPUSeconds+p.many.ServerCPUSeconds)/p.many.WallSeconds)
+			p.S3LatencyMs, p.GOMAXPROCS, p.One.WallSeconds, p.One.CPUSeconds, p.One.ServerCPUSeconds, (p.One.CPUSeconds+p.One.ServerCPUSeconds)/p.One.WallSeconds,
+			shards, p.Many.WallSeconds, p.Ratio(), p.Many.CPUSeconds, p.Many.ServerCPUSeconds,
+			(p.Many.CPUSeconds+p.Many.ServerCPUSeconds)/p.Many.WallSeconds)
 	}
 	return s, nil
 }
