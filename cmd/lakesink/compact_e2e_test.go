@@ -61,13 +61,7 @@ func sinkFixture(t *testing.T) *lakeFixture {
 		p := b.start(b.config("flush: {max_age: 3s, max_file_bytes: 8MiB, memory_budget: 128MiB, shutdown_timeout: 30s}"))
 		b.waitCaughtUp(90*time.Second, p)
 		p.stop(t)
-		f := &lakeFixture{b: b, src: b.prefix}
-		res := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(*), sha256(string_agg(event_id, chr(10) ORDER BY event_id)) FROM read_parquet('%s')`, b.rawGlob()))
-		f.expect.Count, f.expect.IDSum = toInt(t, res[0][0]), res[0][1].(string)
-		f.expect.PerHour = map[string]int64{}
-		for _, r := range testbed.DuckDB(t, fmt.Sprintf(`SELECT strftime(ts AT TIME ZONE 'UTC', '%%Y-%%m-%%dT%%H'), count(*) FROM read_parquet('%s') GROUP BY 1`, b.rawGlob())) {
-			f.expect.PerHour[r[0].(string)] = toInt(t, r[1])
-		}
+		f := &lakeFixture{b: b, src: b.prefix, expect: rawExpectation(t, b)}
 		if f.expect.Count != 20_000 {
 			fixtureErr = fmt.Sprintf("raw zone holds %d rows, want 20000", f.expect.Count)
 		}
@@ -80,6 +74,20 @@ func sinkFixture(t *testing.T) *lakeFixture {
 		t.Fatal("sink fixture failed in an earlier test")
 	}
 	return fixture
+}
+
+// rawExpectation is what the bed's raw zone holds, as DuckDB reads it: rows,
+// a checksum of the event ids, and rows per hour.
+func rawExpectation(t *testing.T, b *bed) expectation {
+	t.Helper()
+	var e expectation
+	res := testbed.DuckDB(t, fmt.Sprintf(`SELECT count(*), sha256(string_agg(event_id, chr(10) ORDER BY event_id)) FROM read_parquet('%s')`, b.rawGlob()))
+	e.Count, e.IDSum = toInt(t, res[0][0]), res[0][1].(string)
+	e.PerHour = map[string]int64{}
+	for _, r := range testbed.DuckDB(t, fmt.Sprintf(`SELECT strftime(ts AT TIME ZONE 'UTC', '%%Y-%%m-%%dT%%H'), count(*) FROM read_parquet('%s') GROUP BY 1`, b.rawGlob())) {
+		e.PerHour[r[0].(string)] = toInt(t, r[1])
+	}
+	return e
 }
 
 // lakeFor copies the fixture's raw zone under a fresh prefix and returns a
