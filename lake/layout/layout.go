@@ -91,11 +91,18 @@ func RawKey(table string, g Granularity, p Period, topic string, partition int32
 	return b.String()
 }
 
+// CheckpointTopicPrefix is where the sink's offset checkpoints of one consumer group
+// and topic live: "checkpoints/<group>/<topic>/" (the group path-escaped: a group
+// name may hold a slash).
+func CheckpointTopicPrefix(group, topic string) string {
+	return "checkpoints/" + url.PathEscape(group) + "/" + topic + "/"
+}
+
 // CheckpointPrefix is where the sink's offset checkpoints of one consumer group and
-// topic-partition live: "checkpoints/<group>/<topic>/<partition>/" (the group
-// path-escaped: a group name may hold a slash).
+// topic-partition live: "checkpoints/<group>/<topic>/<partition>/", below
+// CheckpointTopicPrefix.
 func CheckpointPrefix(group, topic string, partition int32) string {
-	return "checkpoints/" + url.PathEscape(group) + "/" + topic + "/" + strconv.FormatInt(int64(partition), 10) + "/"
+	return CheckpointTopicPrefix(group, topic) + strconv.FormatInt(int64(partition), 10) + "/"
 }
 
 // CheckpointKey is the key of one offset checkpoint: the durable ranges above commit
