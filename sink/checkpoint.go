@@ -3,6 +3,8 @@ package sink
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,32 @@ import (
 // orphan. A checkpoint that cannot be written leaves its partition's commit for the
 // next round; a checkpoint that cannot be read at assignment fails the group session
 // (franz-go rejoins), it is never ignored: that would write the ranges twice.
+//
+// Orphans are swept at assignment (sweepCheckpoints): once the committed offsets of
+// newly assigned partitions are fetched and resolved, every object under those
+// partitions' checkpoint prefixes but the one its commit names is deleted. Why no
+// object a commit names, or will name, is deleted:
+//
+//   - The named object is read from the commit fetched after this member joined the
+//     generation that assigned it the partition. A commit the previous owner made in
+//     an earlier generation was accepted before the generation changed, so that
+//     fetch sees it (the coordinator answers the join only once its own write, after
+//     that commit, is committed).
+//   - A previous owner still running (a zombie: revoked or lost, not yet aware) may
+//     write a checkpoint object after the fetch, or have one in flight, but its
+//     commit carries its old generation and the coordinator rejects it: no accepted
+//     commit ever names that object. Deleting it is safe; one written after the
+//     listing stays until the next assignment of the partition.
+//   - This member writes a partition's checkpoints only at commits, and commits only
+//     what it consumed: the sweep runs in OnOffsetsFetched, before franz-go starts
+//     fetching the partition, so none of this member's objects exist yet. (The sweep
+//     runs inline for that reason: off the critical path it would race the first
+//     checkpoints. It costs one LIST per topic and one DELETE when there are orphans.)
+//   - A partition whose offset fetch failed is not swept: its commit is unknown.
+//
+// A failed list or delete logs a warning and counts
+// lakesink_offset_checkpoint_sweep_errors_total; it never fails the assignment (the
+// orphans wait for the next one).
 
 // metaCheckpoint starts commit metadata that names a checkpoint object.
 const metaCheckpoint = metaVersion + "@"
@@ -96,4 +124,68 @@ func (s *Sink) resolveMeta(ctx context.Context, meta string) (ranges, key string
 		}
 		backoff *= 2
 	}
+}
+
+// sweepTimeout bounds the orphan sweep at assignment, which delays the start of
+// consumption of the partitions assigned.
+const sweepTimeout = 10 * time.Second
+
+// checkpointNamed returns the checkpoint key commit metadata names ("" for none).
+func checkpointNamed(meta *string) string {
+	if meta == nil {
+		return ""
+	}
+	if key, ok := strings.CutPrefix(*meta, metaCheckpoint); ok {
+		return key
+	}
+	return ""
+}
+
+// sweepCheckpoints deletes the orphan checkpoint objects of newly assigned
+// partitions (see the top of this file for why this is safe). named maps the
+// checkpoint prefix of each partition whose commit was fetched (layout.
+// CheckpointPrefix) to the key that commit names, "" for none; topics are their
+// topics. Errors are logged and counted, never returned.
+func (s *Sink) sweepCheckpoints(ctx context.Context, topics map[string]bool, named map[string]string) {
+	if len(named) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
+	var listed []string
+	for _, topic := range slices.Sorted(maps.Keys(topics)) {
+		err := s.st.List(ctx, layout.CheckpointTopicPrefix(s.group, topic), func(o store.ObjectInfo) error {
+			listed = append(listed, o.Key)
+			return nil
+		})
+		if err != nil {
+			s.m.CheckpointSweepErrs.Inc()
+			s.log.Warn("listing offset checkpoints to sweep orphans; they stay until the next assignment", "topic", topic, "err", err)
+			return
+		}
+	}
+	orphans := orphanCheckpoints(listed, named)
+	if len(orphans) == 0 {
+		return
+	}
+	if err := s.st.Delete(ctx, orphans...); err != nil {
+		s.m.CheckpointSweepErrs.Inc()
+		s.log.Warn("deleting orphan offset checkpoints; they stay until the next assignment", "objects", len(orphans), "err", err)
+		return
+	}
+	s.m.CheckpointsSwept.Add(float64(len(orphans)))
+	s.log.Info("swept orphan offset checkpoints", "objects", len(orphans), "file", orphans[0])
+}
+
+// orphanCheckpoints returns the keys of listed that lie directly under a partition
+// prefix of named and are not the key named for it.
+func orphanCheckpoints(listed []string, named map[string]string) []string {
+	var out []string
+	for _, k := range listed {
+		prefix := k[:strings.LastIndexByte(k, '/')+1]
+		if n, ok := named[prefix]; ok && k != n {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -2,10 +2,13 @@ package sink
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lakesink/lakesink/lake/store"
 )
@@ -138,5 +141,110 @@ func TestMissingCheckpointReplaysWithoutRanges(t *testing.T) {
 	}
 	if _, _, err := s.resolveMeta(context.Background(), metaCheckpoint+"checkpoints/g/t/0/y.ls1"); err == nil {
 		t.Fatal("a corrupt checkpoint was accepted")
+	}
+}
+
+// TestCheckpointSweepAtAssignment: once the committed offsets of newly assigned
+// partitions are read, the checkpoint objects under those partitions' prefixes that
+// their commits do not name (orphans of a sink killed between its writes) are
+// deleted; the named object, and the objects of partitions this member was not
+// assigned (or whose commit it could not read), stay.
+func TestCheckpointSweepAtAssignment(t *testing.T) {
+	e := newTestEngine(t, t.TempDir(), "", nil)
+	s := &Sink{eng: e, st: e.st, log: e.log, m: e.m, group: "g/1"}
+	ctx := context.Background()
+	const dir = "checkpoints/g%2F1/"
+	named := dir + "t/0/00000000000000000010-b.ls1"
+	keep := []string{
+		named,
+		dir + "t/1/00000000000000000000-a.ls1",             // partition 1: not fetched (another member's)
+		dir + "t/2/00000000000000000000-a.ls1",             // partition 2: its offset fetch failed
+		dir + "u/0/00000000000000000000-a.ls1",             // another topic
+		"checkpoints/g%2F2/t/0/00000000000000000000-a.ls1", // another group
+	}
+	orphans := []string{
+		dir + "t/0/00000000000000000010-a.ls1", // killed between the writes 1 and 2
+		dir + "t/0/00000000000000000004-z.ls1", // killed between the writes 2 and 3
+		dir + "t/3/00000000000000000000-a.ls1", // partition 3 has no commit at all
+		dir + "t/10/00000000000000000000-a.ls1",
+	}
+	for _, k := range append(append([]string(nil), keep...), orphans...) {
+		if err := e.st.Create(ctx, k, strings.NewReader(metaVersion)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []int32{0, 2, 3, 10} {
+		e.Assign("t", p, -1, "")
+	}
+	meta := metaCheckpoint + named
+	resp := kmsg.NewPtrOffsetFetchResponse()
+	resp.Topics = []kmsg.OffsetFetchResponseTopic{{Topic: "t", Partitions: []kmsg.OffsetFetchResponseTopicPartition{
+		{Partition: 0, Offset: 10, Metadata: &meta},
+		{Partition: 2, Offset: -1, ErrorCode: kerr.UnstableOffsetCommit.Code},
+		{Partition: 3, Offset: -1},
+		{Partition: 10, Offset: -1},
+	}}}
+	if err := s.onFetched(ctx, nil, resp); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keep {
+		if _, err := e.st.Stat(ctx, k); err != nil {
+			t.Errorf("%s: %v, want kept", k, err)
+		}
+	}
+	for _, k := range orphans {
+		if _, err := e.st.Stat(ctx, k); !store.IsNotFound(err) {
+			t.Errorf("orphan %s: %v, want swept at assignment", k, err)
+		}
+	}
+	if n := testutil.ToFloat64(e.m.CheckpointsSwept); n != float64(len(orphans)) {
+		t.Errorf("%v checkpoints swept, want %d", n, len(orphans))
+	}
+}
+
+// TestOrphanCheckpoints: which listed keys the sweep deletes.
+func TestOrphanCheckpoints(t *testing.T) {
+	named := map[string]string{"c/g/t/0/": "c/g/t/0/b", "c/g/t/1/": ""}
+	for _, tc := range []struct {
+		listed, want []string
+	}{
+		{nil, nil},
+		{[]string{"c/g/t/0/b"}, nil}, // only the named one
+		{[]string{"c/g/t/0/a", "c/g/t/0/b"}, []string{"c/g/t/0/a"}},              // killed between 1 and 2, or 2 and 3
+		{[]string{"c/g/t/1/a", "c/g/t/1/b"}, []string{"c/g/t/1/a", "c/g/t/1/b"}}, // no checkpoint named
+		{[]string{"c/g/t/10/a", "c/g/t/2/a", "c/g/u/0/a"}, nil},                  // partitions not swept
+		{[]string{"c/g/t/0/x/b", "c/g/t/0"}, nil},                                // not directly under a prefix
+	} {
+		if got := orphanCheckpoints(tc.listed, named); !slices.Equal(got, tc.want) {
+			t.Errorf("orphanCheckpoints(%q) = %q, want %q", tc.listed, got, tc.want)
+		}
+	}
+}
+
+// TestCheckpointSweepFailureKeepsAssignment: a sweep that cannot list (here: the
+// session ends while it runs) logs, counts lakesink_offset_checkpoint_sweep_errors_total
+// and leaves the orphans; the assignment goes on.
+func TestCheckpointSweepFailureKeepsAssignment(t *testing.T) {
+	e := newTestEngine(t, t.TempDir(), "", nil)
+	s := &Sink{eng: e, st: e.st, log: e.log, m: e.m, group: "g"}
+	orphan := "checkpoints/g/t/0/00000000000000000000-a.ls1"
+	if err := e.st.Create(context.Background(), orphan, strings.NewReader(metaVersion)); err != nil {
+		t.Fatal(err)
+	}
+	e.Assign("t", 0, -1, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	meta := metaVersion
+	resp := kmsg.NewPtrOffsetFetchResponse()
+	resp.Topics = []kmsg.OffsetFetchResponseTopic{{Topic: "t", Partitions: []kmsg.OffsetFetchResponseTopicPartition{
+		{Partition: 0, Offset: 5, Metadata: &meta}}}}
+	if err := s.onFetched(ctx, nil, resp); err != nil {
+		t.Fatalf("a failed sweep failed the assignment: %v", err)
+	}
+	if n := testutil.ToFloat64(e.m.CheckpointSweepErrs); n != 1 {
+		t.Fatalf("%v sweep errors counted, want 1", n)
+	}
+	if _, err := e.st.Stat(context.Background(), orphan); err != nil {
+		t.Fatalf("orphan after a failed sweep: %v, want kept", err)
 	}
 }

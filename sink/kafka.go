@@ -19,6 +19,7 @@ import (
 	"github.com/lakesink/lakesink/decode"
 	"github.com/lakesink/lakesink/internal/kafkaopt"
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -418,27 +419,40 @@ func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 	s.log.Info("partitions assigned", "partitions", assigned)
 }
 
+// onFetched records the committed offsets of newly assigned partitions, then sweeps
+// their orphan checkpoint objects (sweepCheckpoints): after resolving every commit,
+// before franz-go starts fetching the partitions.
 func (s *Sink) onFetched(ctx context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
-	topics := resp.Topics
-	if len(resp.Groups) > 0 {
-		for _, g := range resp.Groups {
-			for _, t := range g.Topics {
-				for _, p := range t.Partitions {
-					if err := s.fetched(ctx, t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
-						return err
-					}
-				}
-			}
+	topics, named := map[string]bool{}, map[string]string{}
+	fetched := func(topic string, partition int32, offset int64, meta *string, code int16) error {
+		if err := s.fetched(ctx, topic, partition, offset, meta, code); err != nil {
+			return err
+		}
+		if code == 0 {
+			topics[topic] = true
+			named[layout.CheckpointPrefix(s.group, topic, partition)] = checkpointNamed(meta)
 		}
 		return nil
 	}
-	for _, t := range topics {
-		for _, p := range t.Partitions {
-			if err := s.fetched(ctx, t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
-				return err
+	for _, g := range resp.Groups {
+		for _, t := range g.Topics {
+			for _, p := range t.Partitions {
+				if err := fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
+					return err
+				}
 			}
 		}
 	}
+	if len(resp.Groups) == 0 {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := fetched(t.Topic, p.Partition, p.Offset, p.Metadata, p.ErrorCode); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	s.sweepCheckpoints(ctx, topics, named)
 	return nil
 }
 

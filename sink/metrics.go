@@ -26,6 +26,8 @@ type Metrics struct {
 	RawFileUnreadable   *prometheus.CounterVec
 	Commits             *prometheus.CounterVec
 	Checkpoints         prometheus.Counter
+	CheckpointsSwept    prometheus.Counter
+	CheckpointSweepErrs prometheus.Counter
 	CommitLagRecords    *prometheus.GaugeVec
 	ConsumerLagRecords  *prometheus.GaugeVec
 	FetchPaused         prometheus.Gauge
@@ -82,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Offset commits, by result."}, []string{"result"}),
 		Checkpoints: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offset_checkpoints_total",
 			Help: "Offset checkpoint objects written: the durable ranges above a commit point that did not fit in the 4 KiB commit metadata."}),
+		CheckpointsSwept: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offset_checkpoints_swept_total",
+			Help: "Orphan offset checkpoint objects (written by a sink killed between a checkpoint's writes, named by no commit) deleted at partition assignment."}),
+		CheckpointSweepErrs: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offset_checkpoint_sweep_errors_total",
+			Help: "Failed lists or deletes of the orphan offset checkpoint sweep at partition assignment (the orphans stay until the next assignment; the assignment goes on)."}),
 		CommitLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "commit_lag_records",
 			Help: "Records consumed but not yet committed, per topic."}, []string{"topic"}),
 		ConsumerLagRecords: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag_records",
