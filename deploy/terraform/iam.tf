@@ -76,7 +76,8 @@ data "aws_iam_policy_document" "sink" {
   }
   # Offset checkpoints: the durable ranges that do not fit in the 4 KiB commit metadata,
   # written (conditional PUT) before the commit naming them, read back at assignment,
-  # deleted once a later commit no longer names them.
+  # deleted once a later commit no longer names them; orphans (listed through
+  # BucketCheck's s3:ListBucket) deleted at assignment.
   statement {
     sid       = "OffsetCheckpoints"
     actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
