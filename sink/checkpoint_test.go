@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lakesink/lakesink/internal/testbed"
+	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -246,5 +249,53 @@ func TestCheckpointSweepFailureKeepsAssignment(t *testing.T) {
 	}
 	if _, err := e.st.Stat(context.Background(), orphan); err != nil {
 		t.Fatalf("orphan after a failed sweep: %v, want kept", err)
+	}
+}
+
+// BenchmarkCheckpointSweep is what the orphan sweep adds to an assignment, against
+// the test bed's S3 server: OnOffsetsFetched for the partitions of one topic, each
+// commit inline (nothing to read back), with no orphans (one LIST) and with two
+// orphans per partition (a LIST and a DELETE). Creating the orphans is not timed.
+func BenchmarkCheckpointSweep(b *testing.B) {
+	bed := testbed.S3(b)
+	for _, partitions := range []int{1, 64} {
+		for _, orphans := range []int{0, 2} {
+			b.Run(fmt.Sprintf("partitions=%d/orphans=%d", partitions, orphans), func(b *testing.B) {
+				st, err := store.NewS3(context.Background(), store.S3Config{Bucket: bed.Bucket, Prefix: testbed.UniqueName(b, "bench-sweep") + "/",
+					Region: bed.Region, Endpoint: bed.Endpoint, PathStyle: true, AccessKeyID: bed.AccessKey, SecretAccessKey: bed.SecretKey})
+				if err != nil {
+					b.Fatal(err)
+				}
+				e := newTestEngine(b, b.TempDir(), "", st)
+				s := &Sink{eng: e, st: st, log: e.log, m: e.m, group: "g"}
+				ctx := context.Background()
+				meta := metaVersion
+				resp := kmsg.NewPtrOffsetFetchResponse()
+				resp.Topics = []kmsg.OffsetFetchResponseTopic{{Topic: "t"}}
+				for p := range int32(partitions) {
+					resp.Topics[0].Partitions = append(resp.Topics[0].Partitions,
+						kmsg.OffsetFetchResponseTopicPartition{Partition: p, Offset: 5, Metadata: &meta})
+				}
+				for i := 0; b.Loop(); i++ {
+					b.StopTimer()
+					for p := range int32(partitions) {
+						e.Assign("t", p, -1, "")
+						for o := range orphans {
+							key := layout.CheckpointKey("g", "t", p, 5, fmt.Sprintf("%d-%d", i, o))
+							if err := st.Create(ctx, key, strings.NewReader(metaVersion)); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					b.StartTimer()
+					if err := s.onFetched(ctx, nil, resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if n := testutil.ToFloat64(e.m.CheckpointsSwept); n != float64(b.N*partitions*orphans) {
+					b.Fatalf("%v swept, want %d", n, b.N*partitions*orphans)
+				}
+			})
+		}
 	}
 }
