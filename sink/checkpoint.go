@@ -37,16 +37,17 @@ import (
 // partitions' checkpoint prefixes but the one its commit names is deleted. Why no
 // object a commit names, or will name, is deleted:
 //
-//   - The named object is read from the commit fetched after this member joined the
-//     generation that assigned it the partition. A commit the previous owner made in
-//     an earlier generation was accepted before the generation changed, so that
-//     fetch sees it (the coordinator answers the join only once its own write, after
-//     that commit, is committed).
+//   - The named object is read from the commit fetched after this member completed
+//     the rebalance of the generation that assigned it the partition. The group
+//     coordinator writes a group's commits and rebalances to one log in order and
+//     answers SyncGroup once the new generation is written, so every commit accepted
+//     in an earlier generation is visible to that fetch.
 //   - A previous owner still running (a zombie: revoked or lost, not yet aware) may
 //     write a checkpoint object after the fetch, or have one in flight, but its
-//     commit carries its old generation and the coordinator rejects it: no accepted
-//     commit ever names that object. Deleting it is safe; one written after the
-//     listing stays until the next assignment of the partition.
+//     commit carries its old generation (Sink.commit sends the generation it holds)
+//     and the coordinator rejects it: no accepted commit ever names that object.
+//     Deleting it is safe; one written after the listing stays until the next
+//     assignment of the partition.
 //   - This member writes a partition's checkpoints only at commits, and commits only
 //     what it consumed: the sweep runs in OnOffsetsFetched, before franz-go starts
 //     fetching the partition, so none of this member's objects exist yet. (The sweep
