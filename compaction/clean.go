@@ -3,9 +3,11 @@ package compaction
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/lakesink/lakesink/lake/config"
@@ -47,31 +49,30 @@ func (c *Compactor) cleanRaw(ctx context.Context, t *config.Table, st *state, su
 	return nil
 }
 
-// maintain expires snapshots and removes orphan files (both idempotent).
+// maintain merges manifests, expires snapshots and removes orphan files (all
+// idempotent).
 func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Table, sum *Summary) error {
 	cc := c.Cfg.Compaction
 	if tbl.CurrentSnapshot() == nil {
 		return nil
 	}
-	// Shards commit while shard 0 maintains: an expiry that loses the race
-	// to one of their commits is tried again on the reloaded table.
-	for try := 1; ; try++ {
+	// Merge manifests before expiry, so that the snapshots holding the small
+	// ones can go as soon as they are old enough.
+	tbl, err := c.raced(ctx, t, tbl, "manifest merge", func(tbl *table.Table) (*table.Table, error) {
+		next, n, err := c.mergeManifests(ctx, t, tbl)
+		sum.ManifestsMerged += n
+		return next, err
+	})
+	if err != nil {
+		return err
+	}
+	tbl, err = c.raced(ctx, t, tbl, "snapshot expiry", func(tbl *table.Table) (*table.Table, error) {
 		next, n, err := c.expire(ctx, tbl)
-		if err == nil {
-			sum.SnapshotsExpired += n
-			tbl = next
-			break
-		}
-		if !isConflict(err) {
-			return fmt.Errorf("expire snapshots: %w", err)
-		}
-		if try >= cc.CommitAttempts {
-			c.Log.Warn("snapshot expiry lost every race; the next run retries", "table", t.Name, "attempts", try)
-			break
-		}
-		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
-			return fmt.Errorf("reload table: %w", err)
-		}
+		sum.SnapshotsExpired += n
+		return next, err
+	})
+	if err != nil {
+		return err
 	}
 	key := orphanSweepKey(tbl)
 	due, err := c.orphanSweepDue(ctx, key)
@@ -98,6 +99,130 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 		c.Log.Info("deleted superseded coverage indexes", "table", t.Name, "files", n)
 	}
 	return c.markOrphanSweep(ctx, key)
+}
+
+// raced runs one maintenance commit, what, on tbl and returns the table
+// after it. Shards commit while shard 0 maintains: a commit that loses the
+// race to one of theirs (a clean conflict) is tried again on the reloaded
+// table, up to compaction.commit_attempts times; then the next run retries.
+func (c *Compactor) raced(ctx context.Context, t *config.Table, tbl *table.Table, what string, commit func(*table.Table) (*table.Table, error)) (*table.Table, error) {
+	for try := 1; ; try++ {
+		next, err := commit(tbl)
+		if err == nil {
+			return next, nil
+		}
+		if !isConflict(err) {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if try >= c.Cfg.Compaction.CommitAttempts {
+			c.Log.Warn(what+" lost every race; the next run retries", "table", t.Name, "attempts", try)
+			return tbl, nil
+		}
+		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
+			return nil, fmt.Errorf("reload table: %w", err)
+		}
+	}
+}
+
+// mergeManifests merges the data manifests of tbl's current snapshot into
+// as few as iceberg-go's rewrite-manifests makes of them (bins of the
+// table's commit.manifest.target-size-bytes, 8 MiB by default) once there
+// are more than compaction.max_manifests, in a metadata-only commit (a
+// "replace" snapshot that adds and removes no data file). It returns the
+// table after and the manifests merged away.
+//
+// Every commit adds a manifest and iceberg-go's appends never merge them
+// (commit.manifest-merge.enabled is off by default, and its overwrite, which
+// a commit that replaces files is, never merges): a table of hourly commits
+// would hold 8,760 a year, and a commit that replaces files reads them all
+// (ReplaceDataFilesWithDataFiles walks every data file of the snapshot, then
+// the overwrite producer scans every manifest again).
+//
+// Shards commit meanwhile: the merge is pinned to the snapshot it was built
+// from (compare-and-swap, never replayed on a newer one), so it cannot drop
+// a file a rival's commit added; a rival's commit that loses to it rebases
+// (the merge changed no partition: its entries are all EXISTING).
+func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, tbl *table.Table) (*table.Table, int, error) {
+	snap := tbl.CurrentSnapshot()
+	if snap == nil {
+		return tbl, 0, nil
+	}
+	if n, ok := manifestBound(tbl); ok && n <= c.Cfg.Compaction.MaxManifests {
+		return tbl, 0, nil // no need to read the manifest list (an idle run's GET)
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("table file io: %w", err)
+	}
+	mfs, err := snap.Manifests(fs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the manifest list of snapshot %d: %w", snap.SnapshotID, err)
+	}
+	data := 0
+	for _, mf := range mfs {
+		if mf.ManifestContent() == iceberg.ManifestContentData {
+			data++
+		}
+	}
+	if data <= c.Cfg.Compaction.MaxManifests {
+		return tbl, 0, nil
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return nil, 0, err
+	}
+	res, err := tx.RewriteManifests(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if res.IsNoOp() {
+		return tbl, 0, nil
+	}
+	c.hook("before-manifest-merge")
+	next, err := tx.Commit(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	merged := len(res.RewrittenManifests) - len(res.AddedManifests)
+	c.Log.Info("merged manifests", "table", t.Name, "manifests", data, "replaced", len(res.RewrittenManifests), "written", len(res.AddedManifests))
+	return next, merged, nil
+}
+
+// Snapshot summary keys of iceberg-go's rewrite-manifests (Java's too).
+const (
+	summaryManifestsCreated = "manifests-created"
+	summaryManifestsKept    = "manifests-kept"
+)
+
+// manifestBound bounds the data manifests of tbl's current snapshot from
+// the table's history alone, without reading its manifest list: a manifest
+// merge's snapshot records the manifests it left (created + kept); each
+// lakesink commit since added one (its files'); and at most one more holds
+// tombstones (the files the last overwrite replaced: iceberg-go's next
+// overwrite drops every manifest of deleted entries only, and a merge too).
+// ok is false when the history does not tell: a commit of another writer
+// (which may add any number) or history expired before a merge.
+func manifestBound(tbl *table.Table) (n int, ok bool) {
+	for s := tbl.CurrentSnapshot(); s != nil; {
+		if s.Summary == nil {
+			return 0, false
+		}
+		p := s.Summary.Properties
+		created, err1 := strconv.Atoi(p[summaryManifestsCreated])
+		kept, err2 := strconv.Atoi(p[summaryManifestsKept])
+		switch {
+		case s.Summary.Operation == table.OpReplace && err1 == nil && err2 == nil:
+			return n + created + kept + 1, true
+		case p[SummaryJob] == "":
+			return 0, false
+		}
+		n++
+		if s.ParentSnapshotID == nil {
+			return n + 1, true
+		}
+		s = tbl.SnapshotByID(*s.ParentSnapshotID)
+	}
+	return 0, false // a parent expired
 }
 
 // expire expires the snapshots past compaction.snapshot_max_age beyond the

@@ -58,8 +58,8 @@ type Compactor struct {
 	// Now is the clock (tests move it).
 	Now func() time.Time
 	// Hook, when set, is called at named points (after-outputs, after-conflict
-	// before a rebase, after-commit, during-clean); the crash tests kill the
-	// process there.
+	// before a rebase, after-commit, during-clean, before-manifest-merge's
+	// commit); the crash tests kill the process there.
 	Hook func(point string)
 	// Deadline, when not zero, is the wall-clock time after which the run
 	// starts no new commit: it stops between commits with Summary.MoreToDo
@@ -102,8 +102,11 @@ type Summary struct {
 	RowGroupsCopied  int
 	RawDeleted       int
 	SnapshotsExpired int
-	OrphansDeleted   int
-	Conflicts        int
+	// ManifestsMerged counts the data manifests that maintenance merged away
+	// (compaction.max_manifests): those replaced minus those written.
+	ManifestsMerged int
+	OrphansDeleted  int
+	Conflicts       int
 	// Rebased counts the conflicts resolved by staging the same outputs again
 	// on the new snapshot (another shard's commit won the race); the others
 	// were planned again.
@@ -122,7 +125,7 @@ type Summary struct {
 
 // Idle reports whether the run found nothing to merge and nothing to clean.
 func (s Summary) Idle() bool {
-	return s.Groups == 0 && s.RawDeleted == 0 && s.SnapshotsExpired == 0 && s.OrphansDeleted == 0 && len(s.Changes) == 0
+	return s.Groups == 0 && s.RawDeleted == 0 && s.SnapshotsExpired == 0 && s.ManifestsMerged == 0 && s.OrphansDeleted == 0 && len(s.Changes) == 0
 }
 
 // NewJobID returns a fresh, time-ordered job id.

@@ -131,9 +131,9 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if shard.Sharded() {
 			who = " (shard " + shard.String() + ")"
 		}
-		fmt.Fprintf(stdout, "compaction %s%s: %s in %s — %d table(s), %d partition(s) in %d commit(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d row groups copied, %d raw files deleted, %d snapshots expired, %d orphans deleted, %d conflicts (%d rebased)%s\n",
+		fmt.Fprintf(stdout, "compaction %s%s: %s in %s — %d table(s), %d partition(s) in %d commit(s), %d group(s), %d files (%s) in → %d files (%s) out, %d rows, %d duplicates dropped, %d row groups copied, %d raw files deleted, %d manifests merged, %d snapshots expired, %d orphans deleted, %d conflicts (%d rebased)%s\n",
 			sum.Job, who, result, time.Since(start).Round(time.Millisecond), sum.Tables, sum.Partitions, sum.Commits, sum.Groups, sum.FilesIn, humanBytes(sum.BytesIn),
-			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RowGroupsCopied, sum.RawDeleted, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts, sum.Rebased, more)
+			sum.FilesOut, humanBytes(sum.BytesOut), sum.RowsOut, sum.Dups, sum.RowGroupsCopied, sum.RawDeleted, sum.ManifestsMerged, sum.SnapshotsExpired, sum.OrphansDeleted, sum.Conflicts, sum.Rebased, more)
 		for _, ch := range sum.Changes {
 			fmt.Fprintf(stdout, "  %s\n", ch)
 		}

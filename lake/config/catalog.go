@@ -117,6 +117,8 @@ func (p *Compaction) validate() error {
 		return keyErr("compaction.snapshot_max_age", "%s is shorter than compaction.raw_grace %s: lineage would expire before raw files are released", p.SnapshotMaxAge, p.RawGrace)
 	case p.OrphanMinAge < time.Hour:
 		return keyErr("compaction.orphan_min_age", "%s is too short (minimum 1h): a running compaction's outputs would look orphaned", p.OrphanMinAge)
+	case p.MaxManifests < 2:
+		return keyErr("compaction.max_manifests", "%d must be at least 2 (one manifest cannot be merged)", p.MaxManifests)
 	case p.ZstdLevel != ZstdFastest && p.ZstdLevel != ZstdDefault && p.ZstdLevel != ZstdBetter:
 		return keyErr("compaction.zstd_level", "%q is not one of fastest, default, better", p.ZstdLevel)
 	}

@@ -127,6 +127,11 @@ type Compaction struct {
 	SnapshotMaxAge     time.Duration `yaml:"snapshot_max_age"`
 	// OrphanMinAge: unreferenced files in the table location older than this are deleted.
 	OrphanMinAge time.Duration `yaml:"orphan_min_age"`
+	// MaxManifests bounds a table's data manifests: table maintenance merges
+	// them (an Iceberg rewrite-manifests commit, metadata only) once the
+	// current snapshot holds more. Every commit adds one, and a commit that
+	// replaces files reads all of them (default 16; at least 2).
+	MaxManifests int `yaml:"max_manifests"`
 	// PushgatewayURL, when set, receives the run's metrics at exit.
 	PushgatewayURL string `yaml:"pushgateway_url"`
 	// ZstdLevel is the zstd level of the table's files: ZstdFastest, ZstdDefault or ZstdBetter.
@@ -353,6 +358,7 @@ func Default() Config {
 			SnapshotRetainLast:     20,
 			SnapshotMaxAge:         7 * 24 * time.Hour,
 			OrphanMinAge:           3 * 24 * time.Hour,
+			MaxManifests:           16,
 			ZstdLevel:              ZstdDefault,
 			CopyRowGroups:          true,
 		},
