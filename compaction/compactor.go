@@ -69,13 +69,14 @@ type Compactor struct {
 	// Shard, when set, restricts the run to the partitions it owns (planning,
 	// merging, commits and raw deletion); the zero Shard owns them all.
 	Shard Shard
-	// Maintenance says whether the run expires snapshots and sweeps orphans.
+	// Maintenance says whether the run merges manifests, expires snapshots
+	// and sweeps orphans.
 	Maintenance Maintenance
 }
 
-// Maintenance is what a run does about snapshot expiry and the orphan sweep,
-// the table-wide chores that must run once per table, never concurrently with
-// themselves. Raw deletion is not one of them: each shard deletes the raw
+// Maintenance is what a run does about manifest merging, snapshot expiry and
+// the orphan sweep, the table-wide chores that must run once per table, never
+// concurrently with themselves. Raw deletion is not one of them: each shard deletes the raw
 // files of its own partitions once the table covers them.
 type Maintenance int
 
@@ -316,7 +317,7 @@ func (c *Compactor) maintainOnly(ctx context.Context, t *config.Table, sum *Summ
 		return fmt.Errorf("load table: %w", err)
 	}
 	if c.DryRun {
-		c.printf("table %s: maintenance only (snapshot expiry, orphan sweep); a dry run changes nothing", t.Name)
+		c.printf("table %s: maintenance only (manifest merge, snapshot expiry, orphan sweep); a dry run changes nothing", t.Name)
 		return nil
 	}
 	return c.maintain(ctx, t, tbl, sum)

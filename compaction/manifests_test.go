@@ -10,7 +10,8 @@ import (
 	"github.com/lakesink/lakesink/lake/config"
 )
 
-// dataManifests counts the data manifests of the table's current snapshot.
+// dataManifests counts the data manifests of the table's current snapshot,
+// and fails if the bound compaction reads from the table's history is below.
 func dataManifests(t *testing.T, c *compaction.Compactor) int {
 	t.Helper()
 	ctx := context.Background()
@@ -31,6 +32,11 @@ func dataManifests(t *testing.T, c *compaction.Compactor) int {
 		if mf.ManifestContent() == iceberg.ManifestContentData {
 			n++
 		}
+	}
+	// The bound maintenance reads from the history instead of the manifest
+	// list (sparing an idle run a GET) must hold whenever it is known.
+	if b, ok := compaction.ManifestBound(tbl); ok && b < n {
+		t.Fatalf("the history bounds the data manifests at %d, but there are %d", b, n)
 	}
 	return n
 }

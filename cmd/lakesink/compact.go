@@ -46,7 +46,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	maxDuration := fs.Duration("max-duration", 0, "start no new commit after this long: the run stops between commits, exits 0 and reports \"more to do\" (0: compaction.max_duration of the config, whose default 0 runs until nothing is due; set it below a CronJob's activeDeadlineSeconds)")
 	shardFlag := fs.String("shard", "", "compact only the partitions of shard I out of N (I/N, e.g. 0/4): a hash of table and partition; shard 0 also runs snapshot expiry and the orphan sweep")
 	shards := fs.Int("shards", 0, "split the work into N shards, this one's index taken from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job); instead of --shard")
-	maintOnly := fs.Bool("maintenance-only", false, "only expire snapshots and sweep orphan files (no merge, no raw deletion)")
+	maintOnly := fs.Bool("maintenance-only", false, "only merge manifests, expire snapshots and sweep orphan files (no merge of data, no raw deletion)")
 	noMaint := fs.Bool("no-maintenance", false, "merge and clean raw files only, never expire snapshots or sweep orphans (maintenance runs elsewhere)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
