@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lakesink/lakesink/internal/gen"
 )
@@ -22,14 +19,7 @@ func TestE2ECompactCopiesRowGroups(t *testing.T) {
 	const n, hours = 20000, 2
 	g := gen.New(23, time.Now().UTC().Truncate(time.Hour).Add(-hours*time.Hour), hours*time.Hour)
 	g.LateFraction = 0
-	ctx := context.Background()
-	for i := range n {
-		v, _ := g.Event(i, n)
-		b.cl.Produce(ctx, &kgo.Record{Topic: b.topic, Partition: 0, Value: append([]byte(nil), v...)}, nil)
-	}
-	if err := b.cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b.produceInOrder(g, n, 0, 1)
 	// zstd raw files (the compactor's codec), a few per hour.
 	p := b.start(b.config("flush: {max_age: 3s, max_file_bytes: 2MiB, memory_budget: 128MiB, shutdown_timeout: 30s, compression: zstd}"))
 	b.waitCaughtUp(90*time.Second, p)

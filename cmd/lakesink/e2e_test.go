@@ -264,6 +264,20 @@ func replays(m map[string]float64) float64 {
 	return n
 }
 
+// produceInOrder produces events i = from, from+step, ... below n of g to
+// partition 0, in index order (event times follow the index), and flushes.
+func (b *bed) produceInOrder(g *gen.Events, n, from, step int) {
+	b.t.Helper()
+	ctx := context.Background()
+	for i := from; i < n; i += step {
+		v, _ := g.Event(i, n)
+		b.cl.Produce(ctx, &kgo.Record{Topic: b.topic, Partition: 0, Value: append([]byte(nil), v...)}, nil)
+	}
+	if err := b.cl.Flush(ctx); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // produce writes n generated events over hours of event time, round-robin over partitions.
 func (b *bed) produce(n, hours int, seed uint64, partitions int32) {
 	b.t.Helper()
