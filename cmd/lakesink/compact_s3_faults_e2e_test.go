@@ -79,3 +79,88 @@ func TestE2ECompactS3ReadHang(t *testing.T) {
 	}
 	t.Logf("a hung S3 ended the run (exit 1) in %s", time.Since(start).Round(time.Second))
 }
+
+// boundedS3 rewrites a compactor config so each S3 attempt gives up after 2 s
+// of silence and a request is tried twice: a hung request then costs seconds,
+// not the default 10 × 30 s.
+func boundedS3(t *testing.T, cfg string) string {
+	t.Helper()
+	y := readFile(t, cfg)
+	if !strings.Contains(y, "  path_style: true\n") {
+		t.Fatal("the config has no s3.path_style line to add the S3 bounds after")
+	}
+	y = strings.Replace(y, "  path_style: true\n", "  path_style: true\n  request_timeout: 2s\n  max_attempts: 2\n", 1)
+	return writeTemp(t, "compact-bounded.yaml", y)
+}
+
+// icebergMetadata reports whether r is a request for one of the table's Iceberg
+// metadata objects (metadata JSON, manifest lists, manifests), which
+// iceberg-go's own file IO reads and writes, not lakesink's store.
+func icebergMetadata(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.Contains(p, "/warehouse/") && strings.Contains(p, "/metadata/") &&
+		(strings.HasSuffix(p, ".metadata.json") || strings.HasSuffix(p, ".avro"))
+}
+
+// TestE2ECompactS3MetadataHang: S3 accepts iceberg-go's own requests for the
+// table's metadata and never answers them. s3.request_timeout must bound those
+// as it bounds lakesink's: the run ends retryable (exit 1, not halted), with
+// the abandoned attempts counted, instead of hanging until the CronJob's
+// deadline. Two paths:
+//   - commit: the first run writes the new manifests (PUT of metadata/*.avro),
+//     outside compaction.commit_timeout, which covers only the catalog commit;
+//   - plan: once the table exists, a run loads it and reads its manifests
+//     (GET of metadata/*.metadata.json and *.avro).
+func TestE2ECompactS3MetadataHang(t *testing.T) {
+	f := sinkFixture(t)
+	proxy, proxied, uri, wh := f.behindS3Proxy(t, "")
+	proxied = boundedS3(t, proxied)
+	defer proxy.setHook(nil)
+	ended := func(path string, code int, out string, m map[string]float64, took time.Duration) {
+		t.Helper()
+		if proxy.injected(hang) == 0 {
+			t.Fatalf("%s: no request for an Iceberg metadata object went through the proxy:\n%s", path, out)
+		}
+		if code != 1 {
+			t.Fatalf("%s: compact exit %d with S3 hanging on Iceberg metadata, want 1 (retryable):\n%s", path, code, out)
+		}
+		if m[`lakesink_compaction_halted`] != 0 {
+			t.Errorf("%s: lakesink_compaction_halted = %v after a transient S3 hang, want 0", path, m[`lakesink_compaction_halted`])
+		}
+		if m[`lakesink_compaction_s3_request_timeouts_total`] == 0 {
+			t.Errorf("%s: lakesink_compaction_s3_request_timeouts_total is 0: no S3 attempt timed out", path)
+		}
+		t.Logf("%s: %d hung request(s) ended the run (exit 1) in %s, %v timed-out attempts", path, proxy.injected(hang),
+			took.Round(time.Second), m[`lakesink_compaction_s3_request_timeouts_total`])
+	}
+
+	proxy.setHook(func(r *http.Request, _ []byte) fault {
+		if r.Method == http.MethodPut && icebergMetadata(r) && strings.HasSuffix(r.URL.Path, ".avro") {
+			return hang
+		}
+		return pass
+	})
+	start := time.Now()
+	code, out, m := f.compactRunFor(t, 2*time.Minute, proxied)
+	ended("commit (PUT of a manifest)", code, out, m, time.Since(start))
+
+	proxy.setHook(nil)
+	if code, out, _ := f.compactRunFor(t, 5*time.Minute, proxied); code != 0 {
+		t.Fatalf("compact exit %d once S3 answers again:\n%s", code, out)
+	}
+	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
+
+	hung := proxy.injected(hang)
+	proxy.setHook(func(r *http.Request, _ []byte) fault {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && icebergMetadata(r) {
+			return hang
+		}
+		return pass
+	})
+	start = time.Now()
+	code, out, m = f.compactRunFor(t, 2*time.Minute, proxied)
+	if proxy.injected(hang) == hung {
+		t.Fatalf("plan: no read of an Iceberg metadata object went through the proxy:\n%s", out)
+	}
+	ended("plan (GET of the table's metadata)", code, out, m, time.Since(start))
+}
