@@ -121,6 +121,25 @@ func (cfg S3Config) withDefaults() (S3Config, error) {
 	if cfg.Concurrency < 1 {
 		return cfg, fmt.Errorf("s3 config: concurrency %d is below 1", cfg.Concurrency)
 	}
+	cfg, err := cfg.clientDefaults()
+	if err != nil {
+		return cfg, err
+	}
+	switch cfg.SSE {
+	case "", string(types.ServerSideEncryptionAes256):
+		if cfg.KMSKeyID != "" {
+			return cfg, fmt.Errorf("s3 config: a KMS key id needs sse %q, not %q", types.ServerSideEncryptionAwsKms, cfg.SSE)
+		}
+	case string(types.ServerSideEncryptionAwsKms):
+	default:
+		return cfg, fmt.Errorf("s3 config: sse %q is not one of \"\", %q, %q", cfg.SSE, types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms)
+	}
+	return cfg, nil
+}
+
+// clientDefaults validates the settings of the S3 client itself (attempts,
+// request timeout, credentials) and fills in their defaults.
+func (cfg S3Config) clientDefaults() (S3Config, error) {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
@@ -132,15 +151,6 @@ func (cfg S3Config) withDefaults() (S3Config, error) {
 	}
 	if cfg.RequestTimeout < time.Second {
 		return cfg, fmt.Errorf("s3 config: request timeout %s is below 1s", cfg.RequestTimeout)
-	}
-	switch cfg.SSE {
-	case "", string(types.ServerSideEncryptionAes256):
-		if cfg.KMSKeyID != "" {
-			return cfg, fmt.Errorf("s3 config: a KMS key id needs sse %q, not %q", types.ServerSideEncryptionAwsKms, cfg.SSE)
-		}
-	case string(types.ServerSideEncryptionAwsKms):
-	default:
-		return cfg, fmt.Errorf("s3 config: sse %q is not one of \"\", %q, %q", cfg.SSE, types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms)
 	}
 	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
 		return cfg, errors.New("s3 config: static credentials need both an access key id and a secret access key")
@@ -185,28 +195,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRetryMaxAttempts(cfg.MaxAttempts)}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKeyID != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	ac, err := loadAWSConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("s3 store: load aws config: %w", err)
-	}
-	if ac.Region == "" {
-		if cfg.Endpoint == "" {
-			return nil, errors.New("s3 store: no region: set the region in the config or AWS_REGION")
-		}
-		ac.Region = defaultRegion
-	}
-	if cfg.HTTPClient != nil {
-		ac.HTTPClient = cfg.HTTPClient
-	} else {
-		ac.HTTPClient = timeoutClient(ac.HTTPClient, cfg.RequestTimeout, cfg.OnStall)
+		return nil, err
 	}
 	client := s3.NewFromConfig(ac, func(o *s3.Options) {
 		o.UsePathStyle = cfg.PathStyle
@@ -219,17 +210,61 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
-		if cfg.OnRetry != nil {
-			on := cfg.OnRetry
-			o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-				// Stacks are built per call, so each call counts its own attempts.
-				return st.Finalize.Insert(&retryObserver{on: on}, "Retry", middleware.After)
-			})
-		}
 	})
 	st := newS3(client, cfg)
 	st.direct = newDirectPut(ctx, ac, cfg)
 	return st, nil
+}
+
+// AWSConfig is the AWS config of cfg's S3 client, for another S3 client to get
+// the same bounds (iceberg-go's own file IO, see lake/icetable): the region (else
+// the default chain, else us-east-1 when Endpoint is set), static credentials or
+// the default chain, MaxAttempts attempts per request, each bounded by
+// RequestTimeout as NewS3's are (or HTTPClient, if set), OnRetry called for each
+// retried attempt and OnStall for each abandoned one. Bucket, Prefix and the
+// upload settings are not used; the endpoint and path style are options of an S3
+// client, not of its config: the caller sets them.
+func AWSConfig(ctx context.Context, cfg S3Config) (aws.Config, error) {
+	cfg, err := cfg.clientDefaults()
+	if err != nil {
+		return aws.Config{}, err
+	}
+	return loadAWSConfig(ctx, cfg)
+}
+
+// loadAWSConfig loads the AWS config of cfg's S3 client; cfg has its defaults.
+func loadAWSConfig(ctx context.Context, cfg S3Config) (aws.Config, error) {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRetryMaxAttempts(cfg.MaxAttempts)}
+	if cfg.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("s3 store: load aws config: %w", err)
+	}
+	if ac.Region == "" {
+		if cfg.Endpoint == "" {
+			return aws.Config{}, errors.New("s3 store: no region: set the region in the config or AWS_REGION")
+		}
+		ac.Region = defaultRegion
+	}
+	if cfg.HTTPClient != nil {
+		ac.HTTPClient = cfg.HTTPClient
+	} else {
+		ac.HTTPClient = timeoutClient(ac.HTTPClient, cfg.RequestTimeout, cfg.OnStall)
+	}
+	if cfg.OnRetry != nil {
+		on := cfg.OnRetry
+		ac.APIOptions = append(ac.APIOptions, func(st *middleware.Stack) error {
+			// Stacks are built per call, so each call counts its own attempts.
+			return st.Finalize.Insert(&retryObserver{on: on}, "Retry", middleware.After)
+		})
+	}
+	return ac, nil
 }
 
 // newS3 returns a store over api; cfg has its defaults.
