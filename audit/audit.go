@@ -92,6 +92,8 @@ var ErrUnknownTable = errors.New("no such table in the config")
 
 // Run audits the tables.
 func (a *Auditor) Run(ctx context.Context, opt Options) (*Report, error) {
+	// iceberg-go's own S3 requests (metadata, manifests) bounded as the store's.
+	ctx = a.Cat.WithIO(ctx)
 	start := time.Now()
 	var tables []config.Table
 	for _, t := range a.Cfg.Tables {

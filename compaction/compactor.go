@@ -149,6 +149,8 @@ func (c *Compactor) hook(point string) {
 
 // Run compacts every table (or only the one named) once.
 func (c *Compactor) Run(ctx context.Context, only string) (Summary, error) {
+	// iceberg-go's own S3 requests (metadata, manifests) bounded as the store's.
+	ctx = c.Cat.WithIO(ctx)
 	start := c.Now()
 	sum := Summary{Job: NewJobID(start)}
 	for i := range c.Cfg.Tables {

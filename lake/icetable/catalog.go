@@ -16,6 +16,8 @@ import (
 	sqlcat "github.com/apache/iceberg-go/catalog/sql"
 	icebergio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
+	"github.com/apache/iceberg-go/utils"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	// Registers the s3:// scheme for table I/O (metadata, manifests, footers).
@@ -25,6 +27,7 @@ import (
 	"github.com/uptrace/bun/driver/sqliteshim"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
 )
 
 // Catalog is an opened Iceberg catalog plus the namespace lakesink's tables live in.
@@ -35,7 +38,26 @@ type Catalog struct {
 	Warehouse string
 	// Props are the I/O properties (s3.*) tables are opened with.
 	Props iceberg.Properties
+	// s3 is the AWS config of iceberg-go's S3 file IO (see WithIO); nil when the
+	// config has no s3 section.
+	s3    *aws.Config
 	close func() error
+}
+
+// WithIO returns ctx carrying the AWS config of the tables' S3 file IO, so that
+// iceberg-go's own S3 requests made under it (metadata JSON, manifest lists,
+// manifests: LoadTable, planning, a commit's manifest writes) are bounded as
+// lakesink's store's are: each attempt by s3.request_timeout of inactivity,
+// s3.max_attempts attempts. Without it iceberg-go's client has no timeout at
+// all, and a silent S3 connection hangs the call. iceberg-go builds its file IO
+// per call from the call's context, so every call on the catalog and its tables
+// must get such a context (a derived one keeps it). It is ctx itself when the
+// lake is not on S3 (or c is nil).
+func (c *Catalog) WithIO(ctx context.Context) context.Context {
+	if c == nil || c.s3 == nil {
+		return ctx
+	}
+	return utils.WithAwsConfig(ctx, c.s3)
 }
 
 // Close releases the catalog's connections.
@@ -48,9 +70,33 @@ func (c *Catalog) Close() error {
 
 // Open opens the catalog the config names and makes sure the namespace exists.
 func Open(ctx context.Context, cfg *config.Config) (*Catalog, error) {
+	return OpenWith(ctx, cfg, Options{})
+}
+
+// Options are the optional hooks of OpenWith.
+type Options struct {
+	// OnS3Stall, if set, is called for each attempt of iceberg-go's S3 file IO
+	// abandoned because its connection moved no byte for s3.request_timeout
+	// (for a metric; see WithIO).
+	OnS3Stall func()
+}
+
+// OpenWith is Open with hooks.
+func OpenWith(ctx context.Context, cfg *config.Config, o Options) (*Catalog, error) {
 	cc := cfg.Catalog
 	props := ioProps(cfg)
 	c := &Catalog{Namespace: catalog.ToIdentifier(cc.Namespace), Warehouse: strings.TrimSuffix(cc.Warehouse, "/"), Props: props}
+	if s := cfg.S3; s != nil {
+		// Credentials and region as lakesink's store has them; the endpoint and
+		// path style reach iceberg-go's S3 client as properties (ioProps).
+		ac, err := store.AWSConfig(ctx, store.S3Config{Region: s.Region, Endpoint: s.Endpoint,
+			MaxAttempts: s.MaxAttempts, RequestTimeout: s.RequestTimeout, OnStall: o.OnS3Stall})
+		if err != nil {
+			return nil, fmt.Errorf("aws config for the tables' s3 file io: %w", err)
+		}
+		c.s3 = &ac
+	}
+	ctx = c.WithIO(ctx)
 	switch cc.Type {
 	case "sql":
 		driver, dialect, dsn := sqliteshim.ShimName, sqlcat.SQLite, cc.SQL.Resolved
@@ -89,6 +135,12 @@ func Open(ctx context.Context, cfg *config.Config) (*Catalog, error) {
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("load AWS config for glue: %w", err)
+		}
+		if c.s3 != nil {
+			// iceberg-go's Glue catalog reads a table's metadata on LoadTable with
+			// this config, not the context's (see WithIO): the bounded client.
+			// Its Glue requests get the same per-attempt bounds.
+			awsCfg.HTTPClient = c.s3.HTTPClient
 		}
 		p := maps.Clone(props)
 		if cc.Glue.CatalogID != "" {
