@@ -31,6 +31,9 @@ type Metrics struct {
 	// FinalThrough and WatermarkHeld are the table's finality (final.go).
 	FinalThrough  *prometheus.GaugeVec
 	WatermarkHeld *prometheus.GaugeVec
+	// S3Stalls counts S3 attempts abandoned for s3.request_timeout: the lake's
+	// and the warehouse's stores and iceberg-go's file IO (cmd wires it).
+	S3Stalls prometheus.Counter
 }
 
 // NewMetrics registers the compactor's metrics on reg.
@@ -80,6 +83,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "The table's lakesink.final-through (Unix time): every row with an earlier event time is in the table, late records aside."}, tl),
 		WatermarkHeld: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_watermark_held_partitions",
 			Help: "Source partitions whose watermark holds back the table's earliest due partition (0: none waits)."}, tl),
+		S3Stalls: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "compaction_s3_request_timeouts_total",
+			Help: "S3 request attempts abandoned because the connection moved no byte for s3.request_timeout (each retried up to s3.max_attempts): raw zone, warehouse and Iceberg metadata alike."}),
 	}
 }
 

@@ -65,7 +65,7 @@ func audit1(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &configError{err}
 	}
-	wh, err := openWarehouse(ctx, cfg)
+	wh, err := openWarehouse(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}

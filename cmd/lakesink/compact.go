@@ -204,15 +204,15 @@ func shardOf(flag string, n int, jobIndex string) (compaction.Shard, error) {
 
 func compactRun(ctx context.Context, cfg *config.Config, m *compaction.Metrics, o compactOpts, stderr io.Writer) (int, compaction.Summary, error) {
 	log := newLogger(stderr, cfg.Log.Level)
-	lake, err := openStore(ctx, cfg, nil, nil)
+	lake, err := openStore(ctx, cfg, nil, m.S3Stalls.Inc)
 	if err != nil {
 		return exitConfig, compaction.Summary{}, err
 	}
-	wh, err := openWarehouse(ctx, cfg)
+	wh, err := openWarehouse(ctx, cfg, m.S3Stalls.Inc)
 	if err != nil {
 		return exitConfig, compaction.Summary{}, err
 	}
-	cat, err := icetable.Open(ctx, cfg)
+	cat, err := icetable.OpenWith(ctx, cfg, icetable.Options{OnS3Stall: m.S3Stalls.Inc})
 	if err != nil {
 		return exitError, compaction.Summary{}, err
 	}
@@ -260,7 +260,8 @@ func killHook() func(string) {
 
 // openWarehouse opens an object store rooted at catalog.warehouse, where the
 // compactor writes table data files (file:// or s3://, with the lake's S3 settings).
-func openWarehouse(ctx context.Context, cfg *config.Config) (store.Store, error) {
+// onStall, if set, counts S3 attempts abandoned for s3.request_timeout.
+func openWarehouse(ctx context.Context, cfg *config.Config, onStall func()) (store.Store, error) {
 	u, err := url.Parse(cfg.Catalog.Warehouse)
 	if err != nil {
 		return nil, &configError{fmt.Errorf("catalog.warehouse: %w", err)}
@@ -288,7 +289,7 @@ func openWarehouse(ctx context.Context, cfg *config.Config) (store.Store, error)
 		return store.NewS3(ctx, store.S3Config{
 			Bucket: u.Host, Prefix: prefix, Region: s.Region, Endpoint: s.Endpoint, PathStyle: s.PathStyle,
 			SSE: sse, KMSKeyID: s.KMSKeyID, PartSize: int64(s.PartSize), Concurrency: s.UploadConcurrency,
-			MaxAttempts: s.MaxAttempts, RequestTimeout: s.RequestTimeout,
+			MaxAttempts: s.MaxAttempts, RequestTimeout: s.RequestTimeout, OnStall: onStall,
 		})
 	}
 	return nil, &configError{fmt.Errorf("catalog.warehouse %q: unsupported scheme", cfg.Catalog.Warehouse)}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -109,8 +110,10 @@ func icebergMetadata(r *http.Request) bool {
 // deadline. Two paths:
 //   - commit: the first run writes the new manifests (PUT of metadata/*.avro),
 //     outside compaction.commit_timeout, which covers only the catalog commit;
-//   - plan: once the table exists, a run loads it and reads its manifests
-//     (GET of metadata/*.metadata.json and *.avro).
+//   - load: once the table exists, a run loads it (GET of its
+//     metadata/*.metadata.json);
+//   - manifests: the orphan sweep reads every manifest list and manifest
+//     (GET of metadata/*.avro).
 func TestE2ECompactS3MetadataHang(t *testing.T) {
 	f := sinkFixture(t)
 	proxy, proxied, uri, wh := f.behindS3Proxy(t, "")
@@ -150,17 +153,35 @@ func TestE2ECompactS3MetadataHang(t *testing.T) {
 	}
 	checkExact(t, f, readIceberg(t, f, "sql", uri, wh, "lake.events", ""))
 
-	hung := proxy.injected(hang)
-	proxy.setHook(func(r *http.Request, _ []byte) fault {
-		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && icebergMetadata(r) {
-			return hang
+	// Reads: the metadata JSON (LoadTable, the first read of a run); then only
+	// the manifest lists and manifests, which the orphan sweep reads all of
+	// (LoadTable passes): a maintenance run with the sweep made due again.
+	warehouse := f.s3(t, strings.TrimPrefix(wh, "s3://"+f.b.s3.Bucket+"/")+"/")
+	for _, c := range []struct {
+		path  string
+		ext   string
+		extra []string
+	}{
+		{"load (GET of the table's metadata JSON)", ".metadata.json", nil},
+		{"orphan sweep (GET of a manifest list or manifest)", ".avro", []string{"--maintenance-only"}},
+	} {
+		if c.extra != nil {
+			if err := warehouse.Delete(context.Background(), ".lakesink/orphan-sweep/lake.events"); err != nil {
+				t.Fatalf("make the orphan sweep due: %v", err)
+			}
 		}
-		return pass
-	})
-	start = time.Now()
-	code, out, m = f.compactRunFor(t, 2*time.Minute, proxied)
-	if proxy.injected(hang) == hung {
-		t.Fatalf("plan: no read of an Iceberg metadata object went through the proxy:\n%s", out)
+		hung := proxy.injected(hang)
+		proxy.setHook(func(r *http.Request, _ []byte) fault {
+			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && icebergMetadata(r) && strings.HasSuffix(r.URL.Path, c.ext) {
+				return hang
+			}
+			return pass
+		})
+		start = time.Now()
+		code, out, m = f.compactRunFor(t, 2*time.Minute, proxied, c.extra...)
+		if proxy.injected(hang) == hung {
+			t.Fatalf("%s: no read of an Iceberg metadata object (*%s) went through the proxy:\n%s", c.path, c.ext, out)
+		}
+		ended(c.path, code, out, m, time.Since(start))
 	}
-	ended("plan (GET of the table's metadata)", code, out, m, time.Since(start))
 }
