@@ -61,6 +61,7 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	tbl, err := c.raced(ctx, t, tbl, "manifest merge", func(tbl *table.Table) (*table.Table, error) {
 		next, n, err := c.mergeManifests(ctx, t, tbl)
 		sum.ManifestsMerged += n
+		c.Metrics.manifestsMerged(t.Name, n)
 		return next, err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/apache/iceberg-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/lake/config"
@@ -99,6 +100,9 @@ func TestManifestMergeLosesRaceToShard(t *testing.T) {
 	}
 	if sum.ManifestsMerged < 5 {
 		t.Errorf("merged away %d manifests of 9, want at least 5", sum.ManifestsMerged)
+	}
+	if got := testutil.ToFloat64(maint.Metrics.Manifests.WithLabelValues("events")); int(got) != sum.ManifestsMerged {
+		t.Errorf("lakesink_compaction_manifests_merged_total = %v, the summary says %d", got, sum.ManifestsMerged)
 	}
 	if n := dataManifests(t, maint); n > cfg.Compaction.MaxManifests {
 		t.Errorf("after the merge the table has %d data manifests, want at most %d", n, cfg.Compaction.MaxManifests)

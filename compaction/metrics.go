@@ -23,6 +23,7 @@ type Metrics struct {
 	Rebased     *prometheus.CounterVec
 	Reconciled  *prometheus.CounterVec
 	RawDeleted  *prometheus.CounterVec
+	Manifests   *prometheus.CounterVec
 	Duration    prometheus.Gauge
 	LastSuccess *prometheus.GaugeVec
 	Halted      prometheus.Gauge
@@ -67,6 +68,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Reconciled: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_commit_reconciled_total",
 			Help: "Commit errors reconciled by looking for the job in the table, by outcome (applied: the commit was in; absent: it was not; unknown: the table could not be read)."},
 			[]string{"table", "outcome"}),
+		Manifests: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_manifests_merged_total",
+			Help: "Data manifests merged away by maintenance (compaction.max_manifests)."}, tl),
 		RawDeleted: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "compaction_raw_files_deleted_total",
 			Help: "Raw files deleted after their rows were committed and the grace period passed."}, tl),
 		Duration: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "compaction_duration_seconds",
@@ -130,6 +133,12 @@ func (m *Metrics) rawDeleted(table string, n int) {
 	}
 }
 
+func (m *Metrics) manifestsMerged(table string, n int) {
+	if m != nil {
+		m.Manifests.WithLabelValues(table).Add(float64(n))
+	}
+}
+
 func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, outs []Output) {
 	if m == nil {
 		return
@@ -149,7 +158,7 @@ func (m *Metrics) group(table string, in, out int, bytesIn int64, res Result, ou
 // Touch creates a table's series at zero, so an idle run still exports them
 // (alerts and dashboards never see a missing series).
 func (m *Metrics) Touch(table string) {
-	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Copied, m.Demoted, m.Conflicts, m.Rebased, m.RawDeleted, m.Commits} {
+	for _, v := range []*prometheus.CounterVec{m.FilesIn, m.FilesOut, m.BytesIn, m.BytesOut, m.Rows, m.Duplicates, m.Copied, m.Demoted, m.Conflicts, m.Rebased, m.RawDeleted, m.Manifests, m.Commits} {
 		v.WithLabelValues(table)
 	}
 	m.WatermarkHeld.WithLabelValues(table)
