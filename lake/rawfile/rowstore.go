@@ -196,18 +196,25 @@ func (s *RowStore) WriteTo(w *parquet.Writer, keep []bool, batches [][]parquet.V
 				if leaf.MaxRep == 0 {
 					if kept {
 						// A required top-level column's values carry no levels, and
-						// its column buffer reads none: Value.Level (not inlined) is
-						// skipped.
-						if leaf.MaxDef != 0 {
-							v = v.Level(rep, def, i)
-						}
+						// its column buffer reads none. The others get theirs set in
+						// place: Value.Level is not inlined and copies the value
+						// twice (rep is 0 here, the zero value's).
 						batches[i] = append(batches[i], v)
+						if leaf.MaxDef != 0 {
+							last := &batches[i][len(batches[i])-1]
+							last.SetDefinitionLevel(def)
+							last.SetColumnIndex(i)
+						}
 					}
 					continue
 				}
 				for {
 					if kept {
-						batches[i] = append(batches[i], v.Level(rep, def, i))
+						batches[i] = append(batches[i], v)
+						last := &batches[i][len(batches[i])-1]
+						last.SetRepetitionLevel(rep)
+						last.SetDefinitionLevel(def)
+						last.SetColumnIndex(i)
 					}
 					if pos == len(ch) || ch[pos]>>4 == 0 {
 						break
