@@ -16,7 +16,10 @@ import (
 // DefaultRequestTimeout is S3Config.RequestTimeout when it is zero.
 const DefaultRequestTimeout = 30 * time.Second
 
-// writeBufferSize is the HTTP transport's write buffer per connection.
+// writeBufferSize is the HTTP transport's write buffer per connection. A
+// connection keeps its buffer while it is pooled: with the SDK's 10 idle
+// connections per host, 640 KiB at most, within the heap the sink's budget counts
+// besides buffers (runtimeMemory, sink/memory.go).
 const writeBufferSize = 64 << 10
 
 // tcpKeepAlive is the interval of TCP keepalive probes on S3 connections.
