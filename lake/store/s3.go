@@ -185,7 +185,17 @@ type S3 struct {
 	direct *directPut // single-part PUTs without the SDK's middleware (s3put.go); nil: through api
 	cfg    S3Config
 	bufs   sync.Pool // *[]byte of PartSize, shared by all Creates
+	small  sync.Pool // *[]byte of smallBody, shared by all Creates
 }
+
+// smallBody is the size of the buffer Create reads a body into first: a body that
+// fits is PUT from it, and only a larger one moves to a part buffer. The sink's
+// small files (15 KB for 100 rows) then never take a part buffer: sync.Pool drops
+// its buffers at garbage collections, and with thousands of open hour partitions
+// (frequent collections under the memory limit) a new 16 MiB part buffer, zeroed,
+// was allocated every few hundred files (2–3 % of the sink's CPU in the
+// hour-partition run of docs/performance.md, "Hour against day partitions").
+const smallBody = 256 << 10
 
 var _ Store = (*S3)(nil)
 
@@ -271,6 +281,7 @@ func loadAWSConfig(ctx context.Context, cfg S3Config) (aws.Config, error) {
 func newS3(api s3API, cfg S3Config) *S3 {
 	s := &S3{api: api, cfg: cfg}
 	s.bufs.New = func() any { b := make([]byte, cfg.PartSize); return &b }
+	s.small.New = func() any { b := make([]byte, smallBody); return &b }
 	return s
 }
 
@@ -387,8 +398,21 @@ func (s *S3) Create(ctx context.Context, key string, body io.Reader) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("s3 put: %w", err)
 	}
+	small := s.small.Get().(*[]byte)
+	n, err := readPart(body, *small)
+	if err != nil {
+		s.small.Put(small)
+		return fmt.Errorf("s3 put %s: read body: %w", s.URI(key), err)
+	}
+	if n < len(*small) {
+		defer s.small.Put(small)
+		return s.put(ctx, key, (*small)[:n])
+	}
 	first := s.getBuf()
-	n, err := readPart(body, *first)
+	copy(*first, *small)
+	s.small.Put(small)
+	m, err := readPart(body, (*first)[n:])
+	n += m
 	if err != nil {
 		s.putBuf(first)
 		return fmt.Errorf("s3 put %s: read body: %w", s.URI(key), err)
@@ -400,7 +424,7 @@ func (s *S3) Create(ctx context.Context, key string, body io.Reader) error {
 	// A full first part: read the second to know whether a multipart upload is
 	// needed (a body of exactly PartSize bytes is still a single PutObject).
 	second := s.getBuf()
-	m, err := readPart(body, *second)
+	m, err = readPart(body, *second)
 	if err != nil || m == 0 {
 		defer s.putBuf(first)
 		s.putBuf(second)

@@ -114,6 +114,11 @@ func testCreateAndRead(t *testing.T, s store.Store) {
 		{"empty", 0},
 		{"one byte", 1},
 		{"small", 70_000},
+		// The S3 store reads a body into a 256 KiB buffer first, then moves it
+		// to a part buffer when it does not fit.
+		{"256 KiB", 256 << 10},
+		{"256 KiB and one byte", 256<<10 + 1},
+		{"one MiB", 1 << 20},
 		{"exactly one part", PartSize},
 		{"multipart", MultipartSize},
 	}
