@@ -39,7 +39,8 @@ func writerFixed(columns int) int64 {
 // written (the buffer is written column after column; assumed at most half the
 // buffered bytes) and the store's part buffers (the S3 store reads the body into
 // part-size buffers: one for a file that fits in a part, counted per worker in
-// bufferBudget, up to upload_concurrency+1 for a multipart upload). Each upload
+// bufferBudget, which over-counts a file below 256 KiB, read into a buffer of that
+// size instead; up to upload_concurrency+1 for a multipart upload). Each upload
 // counts at most half the buffer budget over the workers, so that a budget too small
 // for the uploads still lets buffers fill (bufferBudget logs it). Called with e.mu
 // held.
