@@ -11,7 +11,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyauth "github.com/aws/smithy-go/auth"
@@ -28,9 +28,8 @@ import (
 	"github.com/lakesink/lakesink/internal/wait"
 )
 
-// directPut sends a single-part conditional PutObject with net/http and a SigV4
-// signer of its own for its fixed headers (sigv4.go, checked against the SDK's),
-// without the SDK's per-request middleware stack. The stack (building
+// directPut sends a single-part conditional PutObject with net/http and the SDK's
+// SigV4 signer, without the SDK's per-request middleware stack. The stack (building
 // it per call, endpoint rules, checksum and signing middleware, response
 // deserialisation) cost ~0.17 ms of CPU per PUT, as much as the HTTP exchange itself,
 // and the sink makes one PUT per file (docs/performance.md, "Per-file cost"). The
@@ -60,9 +59,10 @@ import (
 type directPut struct {
 	hc          aws.HTTPClient
 	creds       aws.CredentialsProvider
-	signer      putSigner
+	signer      *v4.Signer
 	base        string // endpoint URI with the bucket (path-style or virtual-hosted), no trailing slash
-	host        string // the Host header: base's host without a default port (as the SDK sends it)
+	name        string // SigV4 signing name
+	region      string // SigV4 signing region
 	maxAttempts int
 	onRetry     func(op string)
 	skew        atomic.Int64 // server clock minus ours (ns), learnt from clock-skew rejections; signing time is now+skew
@@ -94,8 +94,8 @@ func newDirectPut(ctx context.Context, ac aws.Config, cfg S3Config) *directPut {
 	if err != nil {
 		return nil
 	}
-	d := &directPut{creds: ac.Credentials, signer: putSigner{service: "s3", region: ac.Region},
-		maxAttempts: cfg.MaxAttempts, onRetry: cfg.OnRetry, hc: ac.HTTPClient}
+	d := &directPut{creds: ac.Credentials, signer: v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
+		name: "s3", region: ac.Region, maxAttempts: cfg.MaxAttempts, onRetry: cfg.OnRetry, hc: ac.HTTPClient}
 	if d.hc == nil {
 		return nil
 	}
@@ -105,10 +105,10 @@ func newDirectPut(ctx context.Context, ac aws.Config, cfg S3Config) *directPut {
 			if o.SchemeID == "sigv4" || o.SchemeID == smithyauth.SchemeIDSigV4 { // the endpoint rules name it "sigv4"
 				sigv4 = true
 				if n, ok := smithyhttp.GetSigV4SigningName(&o.SignerProperties); ok {
-					d.signer.service = n
+					d.name = n
 				}
 				if r, ok := smithyhttp.GetSigV4SigningRegion(&o.SignerProperties); ok {
-					d.signer.region = r
+					d.region = r
 				}
 				break
 			}
@@ -122,14 +122,6 @@ func newDirectPut(ctx context.Context, ac aws.Config, cfg S3Config) *directPut {
 		u.RawPath = httpbinding.EscapePath(u.Path, false)
 	}
 	d.base = strings.TrimSuffix(u.Scheme+"://"+u.Host+u.RawPath, "/")
-	d.host = u.Host
-	if h, port, err := net.SplitHostPort(u.Host); err == nil &&
-		(strings.EqualFold(u.Scheme, "http") && port == "80" || strings.EqualFold(u.Scheme, "https") && port == "443") {
-		d.host = h
-		if strings.Contains(h, ":") {
-			d.host = "[" + h + "]"
-		}
-	}
 	return d
 }
 
@@ -161,33 +153,26 @@ func (d *directPut) once(ctx context.Context, url string, data []byte, crc, sse 
 		return err
 	}
 	req.ContentLength = int64(len(data))
-	req.Host = d.host
+	h := req.Header
+	h.Set("If-None-Match", "*")
+	h.Set("X-Amz-Checksum-Crc32", crc)
+	h.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+	if sse != "" {
+		h.Set("X-Amz-Server-Side-Encryption", sse)
+	}
+	if kmsKey != nil {
+		h.Set("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", *kmsKey)
+	}
 	creds, err := d.creds.Retrieve(ctx)
 	if err != nil {
 		return fmt.Errorf("retrieve credentials: %w", err)
 	}
-	ph := putHeaders{host: d.host, contentLength: req.ContentLength, crc32: crc, sessionToken: creds.SessionToken, sse: sse}
-	if kmsKey != nil {
-		ph.kmsKeyID = *kmsKey
+	if creds.SessionToken != "" {
+		h.Set("X-Amz-Security-Token", creds.SessionToken)
 	}
 	skew := time.Duration(d.skew.Load())
-	amzDate, auth := d.signer.sign(creds, req.URL.EscapedPath(), &ph, time.Now().Add(skew))
-	// The header map is filled directly (canonical names), without Set's
-	// canonicalisation; the signer signed exactly these.
-	h := req.Header
-	h["If-None-Match"] = []string{"*"}
-	h["X-Amz-Checksum-Crc32"] = []string{crc}
-	h["X-Amz-Content-Sha256"] = []string{unsignedBody}
-	h["X-Amz-Date"] = []string{amzDate}
-	h["Authorization"] = []string{auth}
-	if ph.sessionToken != "" {
-		h["X-Amz-Security-Token"] = []string{ph.sessionToken}
-	}
-	if sse != "" {
-		h["X-Amz-Server-Side-Encryption"] = []string{sse}
-	}
-	if ph.kmsKeyID != "" {
-		h["X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"] = []string{ph.kmsKeyID}
+	if err := d.signer.SignHTTP(ctx, creds, req, "UNSIGNED-PAYLOAD", d.name, d.region, time.Now().UTC().Add(skew)); err != nil {
+		return fmt.Errorf("sign: %w", err)
 	}
 	resp, err := d.hc.Do(req)
 	if err != nil {
