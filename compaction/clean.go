@@ -2,7 +2,10 @@ package compaction
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
 	"github.com/lakesink/lakesink/lake/store"
 )
 
@@ -151,6 +155,10 @@ func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, tbl *ta
 	if n, ok := manifestBound(tbl); ok && n <= c.Cfg.Compaction.MaxManifests {
 		return tbl, 0, nil // no need to read the manifest list (an idle run's GET)
 	}
+	g, err := layout.ParseGranularity(t.EventTime.Granularity)
+	if err != nil {
+		return nil, 0, err
+	}
 	fs, err := tbl.FS(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("table file io: %w", err)
@@ -159,20 +167,24 @@ func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, tbl *ta
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the manifest list of snapshot %d: %w", snap.SnapshotID, err)
 	}
-	data := 0
-	for _, mf := range mfs {
-		if mf.ManifestContent() == iceberg.ManifestContentData {
-			data++
-		}
-	}
-	if data <= c.Cfg.Compaction.MaxManifests {
+	target := int64(tbl.Metadata().Properties().GetInt(table.ManifestTargetSizeBytesKey, table.ManifestTargetSizeBytesDefault))
+	unsettled, excess := unsettledManifests(mfs, g, target)
+	if excess <= c.Cfg.Compaction.MaxManifests {
 		return tbl, 0, nil
 	}
 	tx := tbl.NewTransaction()
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return nil, 0, err
 	}
-	res, err := tx.RewriteManifests(ctx)
+	res, err := tx.RewriteManifests(ctx,
+		table.WithRewriteManifestPredicate(func(m iceberg.ManifestFile) bool { return unsettled[m.FilePath()] }),
+		table.WithRewriteManifestClusterBy(func(df iceberg.DataFile) any {
+			p, err := PeriodOf(df)
+			if err != nil {
+				return -1
+			}
+			return monthOf(p, g)
+		}))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -185,8 +197,86 @@ func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, tbl *ta
 		return nil, 0, err
 	}
 	merged := len(res.RewrittenManifests) - len(res.AddedManifests)
-	c.Log.Info("merged manifests", "table", t.Name, "manifests", data, "replaced", len(res.RewrittenManifests), "written", len(res.AddedManifests))
+	c.Log.Info("merged manifests", "table", t.Name, "manifests", len(mfs), "replaced", len(res.RewrittenManifests), "written", len(res.AddedManifests))
 	return next, merged, nil
+}
+
+// monthOf is the calendar month (UTC) a partition period starts in, as
+// months since year 0: the unit manifests are clustered by.
+func monthOf(p layout.Period, g layout.Granularity) int {
+	t := p.Start(g)
+	return t.Year()*12 + int(t.Month()) - 1
+}
+
+// unsettledManifests returns the data manifests a merge rewrites: those whose
+// partitions span more than one month (or whose bounds are unknown), the
+// small ones (below half the target size) of a month that has more than one,
+// and the small ones of a month a spanning manifest's entries go to (so that
+// every month is left with one small manifest at most). Full manifests, and a
+// month's only small one, are left as they are, so a merge touches what the
+// commits since the last one added (and their month's manifest), never the
+// whole history again. excess counts the manifests a merge would remove: the
+// spanning ones, and each month's small ones beyond the first.
+//
+// Clustering by month keeps the planner's manifest pruning: a run that
+// merges one hour reads the manifests whose partition bounds hold it, one
+// month of entries, not the whole table's.
+func unsettledManifests(mfs []iceberg.ManifestFile, g layout.Granularity, target int64) (rewrite map[string]bool, excess int) {
+	type small struct {
+		m     iceberg.ManifestFile
+		month int
+	}
+	var smalls []small
+	perMonth := map[int]int{}
+	rewrite = map[string]bool{}
+	type span struct{ lo, hi int }
+	var spans []span
+	for _, m := range mfs {
+		if m.ManifestContent() != iceberg.ManifestContentData {
+			continue
+		}
+		lo, hi, ok := manifestPeriods(m)
+		switch {
+		case !ok:
+			spans = append(spans, span{math.MinInt, math.MaxInt})
+		case monthOf(lo, g) != monthOf(hi, g):
+			spans = append(spans, span{monthOf(lo, g), monthOf(hi, g)})
+		default:
+			if m.Length() < target/2 {
+				mo := monthOf(lo, g)
+				perMonth[mo]++
+				smalls = append(smalls, small{m, mo})
+			}
+			continue
+		}
+		rewrite[m.FilePath()] = true
+		excess++
+	}
+	for _, n := range perMonth {
+		excess += n - 1
+	}
+	for _, sm := range smalls {
+		spanned := slices.ContainsFunc(spans, func(s span) bool { return s.lo <= sm.month && sm.month <= s.hi })
+		if perMonth[sm.month] > 1 || spanned {
+			rewrite[sm.m.FilePath()] = true
+		}
+	}
+	return rewrite, excess
+}
+
+// manifestPeriods reads the lowest and highest partition periods of a
+// manifest of a table partitioned by one hour() or day() field, from the
+// manifest list's partition summary.
+func manifestPeriods(m iceberg.ManifestFile) (lo, hi layout.Period, ok bool) {
+	ps := m.Partitions()
+	if len(ps) != 1 || ps[0].LowerBound == nil || ps[0].UpperBound == nil {
+		return 0, 0, false
+	}
+	l, h := *ps[0].LowerBound, *ps[0].UpperBound
+	if len(l) != 4 || len(h) != 4 {
+		return 0, 0, false
+	}
+	return layout.Period(int32(binary.LittleEndian.Uint32(l))), layout.Period(int32(binary.LittleEndian.Uint32(h))), true
 }
 
 // Snapshot summary keys of iceberg-go's rewrite-manifests (Java's too).
@@ -195,25 +285,30 @@ const (
 	summaryManifestsKept    = "manifests-kept"
 )
 
-// manifestBound bounds the data manifests of tbl's current snapshot from
-// the table's history alone, without reading its manifest list: a manifest
-// merge's snapshot records the manifests it left (created + kept); each
-// lakesink commit since added one (its files'); and at most one more holds
-// tombstones (the files the last overwrite replaced: iceberg-go's next
-// overwrite drops every manifest of deleted entries only, and a merge too).
-// ok is false when the history does not tell: a commit of another writer
-// (which may add any number) or history expired before a merge.
+// manifestBound bounds the excess data manifests of tbl's current snapshot
+// (unsettledManifests) from the table's history alone, without reading its
+// manifest list: a manifest merge leaves none (it rewrites every unsettled
+// one, and leaves each month one small manifest at most); each lakesink
+// commit since added one (its files'; a replace also rewrites the manifest
+// that listed the files it replaced, which stays one manifest of the same
+// month); and at most one more holds tombstones (the files the last
+// overwrite replaced: iceberg-go's next overwrite drops every manifest of
+// deleted entries only, and a merge too). With no merge in the history,
+// each commit added one manifest, plus the tombstones'.
 func manifestBound(tbl *table.Table) (n int, ok bool) {
 	for s := tbl.CurrentSnapshot(); s != nil; {
 		if s.Summary == nil {
 			return 0, false
 		}
 		p := s.Summary.Properties
-		created, err1 := strconv.Atoi(p[summaryManifestsCreated])
-		kept, err2 := strconv.Atoi(p[summaryManifestsKept])
+		_, err1 := strconv.Atoi(p[summaryManifestsCreated])
+		_, err2 := strconv.Atoi(p[summaryManifestsKept])
 		switch {
 		case s.Summary.Operation == table.OpReplace && err1 == nil && err2 == nil:
-			return n + created + kept + 1, true
+			// A merge of another engine's (Trino's optimize_manifests) may leave
+			// manifests this one would rewrite: they wait until the commits since
+			// reach the threshold, then the manifest list is read.
+			return n + 1, true
 		case p[SummaryJob] == "":
 			return 0, false
 		}

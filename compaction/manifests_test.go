@@ -3,12 +3,15 @@ package compaction_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/layout"
 )
 
 // dataManifests counts the data manifests of the table's current snapshot,
@@ -36,8 +39,9 @@ func dataManifests(t *testing.T, c *compaction.Compactor) int {
 	}
 	// The bound maintenance reads from the history instead of the manifest
 	// list (sparing an idle run a GET) must hold whenever it is known.
-	if b, ok := compaction.ManifestBound(tbl); ok && b < n {
-		t.Fatalf("the history bounds the data manifests at %d, but there are %d", b, n)
+	target := int64(tbl.Metadata().Properties().GetInt(table.ManifestTargetSizeBytesKey, table.ManifestTargetSizeBytesDefault))
+	if b, ok := compaction.ManifestBound(tbl); ok && b < compaction.ExcessManifests(mfs, layout.Hour, target) {
+		t.Fatalf("the history bounds the excess data manifests at %d, but there are %d", b, compaction.ExcessManifests(mfs, layout.Hour, target))
 	}
 	return n
 }
@@ -153,4 +157,59 @@ func TestShardRebasesOnManifestMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	exact(t, shard, 90)
+}
+
+// TestManifestMergeClustersByMonth: three commits each span two of three
+// months; past max_manifests, maintenance rewrites them into one manifest per
+// month, so the planner of a one-hour run still reads one month's entries,
+// not the whole table's (a single merged manifest of every file made the
+// one-hour run on a 10,000-file table cost 1.5× that on a 100-file one).
+func TestManifestMergeClustersByMonth(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "      - {name: note, type: string}\n")
+	cfg.Compaction.MaxManifests = 2
+	months := []time.Time{l.hour.AddDate(0, 0, -70), l.hour.AddDate(0, 0, -35), l.hour}
+	for i, pair := range [][2]int{{0, 1}, {2, 0}, {1, 2}} {
+		for j, m := range pair {
+			from := 10 * (2*i + j)
+			at := months[m].Add(time.Duration(-i) * time.Hour) // a new hour each run: appends only
+			l.writeEvents(t, cfg, from, from+10, func(int) time.Time { return at }, func(int) string { return "" })
+		}
+		if _, _, err := l.compact(t, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := l.compactor(t, cfg)
+	ctx := context.Background()
+	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := tbl.CurrentSnapshot().Manifests(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.ManifestContent() != iceberg.ManifestContentData || mf.AddedDataFiles()+mf.ExistingDataFiles() == 0 {
+			continue
+		}
+		lo, hi, ok := compaction.ManifestPeriods(mf)
+		if !ok || lo.Start(layout.Hour).Format("2006-01") != hi.Start(layout.Hour).Format("2006-01") {
+			t.Fatalf("manifest %s spans %s to %s after the merge, want one month", mf.FilePath(), lo.Start(layout.Hour), hi.Start(layout.Hour))
+		}
+		month := lo.Start(layout.Hour).Format("2006-01")
+		if seen[month] {
+			t.Fatalf("two manifests of files of %s after the merge, want one", month)
+		}
+		seen[month] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("manifests of %d months, want 3", len(seen))
+	}
+	exact(t, c, 60)
 }
