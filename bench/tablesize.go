@@ -149,12 +149,16 @@ func tableSize(bin string, files int) (TableSize, error) {
 		}
 	}
 	ts.BuildSeconds = time.Since(start).Seconds()
-	measure := func() (RunCost, string, error) {
+	measure := func(what string) (RunCost, string, error) {
 		proxy.n.Store(0)
-		r := runCompact(bin, s3cfg, "compact", "-c", cfgPath)
+		args := []string{"compact", "-c", cfgPath}
+		if dir := os.Getenv("BENCH_TABLESIZE_PROFILES"); dir != "" {
+			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", what, files)))
+		}
+		r := runCompact(bin, s3cfg, args...)
 		return RunCost{CPUSeconds: r.cpu.Seconds(), WallSeconds: r.wall.Seconds(), Requests: proxy.n.Load()}, r.out, r.err
 	}
-	if ts.Idle, _, err = measure(); err != nil {
+	if ts.Idle, _, err = measure("idle"); err != nil {
 		return ts, err
 	}
 	hour := now.Add(-2 * time.Hour)
@@ -162,7 +166,7 @@ func tableSize(bin string, files int) (TableSize, error) {
 		return ts, err
 	}
 	var out string
-	if ts.OneHour, out, err = measure(); err != nil {
+	if ts.OneHour, out, err = measure("one-hour"); err != nil {
 		return ts, err
 	}
 	if m := regexp.MustCompile(`(\d+) rows,`).FindStringSubmatch(out); m == nil || m[1] != "1000" {

@@ -122,3 +122,34 @@ func BenchmarkIndexYear(b *testing.B) {
 		b.ReportMetric(float64(len(enc)), "bytes")
 	})
 }
+// BenchmarkIndexTenThousandHours: the coverage index of a table of 10,000
+// hourly files (one span each), encoded and decoded whole, as every commit
+// does: the part of a one-hour run's cost that follows the table's history
+// (docs/performance.md, "Compaction cost against table size").
+func BenchmarkIndexTenThousandHours(b *testing.B) {
+	h := Held{}
+	now := time.Now()
+	for p := range 10000 {
+		h.Add(layout.Period(400000+p), "events", 0, Range{First: int64(p), Last: int64(p)}, now)
+	}
+	meta := indexMeta{TableUUID: "u", Granularity: layout.Hour}
+	enc, err := encodeIndex(h, meta)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := encodeIndex(h, meta); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(enc)), "bytes")
+	})
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := decodeIndex(enc, "u", layout.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
