@@ -127,10 +127,12 @@ type Compaction struct {
 	SnapshotMaxAge     time.Duration `yaml:"snapshot_max_age"`
 	// OrphanMinAge: unreferenced files in the table location older than this are deleted.
 	OrphanMinAge time.Duration `yaml:"orphan_min_age"`
-	// MaxManifests bounds a table's data manifests: table maintenance merges
-	// them (an Iceberg rewrite-manifests commit, metadata only) once the
-	// current snapshot holds more. Every commit adds one, and a commit that
-	// replaces files reads all of them (default 16; at least 2).
+	// MaxManifests bounds the data manifests a merge would remove (those
+	// spanning months of partitions, and each month's small ones beyond the
+	// first): past it, table maintenance merges them into one per month (an
+	// Iceberg rewrite-manifests commit, metadata only). Every commit adds one,
+	// and a commit that replaces files reads all of them (default 16; at
+	// least 2).
 	MaxManifests int `yaml:"max_manifests"`
 	// PushgatewayURL, when set, receives the run's metrics at exit.
 	PushgatewayURL string `yaml:"pushgateway_url"`
