@@ -122,6 +122,7 @@ func BenchmarkIndexYear(b *testing.B) {
 		b.ReportMetric(float64(len(enc)), "bytes")
 	})
 }
+
 // BenchmarkIndexTenThousandHours: the coverage index of a table of 10,000
 // hourly files (one span each), encoded and decoded whole, as every commit
 // does: the part of a one-hour run's cost that follows the table's history
