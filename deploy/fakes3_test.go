@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeS3 is the slice of the S3 API the sink uses (HeadBucket, conditional PutObject,
@@ -63,6 +65,30 @@ func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case key == "" && r.Method == http.MethodHead:
 		w.WriteHeader(http.StatusOK)
+	case key == "" && r.Method == http.MethodGet && q.Get("list-type") == "2":
+		// ListObjectsV2, one page (the sink lists its offset checkpoints).
+		prefix := q.Get("prefix")
+		var keys []string
+		f.mu.Lock()
+		for k := range f.objects {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
+		sizes := map[string]int{}
+		for _, k := range keys {
+			sizes[k] = len(f.objects[k])
+		}
+		f.mu.Unlock()
+		slices.Sort(keys)
+		var b strings.Builder
+		fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>%s</Name><Prefix>%s</Prefix><KeyCount>%d</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>`, f.bucket, prefix, len(keys))
+		for _, k := range keys {
+			fmt.Fprintf(&b, `<Contents><Key>%s</Key><LastModified>%s</LastModified><ETag>"%d"</ETag><Size>%d</Size></Contents>`, k, fakeTime.UTC().Format(time.RFC3339), sizes[k], sizes[k])
+		}
+		b.WriteString(`</ListBucketResult>`)
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = io.WriteString(w, b.String())
 	case key != "" && r.Method == http.MethodPut && !q.Has("uploadId"):
 		body, err := readS3Body(r)
 		if err != nil {
