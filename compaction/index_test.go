@@ -97,8 +97,10 @@ func yearIndex() Held {
 
 // BenchmarkIndexYear encodes and decodes a year's index (yearIndex),
 // reporting its size: what each commit writes and each run reads.
-func BenchmarkIndexYear(b *testing.B) {
-	h := yearIndex()
+func BenchmarkIndexYear(b *testing.B) { benchIndex(b, yearIndex()) }
+
+// benchIndex measures encoding and decoding the index of h.
+func benchIndex(b *testing.B, h Held) {
 	meta := indexMeta{TableUUID: "u", Granularity: layout.Hour}
 	enc, err := encodeIndex(h, meta)
 	if err != nil {
@@ -133,24 +135,5 @@ func BenchmarkIndexTenThousandHours(b *testing.B) {
 	for p := range 10000 {
 		h.Add(layout.Period(400000+p), "events", 0, Range{First: int64(p), Last: int64(p)}, now)
 	}
-	meta := indexMeta{TableUUID: "u", Granularity: layout.Hour}
-	enc, err := encodeIndex(h, meta)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Run("encode", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := encodeIndex(h, meta); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(len(enc)), "bytes")
-	})
-	b.Run("decode", func(b *testing.B) {
-		for b.Loop() {
-			if _, _, err := decodeIndex(enc, "u", layout.Hour); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	benchIndex(b, h)
 }

@@ -18,19 +18,7 @@ import (
 // and fails if the bound compaction reads from the table's history is below.
 func dataManifests(t *testing.T, c *compaction.Compactor) int {
 	t.Helper()
-	ctx := context.Background()
-	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := tbl.CurrentSnapshot().Manifests(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl, mfs := currentManifests(t, c)
 	n := 0
 	for _, mf := range mfs {
 		if mf.ManifestContent() == iceberg.ManifestContentData {
@@ -44,6 +32,25 @@ func dataManifests(t *testing.T, c *compaction.Compactor) int {
 		t.Fatalf("the history bounds the excess data manifests at %d, but there are %d", b, compaction.ExcessManifests(mfs, layout.Hour, target))
 	}
 	return n
+}
+
+// currentManifests loads the table and reads its current snapshot's manifests.
+func currentManifests(t *testing.T, c *compaction.Compactor) (*table.Table, []iceberg.ManifestFile) {
+	t.Helper()
+	ctx := context.Background()
+	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := tbl.CurrentSnapshot().Manifests(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl, mfs
 }
 
 // manifestLab builds a table of 8 hourly files committed one by one (8
@@ -180,19 +187,7 @@ func TestManifestMergeClustersByMonth(t *testing.T) {
 		}
 	}
 	c := l.compactor(t, cfg)
-	ctx := context.Background()
-	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := tbl.CurrentSnapshot().Manifests(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, mfs := currentManifests(t, c)
 	seen := map[string]bool{}
 	for _, mf := range mfs {
 		if mf.ManifestContent() != iceberg.ManifestContentData || mf.AddedDataFiles()+mf.ExistingDataFiles() == 0 {
