@@ -95,7 +95,11 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	// The coverage index objects live outside the table location (orphan
 	// cleanup, ours or another engine's, would take them for orphans):
 	// superseded ones are swept here, on the same cadence.
-	n, err := c.sweepIndexes(ctx, tbl)
+	g, err := layout.ParseGranularity(t.EventTime.Granularity)
+	if err != nil {
+		return err
+	}
+	n, err := c.sweepIndexes(ctx, tbl, g)
 	if err != nil {
 		return err
 	}

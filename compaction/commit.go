@@ -134,7 +134,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 	discard := func() {
 		c.deleteOutputs(ctx, outputs)
 		if key != "" {
-			c.deleteKeys(ctx, key)
+			c.dropIndex(ctx, key)
 		}
 	}
 	fs, err := tbl.FS(ctx)
@@ -209,7 +209,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		log.Info("commit conflict on the table pointer only; rebasing the same outputs on the new snapshot", "rebases", rebases+1)
 		c.hook("after-conflict")
 		// This attempt's index is proven unused; the next is written for cur.
-		c.deleteKeys(ctx, key)
+		c.dropIndex(ctx, key)
 		key = ""
 		if err := wait.Sleep(ctx, rebaseWait(rebases)); err != nil {
 			discard()

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -194,6 +195,10 @@ type state struct {
 	// writes the index, with its commit or alone.
 	held    Held
 	migrate bool
+	// root is the coverage index's root object the run read (nil: none, or a
+	// whole-table object); months are the months of held it read.
+	root   *indexRoot
+	months map[string]bool
 	// attempt numbers the commit attempts of a run for the table (from 1),
 	// over all its batches: outputs of each attempt get names of their own,
 	// and reconciling an unknown outcome looks for the job and attempt, so a
@@ -366,9 +371,13 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		}
 	}
 	st.held = Held{}
+	st.months = map[string]bool{}
+	for per := range rawPeriods {
+		st.months[monthName(per, g)] = true
+	}
 	if len(rawPeriods) > 0 {
 		indexed := false
-		if st.held, indexed, err = c.readHeld(ctx, t.Name, g, tbl); err != nil {
+		if st.held, st.root, indexed, err = c.readHeld(ctx, t.Name, g, tbl, st.months); err != nil {
 			return nil, err
 		}
 		st.migrate = !indexed && tbl != nil && tbl.CurrentSnapshot() != nil
@@ -661,18 +670,22 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	// now (those whose rows all were there already included).
 	now := c.Now()
 	index := func(on *table.Table, rebase int) (string, error) {
-		held := st.held
+		held, root := st.held, st.root
 		if rebase > 0 {
-			h, _, err := c.readHeld(ctx, t.Name, g, on)
+			want := maps.Clone(st.months)
+			for _, m := range merged {
+				want[monthName(m.per, g)] = true
+			}
+			h, r, _, err := c.readHeld(ctx, t.Name, g, on, want)
 			if err != nil {
 				return "", err
 			}
-			held = h
+			held, root = h, r
 		}
 		for _, m := range merged {
 			held.AddCoverage(m.per, m.cov, now)
 		}
-		return c.writeIndex(ctx, on, g, held, sum.Job, st.attempt, rebase)
+		return c.writeIndex(ctx, on, g, held, root, sum.Job, st.attempt, rebase)
 	}
 	rebased, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods, index)
 	sum.Conflicts += rebased

@@ -1,11 +1,13 @@
 package compaction
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,8 +41,94 @@ const IndexProperty = "lakesink.coverage-index"
 // indexDir is the warehouse key prefix of the coverage index objects.
 const indexDir = ".lakesink/coverage/"
 
-// indexVersion is the version of the index format written.
+// indexVersion is the version of the index format of one month's object (and
+// of the whole-table objects written before the index was split by month).
 const indexVersion = 1
+
+// rootVersion is the version of the root object: a table's index is one
+// object per month of partitions (the indexVersion format, restricted to the
+// month's periods), named by a root object that the table property points
+// at. A run reads the root and the months of the raw files it places, and a
+// commit writes the months it changed and a new root naming the others'
+// objects as they were: its cost follows the new data, not the table's
+// history (one object of every span made each commit decode and encode
+// 10,000 spans on a 10,000-hour table: 35 ms, 1.6× the one-hour run's CPU).
+const rootVersion = 2
+
+// indexRoot is the root object's JSON: month ("2006-01") → the warehouse key of
+// that month's index object.
+type indexRoot struct {
+	Version     int               `json:"version"`
+	TableUUID   string            `json:"table-uuid"`
+	Granularity string            `json:"granularity"`
+	Job         string            `json:"job"`
+	Attempt     int               `json:"attempt"`
+	Months      map[string]string `json:"months"`
+}
+
+// monthName is the month of period per, the unit the index is split by.
+func monthName(per layout.Period, g layout.Granularity) string {
+	return per.Start(g).Format("2006-01")
+}
+
+// months returns the months of h's periods.
+func (h Held) months(g layout.Granularity) map[string]bool {
+	out := map[string]bool{}
+	for per := range h {
+		out[monthName(per, g)] = true
+	}
+	return out
+}
+
+// month returns the periods of h in month m (sharing h's maps).
+func (h Held) month(m string, g layout.Granularity) Held {
+	out := Held{}
+	for per, ts := range h {
+		if monthName(per, g) == m {
+			out[per] = ts
+		}
+	}
+	return out
+}
+
+// encodeRoot renders a root object.
+func encodeRoot(r indexRoot) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return (&zstd.Codec{Level: zstd.SpeedDefault}).Encode(nil, b)
+}
+
+// indexObject reads an index object: a root (root set), or a whole-table
+// object of before the split (held set).
+func indexObject(b []byte, tableUUID string, g layout.Granularity) (root *indexRoot, held Held, m indexMeta, err error) {
+	raw, err := (&zstd.Codec{}).Decode(nil, b)
+	if err != nil {
+		return nil, nil, m, fmt.Errorf("decompress: %w", err)
+	}
+	var v struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, nil, m, err
+	}
+	if v.Version != rootVersion {
+		held, m, err = decodeIndex(b, tableUUID, g)
+		return nil, held, m, err
+	}
+	var r indexRoot
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, nil, m, err
+	}
+	switch {
+	case r.TableUUID != tableUUID:
+		return nil, nil, m, fmt.Errorf("written for table %s, not this table (%s)", r.TableUUID, tableUUID)
+	case r.Granularity != granularityName(g):
+		return nil, nil, m, fmt.Errorf("written for %s periods, the table's are %s", r.Granularity, granularityName(g))
+	}
+	return &r, nil, indexMeta{TableUUID: r.TableUUID, Granularity: g, Job: r.Job, Attempt: r.Attempt}, nil
+}
 
 // Span is a range of a raw file's offsets the table holds, and when the commit
 // that added it was made (zero: unknown, long ago).
@@ -268,47 +356,84 @@ func indexPrefix(tbl *table.Table) string {
 	return indexDir + strings.Join(tbl.Identifier(), ".") + "/"
 }
 
-// readHeld returns what tbl holds: from its coverage index, or, when the
-// table has none yet (written before the index existed) or it cannot be read,
-// from the coverage footers of all its live files, once (indexed false: the
-// run's commit writes the index).
-func (c *Compactor) readHeld(ctx context.Context, tname string, g layout.Granularity, tbl *table.Table) (held Held, indexed bool, err error) {
+// readHeld returns what tbl holds of the months want (at least: a table
+// whose index predates the split by month, or has none, is read whole): from
+// its coverage index, or, when the table has none yet (written before the
+// index existed) or it cannot be read, from the coverage footers of all its
+// live files, once (indexed false: the run's commit writes the index). root is
+// the index's root object (nil: none, or whole), whose other months a commit
+// keeps.
+func (c *Compactor) readHeld(ctx context.Context, tname string, g layout.Granularity, tbl *table.Table, want map[string]bool) (held Held, root *indexRoot, indexed bool, err error) {
 	if tbl == nil {
-		return Held{}, false, nil
+		return Held{}, nil, false, nil
 	}
 	uri, ok := tbl.Properties()[IndexProperty]
 	if !ok {
 		if tbl.CurrentSnapshot() == nil {
-			return Held{}, false, nil
+			return Held{}, nil, false, nil
 		}
 		c.Log.Info("no coverage index yet; reading the coverage footers of every table file once", "table", tname)
 		held, err := c.heldFromFooters(ctx, tbl)
-		return held, false, err
+		return held, nil, false, err
 	}
 	key, err := relKey(c.Warehouse, uri)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: table property %s: %w", ErrHalt, IndexProperty, err)
+		return nil, nil, false, fmt.Errorf("%w: table property %s: %w", ErrHalt, IndexProperty, err)
 	}
+	uuid := tbl.Metadata().TableUUID().String()
 	b, err := c.Warehouse.Get(ctx, key)
 	if err == nil {
 		var m indexMeta
-		held, m, err = decodeIndex(b, tbl.Metadata().TableUUID().String(), g)
+		root, held, m, err = indexObject(b, uuid, g)
 		switch {
 		case err != nil:
 			err = fmt.Errorf("%w: %w", ErrBadInput, err)
 		case rolledBack(tbl, m.Job, m.Attempt):
 			err = fmt.Errorf("%w: the table was rolled back to before the commit of job %s attempt %d, which wrote it", ErrBadInput, m.Job, m.Attempt)
+		case root == nil:
+			return held, nil, true, nil
 		default:
-			return held, true, nil
+			if held, err = c.readMonths(ctx, root, uuid, g, want); err == nil {
+				return held, root, true, nil
+			}
 		}
 	}
 	if !store.IsNotFound(err) && !errors.Is(err, ErrBadInput) {
-		return nil, false, fmt.Errorf("read the coverage index %s: %w", uri, err)
+		return nil, nil, false, fmt.Errorf("read the coverage index %s: %w", uri, err)
 	}
 	// Deleted, damaged or rolled back: the footers are what is left.
 	c.Log.Warn("coverage index unusable; rebuilding it from the coverage footers of every table file", "table", tname, "file", uri, "err", err)
 	held, err = c.heldFromFooters(ctx, tbl)
-	return held, false, err
+	return held, nil, false, err
+}
+
+// readMonths reads the index objects of the months want that root names.
+func (c *Compactor) readMonths(ctx context.Context, root *indexRoot, uuid string, g layout.Granularity, want map[string]bool) (Held, error) {
+	held := Held{}
+	for m := range want {
+		key, ok := root.Months[m]
+		if !ok {
+			continue
+		}
+		b, err := c.Warehouse.Get(ctx, key)
+		if store.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: month %s: %w", ErrBadInput, m, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		h, _, err := decodeIndex(b, uuid, g)
+		if err != nil {
+			return nil, fmt.Errorf("%w: month %s (%s): %w", ErrBadInput, m, key, err)
+		}
+		for per, ts := range h {
+			if monthName(per, g) != m {
+				return nil, fmt.Errorf("%w: month %s (%s) holds period %d", ErrBadInput, m, key, per)
+			}
+			held[per] = ts
+		}
+	}
+	return held, nil
 }
 
 // rolledBack reports whether the snapshot of the commit of job and attempt
@@ -379,22 +504,54 @@ func (c *Compactor) heldFromFooters(ctx context.Context, tbl *table.Table) (Held
 	return held, nil
 }
 
-// writeIndex writes held as a new index object of tbl for the commit of job
-// and attempt (rebased rebase times) and returns its key.
-func (c *Compactor) writeIndex(ctx context.Context, tbl *table.Table, g layout.Granularity, held Held, job string, attempt, rebase int) (string, error) {
+// writeIndex writes the months of held as new index objects of tbl for the
+// commit of job and attempt (rebased rebase times), and a root naming them
+// and root's other months' objects (root nil: held is the whole table), and
+// returns the root's key. The months' keys are the root's base name, ".m"
+// and the month, so dropIndex finds them.
+func (c *Compactor) writeIndex(ctx context.Context, tbl *table.Table, g layout.Granularity, held Held, root *indexRoot, job string, attempt, rebase int) (string, error) {
 	held.Coalesce()
-	b, err := encodeIndex(held, indexMeta{TableUUID: tbl.Metadata().TableUUID().String(), Granularity: g, Job: job, Attempt: attempt})
+	base := fmt.Sprintf("%s%s-a%d", indexPrefix(tbl), job, attempt)
+	if rebase > 0 {
+		base = fmt.Sprintf("%s-r%d", base, rebase)
+	}
+	r := indexRoot{Version: rootVersion, TableUUID: tbl.Metadata().TableUUID().String(), Granularity: granularityName(g),
+		Job: job, Attempt: attempt, Months: map[string]string{}}
+	if root != nil {
+		maps.Copy(r.Months, root.Months)
+	}
+	meta := indexMeta{TableUUID: r.TableUUID, Granularity: g, Job: job, Attempt: attempt}
+	for m := range held.months(g) {
+		b, err := encodeIndex(held.month(m, g), meta)
+		if err != nil {
+			return "", fmt.Errorf("encode the coverage index of %s: %w", m, err)
+		}
+		key := base + ".m" + m + ".json.zst"
+		if err := c.Warehouse.Create(ctx, key, bytes.NewReader(b)); err != nil {
+			return "", fmt.Errorf("write the coverage index of %s: %w", m, err)
+		}
+		r.Months[m] = key
+	}
+	b, err := encodeRoot(r)
 	if err != nil {
 		return "", fmt.Errorf("encode the coverage index: %w", err)
 	}
-	key := fmt.Sprintf("%s%s-a%d.json.zst", indexPrefix(tbl), job, attempt)
-	if rebase > 0 {
-		key = fmt.Sprintf("%s%s-a%d-r%d.json.zst", indexPrefix(tbl), job, attempt, rebase)
-	}
-	if err := c.Warehouse.Create(ctx, key, strings.NewReader(string(b))); err != nil {
+	key := base + ".json.zst"
+	if err := c.Warehouse.Create(ctx, key, bytes.NewReader(b)); err != nil {
 		return "", fmt.Errorf("write the coverage index: %w", err)
 	}
 	return key, nil
+}
+
+// dropIndex deletes an index root no commit references and the month objects
+// written with it (best effort: the index sweep takes what is left).
+func (c *Compactor) dropIndex(ctx context.Context, key string) {
+	keys := []string{key}
+	_ = c.Warehouse.List(ctx, strings.TrimSuffix(key, ".json.zst")+".m", func(o store.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	c.deleteKeys(ctx, keys...)
 }
 
 // indexProps is the table property pointing at the index object key.
@@ -407,17 +564,17 @@ func (c *Compactor) indexProps(key string) iceberg.Properties {
 // snapshot planned from. It is best effort: on any failure the next run
 // builds it again.
 func (c *Compactor) commitIndex(ctx context.Context, tname string, g layout.Granularity, st *state, sum *Summary) error {
-	key, err := c.writeIndex(ctx, st.tbl, g, st.held, sum.Job, st.attempt, 0)
+	key, err := c.writeIndex(ctx, st.tbl, g, st.held, st.root, sum.Job, st.attempt, 0)
 	if err != nil {
 		return err
 	}
 	tx := st.tbl.NewTransaction()
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
-		c.deleteKeys(ctx, key)
+		c.dropIndex(ctx, key)
 		return fmt.Errorf("stage the coverage index: %w", err)
 	}
 	if err := tx.SetProperties(c.indexProps(key)); err != nil {
-		c.deleteKeys(ctx, key)
+		c.dropIndex(ctx, key)
 		return fmt.Errorf("stage the coverage index: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
@@ -433,15 +590,40 @@ func (c *Compactor) commitIndex(ctx context.Context, tname string, g layout.Gran
 	return nil
 }
 
-// sweepIndexes deletes tbl's index objects other than the current one that
-// are older than orphan_min_age: those of earlier commits, and those of
-// commits that failed (no reader still planning from one is that old).
-func (c *Compactor) sweepIndexes(ctx context.Context, tbl *table.Table) (int, error) {
+// sweepIndexes deletes tbl's index objects other than the current root and
+// the month objects it names that are older than orphan_min_age: those of
+// earlier commits, and those of commits that failed (no reader still planning
+// from one is that old). A current root that cannot be read leaves everything.
+func (c *Compactor) sweepIndexes(ctx context.Context, tbl *table.Table, g layout.Granularity) (int, error) {
 	current := tbl.Properties()[IndexProperty]
+	keep := map[string]bool{current: true}
+	if current != "" {
+		key, err := relKey(c.Warehouse, current)
+		if err != nil {
+			return 0, err
+		}
+		b, err := c.Warehouse.Get(ctx, key)
+		switch {
+		case store.IsNotFound(err):
+		case err != nil:
+			return 0, fmt.Errorf("read the coverage index %s: %w", current, err)
+		default:
+			// A whole-table object names no other; a root names its months.
+			root, _, _, err := indexObject(b, tbl.Metadata().TableUUID().String(), g)
+			if err != nil {
+				return 0, fmt.Errorf("read the coverage index %s: %w", current, err)
+			}
+			if root != nil {
+				for _, k := range root.Months {
+					keep[c.Warehouse.URI(k)] = true
+				}
+			}
+		}
+	}
 	cutoff := c.Now().Add(-c.Cfg.Compaction.OrphanMinAge)
 	var old []string
 	err := c.Warehouse.List(ctx, indexPrefix(tbl), func(o store.ObjectInfo) error {
-		if c.Warehouse.URI(o.Key) != current && o.Modified.Before(cutoff) {
+		if !keep[c.Warehouse.URI(o.Key)] && o.Modified.Before(cutoff) {
 			old = append(old, o.Key)
 		}
 		return nil

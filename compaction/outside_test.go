@@ -3,6 +3,7 @@ package compaction_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -268,8 +269,8 @@ func TestCoverageIndexFromFooters(t *testing.T) {
 	if err := c.Warehouse.List(ctx, ".lakesink/coverage/", func(o store.ObjectInfo) error { idx = append(idx, o.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(idx) != 1 || c.Warehouse.URI(idx[0]) != first {
-		t.Fatalf("index objects %q, want the one of the property %s", idx, first)
+	if roots := indexRoots(idx); len(roots) != 1 || c.Warehouse.URI(roots[0]) != first || len(idx) != 2 {
+		t.Fatalf("index objects %q, want the root of the property %s and its month", idx, first)
 	}
 	if err := c.Warehouse.Delete(ctx, idx...); err != nil {
 		t.Fatal(err)
@@ -379,8 +380,8 @@ func TestSupersededIndexesSwept(t *testing.T) {
 		}
 		return keys
 	}
-	if got := indexes(); len(got) != 3 {
-		t.Fatalf("index objects after 3 commits: %q, want 3", got)
+	if got := indexes(); len(indexRoots(got)) != 3 || len(got) != 6 {
+		t.Fatalf("index objects after 3 commits: %q, want 3 roots and their months", got)
 	}
 	current := indexURI(t, c)
 	// A sweep orphan_min_age and a day later.
@@ -390,8 +391,55 @@ func TestSupersededIndexesSwept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := indexes(); len(got) != 1 || got[0] != current || sum.OrphansDeleted != 2 {
-		t.Errorf("after the sweep: index objects %q, %d orphans deleted; want only %s, 2 deleted", got, sum.OrphansDeleted, current)
+	if got := indexes(); len(got) != 2 || indexRoots(got)[0] != current || sum.OrphansDeleted != 4 {
+		t.Errorf("after the sweep: index objects %q, %d orphans deleted; want only %s and its month, 4 deleted", got, sum.OrphansDeleted, current)
 	}
 	exact(t, c, 30)
+}
+
+// TestCoverageIndexReadsTheMonthsTouched: the coverage index is one object
+// per month of partitions under a root; a run placing raw files of one month
+// reads the root and that month's object, not the others', and its commit
+// keeps the other months' objects as they were (a run of the other month
+// later still finds its rows held: nothing merged twice).
+func TestCoverageIndexReadsTheMonthsTouched(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "      - {name: note, type: string}\n")
+	ctx := context.Background()
+	old := l.hour.AddDate(0, 0, -40) // another month
+	none := func(int) string { return "" }
+	l.writeEvents(t, cfg, 0, 10, func(int) time.Time { return old }, none)
+	l.writeEvents(t, cfg, 10, 20, func(int) time.Time { return l.hour }, none)
+	for range 2 { // the second run deletes the merged raw files
+		if _, _, err := l.compact(t, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldMonth, newMonth := old.Format("2006-01"), l.hour.Format("2006-01")
+	l.writeEvents(t, cfg, 20, 30, func(int) time.Time { return l.hour.Add(time.Minute) }, none)
+	c := l.compactor(t, cfg)
+	wh := &readLog{Store: c.Warehouse}
+	c.Warehouse = wh
+	if _, err := c.Run(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	var months []string
+	for _, k := range wh.keys {
+		if i := strings.Index(k, ".m"); strings.Contains(k, ".lakesink/coverage/") && i >= 0 {
+			months = append(months, k[i+2:i+9])
+		}
+	}
+	if !slices.Equal(months, []string{newMonth}) {
+		t.Fatalf("the run read the index objects of months %q, want only %s (not %s)", months, newMonth, oldMonth)
+	}
+	// A replay of the old month's raw file: its rows are still held.
+	l.writeEvents(t, cfg, 0, 10, func(int) time.Time { return old }, none)
+	sum, _, err := l.compact(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.RowsOut != 0 {
+		t.Fatalf("a replay of the old month merged %d rows (%d duplicates); want none: its rows are held", sum.RowsOut, sum.Dups)
+	}
+	exact(t, l.compactor(t, cfg), 30)
 }
