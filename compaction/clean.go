@@ -60,10 +60,14 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	if tbl.CurrentSnapshot() == nil {
 		return nil
 	}
+	g, err := layout.ParseGranularity(t.EventTime.Granularity)
+	if err != nil {
+		return err
+	}
 	// Merge manifests before expiry, so that the snapshots holding the small
 	// ones can go as soon as they are old enough.
-	tbl, err := c.raced(ctx, t, tbl, "manifest merge", func(tbl *table.Table) (*table.Table, error) {
-		next, n, err := c.mergeManifests(ctx, t, tbl)
+	tbl, err = c.raced(ctx, t, tbl, "manifest merge", func(tbl *table.Table) (*table.Table, error) {
+		next, n, err := c.mergeManifests(ctx, t, g, tbl)
 		sum.ManifestsMerged += n
 		c.Metrics.manifestsMerged(t.Name, n)
 		return next, err
@@ -95,10 +99,6 @@ func (c *Compactor) maintain(ctx context.Context, t *config.Table, tbl *table.Ta
 	// The coverage index objects live outside the table location (orphan
 	// cleanup, ours or another engine's, would take them for orphans):
 	// superseded ones are swept here, on the same cadence.
-	g, err := layout.ParseGranularity(t.EventTime.Granularity)
-	if err != nil {
-		return err
-	}
 	n, err := c.sweepIndexes(ctx, tbl, g)
 	if err != nil {
 		return err
@@ -133,10 +133,10 @@ func (c *Compactor) raced(ctx context.Context, t *config.Table, tbl *table.Table
 	}
 }
 
-// mergeManifests merges the data manifests of tbl's current snapshot into
-// as few as iceberg-go's rewrite-manifests makes of them (bins of the
-// table's commit.manifest.target-size-bytes, 8 MiB by default) once there
-// are more than compaction.max_manifests, in a metadata-only commit (a
+// mergeManifests rewrites the unsettled data manifests of tbl's current
+// snapshot (unsettledManifests) into one per month of partitions (cut at the
+// table's commit.manifest.target-size-bytes, 8 MiB by default) once more
+// than compaction.max_manifests would go, in a metadata-only commit (a
 // "replace" snapshot that adds and removes no data file). It returns the
 // table after and the manifests merged away.
 //
@@ -151,17 +151,13 @@ func (c *Compactor) raced(ctx context.Context, t *config.Table, tbl *table.Table
 // from (compare-and-swap, never replayed on a newer one), so it cannot drop
 // a file a rival's commit added; a rival's commit that loses to it rebases
 // (the merge changed no partition: its entries are all EXISTING).
-func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, tbl *table.Table) (*table.Table, int, error) {
+func (c *Compactor) mergeManifests(ctx context.Context, t *config.Table, g layout.Granularity, tbl *table.Table) (*table.Table, int, error) {
 	snap := tbl.CurrentSnapshot()
 	if snap == nil {
 		return tbl, 0, nil
 	}
 	if n, ok := manifestBound(tbl); ok && n <= c.Cfg.Compaction.MaxManifests {
 		return tbl, 0, nil // no need to read the manifest list (an idle run's GET)
-	}
-	g, err := layout.ParseGranularity(t.EventTime.Granularity)
-	if err != nil {
-		return nil, 0, err
 	}
 	fs, err := tbl.FS(ctx)
 	if err != nil {

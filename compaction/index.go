@@ -91,21 +91,42 @@ func (h Held) month(m string, g layout.Granularity) Held {
 	return out
 }
 
-// encodeRoot renders a root object.
-func encodeRoot(r indexRoot) ([]byte, error) {
-	b, err := json.Marshal(r)
+// packJSON renders v as zstd-compressed JSON, the form of every index object.
+func packJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	return (&zstd.Codec{Level: zstd.SpeedDefault}).Encode(nil, b)
 }
 
+// unpack decompresses an index object.
+func unpack(b []byte) ([]byte, error) {
+	raw, err := (&zstd.Codec{}).Decode(nil, b)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	return raw, nil
+}
+
+// checkOwner verifies that an index object was written for the table
+// tableUUID of granularity g.
+func checkOwner(uuid, granularity, tableUUID string, g layout.Granularity) error {
+	switch {
+	case uuid != tableUUID:
+		return fmt.Errorf("written for table %s, not this table (%s)", uuid, tableUUID)
+	case granularity != granularityName(g):
+		return fmt.Errorf("written for %s periods, the table's are %s", granularity, granularityName(g))
+	}
+	return nil
+}
+
 // indexObject reads an index object: a root (root set), or a whole-table
 // object of before the split (held set).
 func indexObject(b []byte, tableUUID string, g layout.Granularity) (root *indexRoot, held Held, m indexMeta, err error) {
-	raw, err := (&zstd.Codec{}).Decode(nil, b)
+	raw, err := unpack(b)
 	if err != nil {
-		return nil, nil, m, fmt.Errorf("decompress: %w", err)
+		return nil, nil, m, err
 	}
 	var v struct {
 		Version int `json:"version"`
@@ -114,18 +135,15 @@ func indexObject(b []byte, tableUUID string, g layout.Granularity) (root *indexR
 		return nil, nil, m, err
 	}
 	if v.Version != rootVersion {
-		held, m, err = decodeIndex(b, tableUUID, g)
+		held, m, err = decodeIndexJSON(raw, tableUUID, g)
 		return nil, held, m, err
 	}
 	var r indexRoot
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return nil, nil, m, err
 	}
-	switch {
-	case r.TableUUID != tableUUID:
-		return nil, nil, m, fmt.Errorf("written for table %s, not this table (%s)", r.TableUUID, tableUUID)
-	case r.Granularity != granularityName(g):
-		return nil, nil, m, fmt.Errorf("written for %s periods, the table's are %s", r.Granularity, granularityName(g))
+	if err := checkOwner(r.TableUUID, r.Granularity, tableUUID, g); err != nil {
+		return nil, nil, m, err
 	}
 	return &r, nil, indexMeta{TableUUID: r.TableUUID, Granularity: g, Job: r.Job, Attempt: r.Attempt}, nil
 }
@@ -287,32 +305,31 @@ func encodeIndex(h Held, m indexMeta) ([]byte, error) {
 		}
 		f.Periods[strconv.FormatInt(int64(per), 10)] = pm
 	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
-	}
-	return (&zstd.Codec{Level: zstd.SpeedDefault}).Encode(nil, b)
+	return packJSON(f)
 }
 
 // decodeIndex reads an index object written for the table tableUUID of
 // granularity g, and returns the job and attempt it was written for.
 func decodeIndex(b []byte, tableUUID string, g layout.Granularity) (Held, indexMeta, error) {
-	var m indexMeta
-	raw, err := (&zstd.Codec{}).Decode(nil, b)
+	raw, err := unpack(b)
 	if err != nil {
-		return nil, m, fmt.Errorf("decompress: %w", err)
+		return nil, indexMeta{}, err
 	}
+	return decodeIndexJSON(raw, tableUUID, g)
+}
+
+// decodeIndexJSON is decodeIndex on the decompressed object.
+func decodeIndexJSON(raw []byte, tableUUID string, g layout.Granularity) (Held, indexMeta, error) {
+	var m indexMeta
 	var f indexFile
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, m, err
 	}
-	switch {
-	case f.Version != indexVersion:
+	if f.Version != indexVersion {
 		return nil, m, fmt.Errorf("version %d, want %d", f.Version, indexVersion)
-	case f.TableUUID != tableUUID:
-		return nil, m, fmt.Errorf("written for table %s, not this table (%s)", f.TableUUID, tableUUID)
-	case f.Granularity != granularityName(g):
-		return nil, m, fmt.Errorf("written for %s periods, the table's are %s", f.Granularity, granularityName(g))
+	}
+	if err := checkOwner(f.TableUUID, f.Granularity, tableUUID, g); err != nil {
+		return nil, m, err
 	}
 	m = indexMeta{TableUUID: f.TableUUID, Granularity: g, Job: f.Job, Attempt: f.Attempt}
 	h := Held{}
@@ -532,7 +549,7 @@ func (c *Compactor) writeIndex(ctx context.Context, tbl *table.Table, g layout.G
 		}
 		r.Months[m] = key
 	}
-	b, err := encodeRoot(r)
+	b, err := packJSON(r)
 	if err != nil {
 		return "", fmt.Errorf("encode the coverage index: %w", err)
 	}
