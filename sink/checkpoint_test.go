@@ -24,12 +24,19 @@ func overflowRanges(t *testing.T, e *Engine, ev [][]byte) *buffer {
 	t.Helper()
 	feed(t, e, ev, 0, len(ev))
 	lowest := sealAllButLowest(e)
+	waitUploaded(e)
+	return lowest
+}
+
+// waitUploaded waits until every sealed buffer is durable: uploaded, its range
+// recorded and its memory released, one step under the engine's lock. An empty
+// upload queue is not enough: a buffer a worker has taken is still in flight.
+func waitUploaded(e *Engine) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	for len(e.queue) > 0 || e.sealedN > 0 {
 		e.cond.Wait()
 	}
-	e.mu.Unlock()
-	return lowest
 }
 
 // sealAllButLowest seals every open buffer but the one holding the lowest offset,

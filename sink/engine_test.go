@@ -159,10 +159,7 @@ func TestCommitMetadataSkipsDurableRanges(t *testing.T) {
 	}
 	// Flush every buffer but the one holding the lowest offset.
 	lowest := sealAllButLowest(e)
-	for e.Stats().Queued > 0 || len(e.Commits(nil)) == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
+	waitUploaded(e)
 	commits := e.Commits(nil)
 	e.Close()
 	if len(commits) != 1 || commits[0].Offset != lowest.first || !strings.HasPrefix(commits[0].Metadata, "ls1|events:") {
