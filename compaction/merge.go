@@ -233,6 +233,11 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 	pf := m.fetchAhead(ctx, ins)
 	defer pf.stop()
 	var pts []*passThrough
+	var total, consumed int64
+	for _, in := range ins {
+		total += in.size
+	}
+	reserved := false
 	for i, in := range ins {
 		flt, footer := filter, Coverage(nil)
 		if i < len(g.Table) {
@@ -242,6 +247,10 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 		pf.release(i)
 		if err != nil {
 			return res, err
+		}
+		if consumed += in.size; !reserved && s.t.rows > 0 && consumed > 0 {
+			reserved = true
+			s.reserve(total, consumed)
 		}
 		if i < len(g.Table) {
 			continue
@@ -500,6 +509,23 @@ func (s *sorter) added(first int, in *input) error {
 		return s.spill()
 	}
 	return nil
+}
+
+// reserve sizes the table and the permutation for the group's rows,
+// projected (with an eighth to spare) from those of the first total bytes
+// of its input files read so far (consumed), within half the budget: what a
+// table may keep between groups (Merge's spare), so that reserving never
+// makes the sorter spill.
+func (s *sorter) reserve(total, consumed int64) {
+	rows := int(float64(s.t.rows) * float64(total) / float64(consumed) * 1.125)
+	limit := s.m.Budget/2 - 4*int64(rows)
+	if limit <= 0 {
+		return
+	}
+	s.t.reserve(rows, limit)
+	if cap(s.perm) < rows {
+		s.perm = append(make([]uint32, 0, rows), s.perm...)
+	}
 }
 
 // spill writes the held rows, sorted and deduplicated, as a run to TempDir.
