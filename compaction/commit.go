@@ -122,13 +122,14 @@ const (
 // snapshot expiry), else the outputs are deleted and a *replanError re-plans;
 // absent after another error, the outputs are left to orphan cleanup (a late
 // request could still apply) and the run re-plans; the table unreadable,
-// ErrCommitUnknown. It returns the conflicts resolved by rebasing.
+// ErrCommitUnknown. It returns the conflicts resolved by rebasing and the
+// table after the commit.
 //
 // Each attempt also sets the table property IndexProperty to a coverage
 // index object that index writes for the table the attempt is pinned to (a
 // rebase's holds what the rival's commit added too); an attempt proven not
 // applied deletes its object with the outputs.
-func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties, periods map[layout.Period]bool, index func(on *table.Table, rebase int) (string, error)) (int, error) {
+func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Table, deletes []iceberg.DataFile, outputs []Output, props iceberg.Properties, periods map[layout.Period]bool, index func(on *table.Table, rebase int) (string, error)) (int, *table.Table, error) {
 	var key string // the current attempt's index object
 	// What an attempt proven not applied leaves behind: its outputs and index.
 	discard := func() {
@@ -140,7 +141,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 	fs, err := tbl.FS(ctx)
 	if err != nil {
 		discard()
-		return 0, fmt.Errorf("table file io: %w", err)
+		return 0, nil, fmt.Errorf("table file io: %w", err)
 	}
 	order := tbl.SortOrder().OrderID()
 	var adds []iceberg.DataFile
@@ -149,9 +150,9 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		if err != nil {
 			discard()
 			if Transient(err) {
-				return 0, fmt.Errorf("register %s: %w", o.Key, err)
+				return 0, nil, fmt.Errorf("register %s: %w", o.Key, err)
 			}
-			return 0, fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
+			return 0, nil, fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
 		}
 		adds = append(adds, df)
 	}
@@ -163,15 +164,15 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		if key, err = index(tbl, rebases); err != nil {
 			key = ""
 			discard()
-			return rebases, err
+			return rebases, nil, err
 		}
-		err := c.commitTx(ctx, tbl, deletes, adds, props, key)
+		next, err := c.commitTx(ctx, tbl, deletes, adds, props, key)
 		if errors.Is(err, errStage) {
 			discard()
-			return rebases, err
+			return rebases, nil, err
 		}
 		if err == nil {
-			return rebases, nil
+			return rebases, next, nil
 		}
 		// Any error may hide a success (a response lost after the catalog applied
 		// the commit, a Glue UpdateTable retried by the SDK and refused as a
@@ -181,18 +182,18 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		case rerr != nil:
 			c.Metrics.reconciled(t.Name, "unknown")
 			log.Error("commit outcome unknown; outputs left for orphan cleanup", "err", err, "reconcile_err", rerr)
-			return rebases, fmt.Errorf("%w: commit: %w; looking for the job in the table: %w", ErrCommitUnknown, err, rerr)
+			return rebases, nil, fmt.Errorf("%w: commit: %w; looking for the job in the table: %w", ErrCommitUnknown, err, rerr)
 		case applied:
 			c.Metrics.reconciled(t.Name, "applied")
 			log.Warn("commit reported an error but the job is in the table", "err", err)
-			return rebases, nil
+			return rebases, cur, nil
 		}
 		c.Metrics.reconciled(t.Name, "absent")
 		if !isConflict(err) {
 			// Not applied now, but a request still in flight could apply later: never
 			// delete what a late commit could reference (orphan cleanup will).
 			log.Warn("commit failed and the job is not in the table; planning again", "err", err)
-			return rebases, &replanError{err: err}
+			return rebases, nil, &replanError{err: err}
 		}
 		// Proven clean: nothing was committed, the outputs are ours alone.
 		why := fmt.Sprintf("%d rebases already", rebases)
@@ -202,7 +203,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		if why != "" {
 			log.Warn("commit conflict with a change to our partitions; planning again", "reason", why)
 			discard()
-			return rebases, &replanError{err: fmt.Errorf("%w (%s)", err, why), clean: true}
+			return rebases, nil, &replanError{err: fmt.Errorf("%w (%s)", err, why), clean: true}
 		}
 		c.Metrics.conflict(t.Name)
 		c.Metrics.rebased(t.Name)
@@ -213,7 +214,7 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		key = ""
 		if err := wait.Sleep(ctx, rebaseWait(rebases)); err != nil {
 			discard()
-			return rebases, err
+			return rebases, nil, err
 		}
 		tbl = cur
 	}
@@ -227,7 +228,7 @@ var errStage = errors.New("stage commit")
 // adds, props in the snapshot summary, the table property IndexProperty
 // naming the coverage index object index (the pointer moves in the same
 // commit as the data it describes).
-func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, adds []iceberg.DataFile, props iceberg.Properties, index string) error {
+func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, adds []iceberg.DataFile, props iceberg.Properties, index string) (*table.Table, error) {
 	tx := tbl.NewTransaction()
 	// Compare-and-swap on the snapshot we planned from: iceberg-go replays a
 	// conflicting commit on the new head when the table's
@@ -236,7 +237,7 @@ func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, add
 	// is never replayed; a conflict comes back to us and we decide (rebase
 	// or plan again).
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
-		return fmt.Errorf("%w: %w", errStage, err)
+		return nil, fmt.Errorf("%w: %w", errStage, err)
 	}
 	// The coverage index (index.go) and the final-through time (final.go) as
 	// table properties, in the same commit; the final-through never behind
@@ -247,18 +248,17 @@ func (c *Compactor) commitTx(ctx context.Context, tbl *table.Table, deletes, add
 		tprops[PropFinalThrough] = ft
 	}
 	if err := tx.SetProperties(tprops); err != nil {
-		return fmt.Errorf("%w: %w", errStage, err)
+		return nil, fmt.Errorf("%w: %w", errStage, err)
 	}
 	// Outputs get fresh names (job, attempt, uuid) and are never in the table:
 	// iceberg-go's check that they are not (a read of every manifest, which
 	// made an append's commit grow with the table) is skipped.
 	if err := tx.ReplaceDataFilesWithDataFiles(ctx, deletes, adds, props, table.WithoutDuplicateCheck()); err != nil {
-		return fmt.Errorf("%w: %w", errStage, err)
+		return nil, fmt.Errorf("%w: %w", errStage, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
 	defer cancel()
-	_, err := tx.Commit(cctx)
-	return err
+	return tx.Commit(cctx)
 }
 
 // reconcile reloads the table and reports whether the commit of props is in

@@ -204,8 +204,10 @@ type state struct {
 	// and reconciling an unknown outcome looks for the job and attempt, so a
 	// batch is never taken for an earlier one of the same run.
 	attempt int
-	// committed is set once the batch's commit is in the table.
+	// committed is set once the batch's commit is in the table; after is
+	// the table as that commit (or the index's alone, commitIndex) left it.
 	committed bool
+	after     *table.Table
 	// fin is what the watermarks said when the batch was planned (final.go).
 	fin finality
 	// othersFrom is the earliest period with raw files another shard owns.
@@ -297,19 +299,39 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 			sum.MoreToDo = true
 			break
 		}
-		if tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name)); err != nil {
-			return fmt.Errorf("reload table: %w", err)
+		if tbl, err = c.current(ctx, t, st); err != nil {
+			return err
 		}
 	}
-	tbl, err = c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
-	if err != nil {
-		return fmt.Errorf("reload table: %w", err)
+	if tbl, err = c.current(ctx, t, last); err != nil {
+		return err
 	}
 	tbl = c.advanceFinal(ctx, t, g, last, tbl) // every shard: its raw files bound it
 	if c.Maintenance == MaintainSkip || !c.Shard.First() {
 		return nil
 	}
 	return c.maintain(ctx, t, tbl, sum)
+}
+
+// current returns the table a run goes on with after the batch of st: the
+// one the batch's commit returned, or, when it committed nothing, the one it
+// planned from. A sharded run loads it again instead (other shards commit
+// meanwhile: the next batch, the final-through time and maintenance then
+// start from theirs too). Each load reads the table's metadata file, which
+// grows with its snapshots: an unsharded run reads it only to start and, in
+// the catalog, to commit.
+func (c *Compactor) current(ctx context.Context, t *config.Table, st *state) (*table.Table, error) {
+	if !c.Shard.Sharded() {
+		if st.after != nil {
+			return st.after, nil
+		}
+		return st.tbl, nil
+	}
+	tbl, err := c.Cat.Cat.LoadTable(ctx, c.Cat.Ident(t.Name))
+	if err != nil {
+		return nil, fmt.Errorf("reload table: %w", err)
+	}
+	return tbl, nil
 }
 
 // maintainOnly runs only a table's maintenance (MaintainOnly); a table not in
@@ -687,13 +709,13 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		}
 		return c.writeIndex(ctx, on, g, held, root, sum.Job, st.attempt, rebase)
 	}
-	rebased, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods, index)
+	rebased, after, err := c.commit(ctx, t, tbl, deletes, outputs, props, periods, index)
 	sum.Conflicts += rebased
 	sum.Rebased += rebased
 	if err != nil {
 		return err
 	}
-	st.committed = true
+	st.committed, st.after = true, after
 	sum.Commits++
 	c.Metrics.committed(t.Name)
 	c.Log.Info("committed", "table", t.Name, "job", sum.Job, "attempt", st.attempt, "outputs", len(outputs), "replaced", len(deletes))

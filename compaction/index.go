@@ -595,13 +595,14 @@ func (c *Compactor) commitIndex(ctx context.Context, tname string, g layout.Gran
 		return fmt.Errorf("stage the coverage index: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Cfg.Compaction.CommitTimeout)
-	_, err = tx.Commit(cctx)
+	next, err := tx.Commit(cctx)
 	cancel()
 	if err != nil {
 		// Not proven either way: the object stays for the index sweep.
 		c.Log.Warn("could not record the coverage index; the next run builds it again", "table", tname, "err", err)
 		return nil
 	}
+	st.after = next
 	c.Log.Info("coverage index created", "table", tname, "file", c.Warehouse.URI(key), "spans", st.held.Spans())
 	sum.Changes = append(sum.Changes, tname+": coverage index created")
 	return nil
