@@ -62,7 +62,7 @@ func main() {
 	n := flag.Int("events", 1_000_000, "events")
 	bin := flag.String("bin", "bin/lakesink", "lakesink binary")
 	out := flag.String("out", "bench-results/bench.json", "JSON results")
-	profile := flag.String("compact-cpuprofile", "", "write a CPU profile of the compaction run here")
+	profile := flag.String("compact-cpuprofile", "", "write a CPU profile of the compaction run here, and of each later pair of the shards measure to PATH-procsN-latXms-one (its one run) and -shardI (each shard)")
 	files := flag.Int("files", 1200, "small raw files the compaction measure starts from (at least)")
 	latSeconds := flag.Int("latency-seconds", 60, "how long the steady-rate latency measure produces; 0: skip")
 	latRate := flag.Int("latency-rate", 5000, "events per second of the latency measure")
@@ -70,6 +70,7 @@ func main() {
 	partsOnly := flag.Bool("partitions-only", false, "run only the partitions measure (into -out)")
 	partsBudget := flag.Int("partitions-budget", 512, "flush.memory_budget in MiB of the partitions measure")
 	tableFiles := flag.String("table-files", "100,10000", "data files of the tables the idle and one-hour compaction runs are measured on (bench/tablesize.go); empty: skip")
+	tableRepeats := flag.Int("table-size-repeats", 3, "one-hour runs on each table size (each on a new hour); the median's CPU is compared")
 	shardsLatency := flag.Duration("shards-s3-latency", 10*time.Millisecond, "latency a proxy adds to each S3 request of the shards measure's third pair of runs (0: skip it)")
 	shards := flag.Int("shards", 2, "also compact the day of data with this many shards at once, against one (0 or 1: skip)")
 	compactionOnly := flag.Bool("compaction-only", false, "run only the compaction measures: one run and -shards runs on the day of data, and the table sizes (into -out)")
@@ -96,7 +97,7 @@ func main() {
 	counts, err := parseCounts(*tableFiles)
 	check(err)
 	if *compactionOnly {
-		check(compactionMeasures(*n, *bin, *files, *profile, *shards, *shardsLatency, counts, *out))
+		check(compactionMeasures(*n, *bin, *files, *profile, *shards, *shardsLatency, counts, *tableRepeats, *out))
 		return
 	}
 	if *hvdOnly {
@@ -142,7 +143,7 @@ func main() {
 	check(err)
 	comp, sc := sh.Pairs[0].One, sh.Scan
 	results = append(results, sh.Results()...)
-	sizes, err := tableSizes(*bin, counts)
+	sizes, err := tableSizes(*bin, counts, *tableRepeats)
 	check(err)
 	var lat *Latency
 	if *latSeconds > 0 {
@@ -209,7 +210,7 @@ func main() {
 		big, small := sizes[len(sizes)-1], sizes[0]
 		targets = append(targets, atMost(fmt.Sprintf("idle compaction run CPU-s, %d-file table", big.Files), 2, big.Idle.CPUSeconds))
 		if len(sizes) > 1 {
-			targets = append(targets, atMost(fmt.Sprintf("one-hour compaction run CPU-s, %d-file table / %d-file", big.Files, small.Files),
+			targets = append(targets, atMost(fmt.Sprintf("one-hour compaction run CPU-s, %d-file table / %d-file (medians of %d runs)", big.Files, small.Files, len(big.OneHourRuns)),
 				1.2, big.OneHour.CPUSeconds/small.OneHour.CPUSeconds))
 		}
 	}

@@ -6,6 +6,7 @@ package main
 // iceberg-go's reads of metadata, manifest lists and manifests).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,7 +18,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -42,12 +45,15 @@ type RunCost struct {
 // in one closed hour) on a table of Files data files, one per hour, built by
 // lakesink compact itself from one raw file per hour
 // (compaction.max_partitions_per_commit hours per commit, so Files/200
-// manifests).
+// manifests). The one-hour run is repeated (OneHourRuns, each on a new
+// hour, so the table grows by one file each time); OneHour is the run of
+// median CPU.
 type TableSize struct {
-	Files        int     `json:"files"`
-	BuildSeconds float64 `json:"build_seconds"`
-	Idle         RunCost `json:"idle"`
-	OneHour      RunCost `json:"one_hour"`
+	Files        int       `json:"files"`
+	BuildSeconds float64   `json:"build_seconds"`
+	Idle         RunCost   `json:"idle"`
+	OneHour      RunCost   `json:"one_hour"`
+	OneHourRuns  []RunCost `json:"one_hour_runs"`
 }
 
 // countingProxy is a reverse proxy to the S3 server on loopback that counts
@@ -91,11 +97,12 @@ func newSlowProxy(target string, delay time.Duration) (*countingProxy, error) {
 	return p, nil
 }
 
-// tableSizes measures TableSize for each count of files.
-func tableSizes(bin string, counts []int) ([]TableSize, error) {
+// tableSizes measures TableSize for each count of files, with repeats
+// one-hour runs each.
+func tableSizes(bin string, counts []int, repeats int) ([]TableSize, error) {
 	var out []TableSize
 	for _, n := range counts {
-		ts, err := tableSize(bin, n)
+		ts, err := tableSize(bin, n, max(1, repeats))
 		if err != nil {
 			return nil, fmt.Errorf("table of %d files: %w", n, err)
 		}
@@ -104,7 +111,7 @@ func tableSizes(bin string, counts []int) ([]TableSize, error) {
 	return out, nil
 }
 
-func tableSize(bin string, files int) (TableSize, error) {
+func tableSize(bin string, files, repeats int) (TableSize, error) {
 	ctx := context.Background()
 	name := fmt.Sprintf("bench-tablesize-%d-%d", files, time.Now().UnixNano())
 	dir, err := os.MkdirTemp("", name)
@@ -126,10 +133,10 @@ func tableSize(bin string, files int) (TableSize, error) {
 	if err != nil {
 		return TableSize{}, err
 	}
-	// One event an hour for files hours ending three hours ago, then the
-	// one-hour run's 1,000 events in the hour before last.
+	// One event an hour for files hours ending repeats+2 hours ago, then
+	// each one-hour run's 1,000 events in one of the closed hours after them.
 	now := time.Now().UTC().Truncate(time.Hour)
-	first := now.Add(-time.Duration(files+3) * time.Hour)
+	first := now.Add(-time.Duration(files+repeats+2) * time.Hour)
 	fmt.Fprintf(os.Stderr, "bench: table size %d: writing one raw file an hour\n", files)
 	if err := writeHours(ctx, cfg, st, first, files, files, 0); err != nil {
 		return TableSize{}, err
@@ -161,20 +168,42 @@ func tableSize(bin string, files int) (TableSize, error) {
 	if ts.Idle, _, err = measure("idle"); err != nil {
 		return ts, err
 	}
-	hour := now.Add(-2 * time.Hour)
-	if err := writeHours(ctx, cfg, st, hour, 1, 1000, files); err != nil {
-		return ts, err
+	for k := range repeats {
+		hour := now.Add(-time.Duration(repeats+1-k) * time.Hour)
+		if err := writeHours(ctx, cfg, st, hour, 1, 1000, files+1000*k); err != nil {
+			return ts, err
+		}
+		what := "one-hour"
+		if k > 0 {
+			what = fmt.Sprintf("one-hour-%d", k+1)
+		}
+		r, out, err := measure(what)
+		if err != nil {
+			return ts, err
+		}
+		if m := regexp.MustCompile(`(\d+) rows,`).FindStringSubmatch(out); m == nil || m[1] != "1000" {
+			return ts, fmt.Errorf("the one-hour run did not merge 1000 rows:\n%s", out)
+		}
+		ts.OneHourRuns = append(ts.OneHourRuns, r)
 	}
-	var out string
-	if ts.OneHour, out, err = measure("one-hour"); err != nil {
-		return ts, err
-	}
-	if m := regexp.MustCompile(`(\d+) rows,`).FindStringSubmatch(out); m == nil || m[1] != "1000" {
-		return ts, fmt.Errorf("the one-hour run did not merge 1000 rows:\n%s", out)
-	}
-	fmt.Fprintf(os.Stderr, "bench: table size %d (built in %.0f s): idle %.2f CPU-s %d requests; one hour %.2f CPU-s %d requests\n",
-		files, ts.BuildSeconds, ts.Idle.CPUSeconds, ts.Idle.Requests, ts.OneHour.CPUSeconds, ts.OneHour.Requests)
+	byCPU := slices.Clone(ts.OneHourRuns)
+	slices.SortFunc(byCPU, func(a, b RunCost) int { return cmp.Compare(a.CPUSeconds, b.CPUSeconds) })
+	ts.OneHour = byCPU[len(byCPU)/2]
+	fmt.Fprintf(os.Stderr, "bench: table size %d (built in %.0f s): idle %.2f CPU-s %d requests; one hour %s CPU-s (median %.3f) %d requests\n",
+		files, ts.BuildSeconds, ts.Idle.CPUSeconds, ts.Idle.Requests, cpuList(ts.OneHourRuns), ts.OneHour.CPUSeconds, ts.OneHour.Requests)
 	return ts, nil
+}
+
+// cpuList renders the CPU seconds of runs, comma-separated.
+func cpuList(runs []RunCost) string {
+	var b strings.Builder
+	for i, r := range runs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%.3f", r.CPUSeconds)
+	}
+	return b.String()
 }
 
 // writeHours writes n events (offsets from offset0 on, Kafka partition 0)
@@ -225,10 +254,10 @@ func parseCounts(s string) ([]int, error) {
 // printTableSizes prints the table-size measures.
 func printTableSizes(sizes []TableSize) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "table files\tbuild s\tidle CPU-s\tidle wall s\tidle S3 requests\tone hour CPU-s\tone hour wall s\tone hour S3 requests\t")
+	fmt.Fprintln(tw, "table files\tbuild s\tidle CPU-s\tidle wall s\tidle S3 requests\tone hour CPU-s (median)\tone hour CPU-s (each run)\tone hour wall s\tone hour S3 requests\t")
 	for _, t := range sizes {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%d\t\n", t.Files, t.BuildSeconds, t.Idle.CPUSeconds, t.Idle.WallSeconds, t.Idle.Requests,
-			t.OneHour.CPUSeconds, t.OneHour.WallSeconds, t.OneHour.Requests)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.3f\t%.2f\t%d\t%.3f\t%s\t%.2f\t%d\t\n", t.Files, t.BuildSeconds, t.Idle.CPUSeconds, t.Idle.WallSeconds, t.Idle.Requests,
+			t.OneHour.CPUSeconds, cpuList(t.OneHourRuns), t.OneHour.WallSeconds, t.OneHour.Requests)
 	}
 	tw.Flush()
 	fmt.Println()
@@ -238,7 +267,7 @@ func printTableSizes(sizes []TableSize) {
 // -compaction-only): the day of data compacted by one run and by shards runs
 // at once, and the idle and one-hour runs against table size; it prints them
 // and writes them to out.
-func compactionMeasures(n int, bin string, files int, profile string, shards int, latency time.Duration, counts []int, out string) error {
+func compactionMeasures(n int, bin string, files int, profile string, shards int, latency time.Duration, counts []int, repeats int, out string) error {
 	events := make([][]byte, n)
 	dayStart := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
 	g := gen.New(99, dayStart, 24*time.Hour)
@@ -251,7 +280,7 @@ func compactionMeasures(n int, bin string, files int, profile string, shards int
 		return err
 	}
 	results := sh.Results()
-	sizes, err := tableSizes(bin, counts)
+	sizes, err := tableSizes(bin, counts, repeats)
 	if err != nil {
 		return err
 	}
@@ -323,7 +352,11 @@ func shardMeasures(events [][]byte, bin string, files int, profile string, hour 
 			prof = fmt.Sprintf("%s-procs%d-lat%gms", profile, p.GOMAXPROCS, p.S3LatencyMs)
 		}
 		if i > 0 {
-			if p.One, _, err = compact(events, bin, files, "", hour, 1, p.GOMAXPROCS, lat); err != nil {
+			one := ""
+			if prof != "" {
+				one = prof + "-one" // the first pair's one run writes profile itself
+			}
+			if p.One, _, err = compact(events, bin, files, one, hour, 1, p.GOMAXPROCS, lat); err != nil {
 				return nil, err
 			}
 		}
