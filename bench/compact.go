@@ -109,7 +109,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	server1, _ := s3ServerCPU()
 	var cpu time.Duration
 	var rss int64
-	rows := 0
+	rows, groups, conflicts, rebased := 0, 0, 0, 0
 	for _, r := range runs {
 		if r.err != nil {
 			return Result{}, nil, r.err
@@ -121,6 +121,12 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 		}
 		n, _ := strconv.Atoi(m[1])
 		rows += n
+		if m := regexp.MustCompile(`(\d+) group\(s\).* (\d+) conflicts \((\d+) rebased\)`).FindStringSubmatch(r.out); m != nil {
+			g, _ := strconv.Atoi(m[1])
+			c, _ := strconv.Atoi(m[2])
+			rb, _ := strconv.Atoi(m[3])
+			groups, conflicts, rebased = groups+g, conflicts+c, rebased+rb
+		}
 		cpu += r.cpu
 		rss = max(rss, r.rssKiB)
 	}
@@ -133,6 +139,7 @@ func compact(events [][]byte, bin string, minFiles int, profile string, hour tim
 	}
 	r := result(label, len(events), size, wall, cpu, rss)
 	r.Files = files
+	r.Groups, r.Conflicts, r.Rebased = groups, conflicts, rebased
 	if serverOK {
 		r.ServerCPUSeconds = (server1 - server0).Seconds()
 	}

@@ -56,6 +56,12 @@ type Result struct {
 	// ServerCPUSeconds is the CPU the bed's S3 server used meanwhile (it
 	// shares the cores), when it could be read.
 	ServerCPUSeconds float64 `json:"s3_server_cpu_seconds,omitempty"`
+	// Groups, Conflicts and Rebased are the compactor runs' summed counts
+	// (compaction measures): groups merged, commit conflicts met, and those
+	// resolved by staging the same outputs again (no re-merge).
+	Groups    int `json:"groups,omitempty"`
+	Conflicts int `json:"conflicts,omitempty"`
+	Rebased   int `json:"rebased,omitempty"`
 }
 
 func main() {

@@ -363,11 +363,15 @@ func shardMeasures(events [][]byte, bin string, files int, profile string, hour 
 		if p.Many, _, err = compact(events, bin, files, prof, hour, shards, p.GOMAXPROCS, lat); err != nil {
 			return nil, err
 		}
-		fmt.Printf("compaction of the day (S3 requests +%gms), GOMAXPROCS=%d per process: 1 run %.1f s wall, %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
-			"%d shards %.1f s wall (%.2f of 1), %.1f CPU-s (S3 server %.1f CPU-s, %.2f cores busy)\n",
+		fmt.Printf("compaction of the day (S3 requests +%gms), GOMAXPROCS=%d per process: 1 run %.1f s wall, %.2f CPU-s (S3 server %.1f CPU-s, %.2f cores busy); "+
+			"%d shards %.1f s wall (%.2f of 1), %.2f CPU-s (%.2f of 1; S3 server %.1f CPU-s, %.2f cores busy); groups %d and %d, shard conflicts %d (%d rebased)\n",
 			p.S3LatencyMs, p.GOMAXPROCS, p.One.WallSeconds, p.One.CPUSeconds, p.One.ServerCPUSeconds, (p.One.CPUSeconds+p.One.ServerCPUSeconds)/p.One.WallSeconds,
-			shards, p.Many.WallSeconds, p.Ratio(), p.Many.CPUSeconds, p.Many.ServerCPUSeconds,
-			(p.Many.CPUSeconds+p.Many.ServerCPUSeconds)/p.Many.WallSeconds)
+			shards, p.Many.WallSeconds, p.Ratio(), p.Many.CPUSeconds, p.Many.CPUSeconds/p.One.CPUSeconds, p.Many.ServerCPUSeconds,
+			(p.Many.CPUSeconds+p.Many.ServerCPUSeconds)/p.Many.WallSeconds, p.One.Groups, p.Many.Groups, p.Many.Conflicts, p.Many.Rebased)
+		if p.Many.Groups != p.One.Groups || p.Many.Conflicts != p.Many.Rebased {
+			return nil, fmt.Errorf("%d shards merged %d groups against one run's %d, with %d conflicts of which %d rebased: a shard merged again",
+				shards, p.Many.Groups, p.One.Groups, p.Many.Conflicts, p.Many.Rebased)
+		}
 	}
 	return s, nil
 }
