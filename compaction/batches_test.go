@@ -2,6 +2,8 @@ package compaction_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/lakesink/lakesink/compaction"
 	"github.com/lakesink/lakesink/lake/config"
+	"github.com/lakesink/lakesink/lake/store"
 )
 
 // backfill writes events [0, n) of Kafka partition 0 spread over hours closed
@@ -102,4 +105,57 @@ func TestDeadlineStopsBetweenCommits(t *testing.T) {
 		t.Fatalf("second run: %d commits, %d partitions, more to do %v; want 2, 4, false", sum.Commits, sum.Partitions, sum.MoreToDo)
 	}
 	exact(t, c, 120)
+}
+
+// rawOpens counts, per key, the raw files opened through a store (footer
+// reads; a merge fetches small files whole with Get).
+type rawOpens struct {
+	store.Store
+	mu *sync.Mutex
+	n  map[string]int
+}
+
+func (s rawOpens) Open(ctx context.Context, key string) (store.Object, error) {
+	if strings.HasPrefix(key, "raw/") {
+		s.mu.Lock()
+		s.n[key]++
+		s.mu.Unlock()
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestBatchesReadEachRawFooterOnce: in a run of 4 batches (a backfill of 10
+// closed hours, max_partitions_per_commit 3, raw_grace 1h as by default, so
+// the merged raw files stay), each batch planned with the footers of every
+// raw file the earlier batches had merged (their last offsets: a raw file
+// counts as held only for its whole range), so batch k read k-1 batches'
+// footers again: a backfill of 23,618 raw files in 22 batches of 200 hours
+// reads ~250,000 footers. The last offsets a run has read are kept for the
+// files the next listing shows unchanged (same key, size and time), so each
+// footer is read once. The table is exact.
+func TestBatchesReadEachRawFooterOnce(t *testing.T) {
+	l := newLab(t)
+	cfg := l.config(t, "      - {name: note, type: string}\n")
+	cfg.Compaction.RawGrace = time.Hour
+	cfg.Compaction.MaxPartitionsPerCommit = 3
+	l.backfill(t, cfg, 200, 10)
+	c := l.compactor(t, cfg)
+	opens := rawOpens{c.Lake, &sync.Mutex{}, map[string]int{}}
+	c.Lake = opens
+	sum, err := c.Run(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Commits != 4 || sum.Partitions != 10 {
+		t.Fatalf("run: %d commits of %d partitions, want 4 of 10", sum.Commits, sum.Partitions)
+	}
+	if len(opens.n) != 9 {
+		t.Errorf("the footers of %d raw files were read, want the 9 merged before the last batch", len(opens.n))
+	}
+	for key, n := range opens.n {
+		if n > 1 {
+			t.Errorf("raw file %s: footer read %d times in one run, want once", key, n)
+		}
+	}
+	exact(t, c, 200)
 }

@@ -245,8 +245,9 @@ func (c *Compactor) table(ctx context.Context, t *config.Table, sum *Summary) er
 	attempts := c.Cfg.Compaction.CommitAttempts
 	var prog *batchProgress
 	var last *state
+	lasts := lastOffsets{}
 	for attempt, tries := 1, 1; ; attempt++ {
-		st, err := c.load(ctx, t, g, tbl)
+		st, err := c.load(ctx, t, g, tbl, lasts)
 		if err != nil {
 			return err
 		}
@@ -352,8 +353,9 @@ func (c *Compactor) maintainOnly(ctx context.Context, t *config.Table, sum *Summ
 	return c.maintain(ctx, t, tbl, sum)
 }
 
-// load lists the raw zone and the table's live files and plans.
-func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granularity, tbl *table.Table) (*state, error) {
+// load lists the raw zone and the table's live files and plans; lasts holds
+// the raw files' last offsets the run has read so far (readLastOffsets).
+func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granularity, tbl *table.Table, lasts lastOffsets) (*state, error) {
 	st := &state{tbl: tbl, dfs: map[string]iceberg.DataFile{}}
 	err := c.Lake.List(ctx, "raw/"+t.Name+"/", func(o store.ObjectInfo) error {
 		if !strings.HasSuffix(o.Key, ".parquet") {
@@ -404,7 +406,7 @@ func (c *Compactor) load(ctx context.Context, t *config.Table, g layout.Granular
 		}
 		st.migrate = !indexed && tbl != nil && tbl.CurrentSnapshot() != nil
 	}
-	if err := c.readLastOffsets(ctx, t, p, st); err != nil {
+	if err := c.readLastOffsets(ctx, t, p, st, lasts); err != nil {
 		return nil, err
 	}
 	// Cost that follows new data: only the partitions with closed raw files
@@ -477,18 +479,40 @@ func periodScan(tbl *table.Table, g layout.Granularity, periods map[layout.Perio
 // footerReaders bounds the raw footers read at once.
 const footerReaders = 8
 
+// rawVersion names one version of a raw file: its key, size and time as
+// listed. A sink that replays from an old commit writes a key again, with
+// other rows; the listing then shows another size or time.
+type rawVersion struct {
+	key      string
+	size     int64
+	modified time.Time
+}
+
+// lastOffsets are the last offsets a run has read from raw files' footers,
+// by version: each batch of a run lists the raw zone again and plans with
+// the last offsets of every raw file the table holds, most of which (the
+// files earlier batches merged, kept for raw_grace) it read before.
+type lastOffsets map[rawVersion]int64
+
 // readLastOffsets reads the last offset from the footer of the raw files the
 // planner could take as already in the table: those of closed periods whose
 // first offset lies in a range the table holds for the period. Only the
 // whole range decides (a sink that replayed from an old commit rewrites a key
 // with more rows); the others stay LastUnknown, which the planner merges
 // anyway. A file gone meanwhile (another compactor cleaned it) is dropped.
-func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Params, st *state) error {
+// A file whose version (key, size, time) is in lasts is not read again; the
+// offsets read are added to lasts.
+func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Params, st *state, lasts lastOffsets) error {
 	var todo []int
 	for i, r := range st.raw {
-		if p.Closed(r.Period) && st.held.holds(r.Period, r.Topic, r.Partition, r.First) {
-			todo = append(todo, i)
+		if !p.Closed(r.Period) || !st.held.holds(r.Period, r.Topic, r.Partition, r.First) {
+			continue
 		}
+		if last, ok := lasts[rawVersion{r.Key, r.Size, r.Modified}]; ok {
+			st.raw[i].Last = last
+			continue
+		}
+		todo = append(todo, i)
 	}
 	if len(todo) == 0 {
 		return nil
@@ -524,6 +548,12 @@ func (c *Compactor) readLastOffsets(ctx context.Context, t *config.Table, p Para
 			return fmt.Errorf("%w: %w", ErrHalt, err)
 		}
 		return err
+	}
+	for _, i := range todo {
+		if !gone[i] {
+			r := st.raw[i]
+			lasts[rawVersion{r.Key, r.Size, r.Modified}] = r.Last
+		}
 	}
 	kept := st.raw[:0]
 	for i, r := range st.raw {
