@@ -653,6 +653,7 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 		Budget: int64(c.Cfg.Compaction.MemoryBudget) / 2, RowGroupSize: int64(c.Cfg.Compaction.RowGroupSize),
 		Target: int64(t.TargetFileSize), TempDir: c.Cfg.Compaction.TempDir, Job: sum.Job, Attempt: st.attempt, ReadTimeout: c.Cfg.Compaction.ReadTimeout, Progress: prog.add,
 		Codec: ZstdCodec(c.Cfg.Compaction.ZstdLevel), CopyRowGroups: c.Cfg.Compaction.CopyRowGroups}
+	defer m.Close()
 	filters := map[layout.Period]Coverage{}
 	for _, gr := range st.plan.Groups {
 		if filters[gr.Period] == nil {
@@ -671,6 +672,10 @@ func (c *Compactor) merge(ctx context.Context, t *config.Table, g layout.Granula
 	var empty []RawFile
 	for gi, gr := range st.plan.Groups {
 		dir := base + "data/" + icetable.PartitionFieldName(out) + "=" + partitionValue(g, gr.Period)
+		m.Next = nil
+		if gi+1 < len(st.plan.Groups) {
+			m.Next = &st.plan.Groups[gi+1]
+		}
 		res, err := m.Merge(ctx, gr, gi, dir, filters[gr.Period])
 		if err != nil {
 			c.deleteOutputs(ctx, outputs)
