@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lakesink/lakesink/internal/wait"
 	"github.com/lakesink/lakesink/lake/config"
@@ -144,17 +145,19 @@ func (c *Compactor) commit(ctx context.Context, t *config.Table, tbl *table.Tabl
 		return 0, nil, fmt.Errorf("table file io: %w", err)
 	}
 	order := tbl.SortOrder().OrderID()
-	var adds []iceberg.DataFile
-	for _, o := range outputs {
-		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(o.Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
+	adds, err := inOrder(ctx, len(outputs), registerReaders, func(ctx context.Context, i int) (iceberg.DataFile, error) {
+		df, err := table.FileToDataFile(ctx, fs, c.Warehouse.URI(outputs[i].Key), tbl.Schema(), tbl.Spec(), order, tbl.Properties())
 		if err != nil {
-			discard()
-			if Transient(err) {
-				return 0, nil, fmt.Errorf("register %s: %w", o.Key, err)
-			}
-			return 0, nil, fmt.Errorf("%w: register %s: %w", ErrHalt, o.Key, err)
+			return nil, fmt.Errorf("register %s: %w", outputs[i].Key, err)
 		}
-		adds = append(adds, df)
+		return df, nil
+	})
+	if err != nil {
+		discard()
+		if Transient(err) {
+			return 0, nil, err
+		}
+		return 0, nil, fmt.Errorf("%w: %w", ErrHalt, err)
 	}
 	log := c.Log.With("table", t.Name, "job", props[SummaryJob], "attempt", props[SummaryAttempt])
 	// Rebases are cheap (no merge): allow one per other shard on top of the
@@ -307,4 +310,31 @@ func (c *Compactor) deleteKeys(ctx context.Context, keys ...string) {
 	if err := c.Warehouse.Delete(context.WithoutCancel(ctx), keys...); err != nil {
 		c.Log.Warn("could not delete uncommitted outputs; orphan cleanup will", "err", err)
 	}
+}
+
+// registerReaders bounds the outputs registered at once: iceberg-go builds an
+// output's data file from its footer, which it reads back from the warehouse
+// (a HEAD and two ranged GETs on S3), so with S3's latency a batch's commit
+// waited ~30 ms per output, one after the other.
+const registerReaders = 16
+
+// inOrder calls f for 0..n-1, at most limit at once, and returns the results
+// in order; the error is the lowest i's that failed (all calls run).
+func inOrder[T any](ctx context.Context, n, limit int, f func(ctx context.Context, i int) (T, error)) ([]T, error) {
+	out, errs := make([]T, n), make([]error, n)
+	var g errgroup.Group
+	g.SetLimit(limit)
+	for i := range n {
+		g.Go(func() error {
+			out[i], errs[i] = f(ctx, i)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
