@@ -351,7 +351,9 @@ func (t *colTable) reserve(rows int, limit int64) {
 }
 
 // growTo returns s with a capacity of at least len(s) × scale (s itself when
-// it has that already, or is empty: a slice the column does not use).
+// it has that already, or is empty: a slice the column does not use). The
+// capacity is exact, so reserve stays within its limit (slices.Grow rounds
+// up to append's growth and the allocator's size classes).
 func growTo[E any](s []E, scale float64) []E {
 	n := int(float64(len(s)) * scale)
 	if len(s) == 0 || cap(s) >= n {

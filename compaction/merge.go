@@ -308,9 +308,9 @@ func (m *Merger) Merge(ctx context.Context, g Group, gi int, dir string, filter 
 			res.Empty = append(res.Empty, rf)
 		}
 	}
-	if m.Next != nil && m.ahead == nil {
+	if m.Next != nil {
 		// Every input is read: the next group's are fetched while this one
-		// sorts and writes.
+		// sorts and writes (prefetch took any fetch started before).
 		if next, err := m.inputs(*m.Next); err == nil {
 			m.ahead, m.aheadOf = m.fetchAhead(ctx, next), next
 		}
